@@ -1,0 +1,29 @@
+"""driftline's drift detectors: pure numpy/SciPy computation, no I/O.
+
+* :class:`ReferenceProfile` summarises a reference once; ``profile.compare(window)``
+  returns a :class:`DriftReport` of per-feature :class:`FeatureDrift` verdicts, with
+  Evidently 0.7's methods, thresholds and ``auto`` choice.
+* :func:`drift_report` does the same for two pandas DataFrames.
+* :class:`ADWIN`, :class:`PageHinkley` and :class:`DDM` watch a stream of errors or losses
+  for concept drift, with River's defaults and detections.
+"""
+
+from detectors.adwin import ADWIN
+from detectors.ddm import DDM
+from detectors.page_hinkley import PageHinkley
+from detectors.profile import CategoricalSummary, NumericalSummary, ReferenceProfile
+from detectors.report import DriftReport, FeatureDrift, drift_report
+from detectors.stattests import METHODS
+
+__all__ = [
+    "ADWIN",
+    "DDM",
+    "METHODS",
+    "CategoricalSummary",
+    "DriftReport",
+    "FeatureDrift",
+    "NumericalSummary",
+    "PageHinkley",
+    "ReferenceProfile",
+    "drift_report",
+]

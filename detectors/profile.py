@@ -1,0 +1,270 @@
+"""Reference profiles: a reference data set summarised once, reused for every window.
+
+Each feature is reduced to what the univariate tests need, so comparing a window
+against the reference never touches the raw reference rows again:
+
+* a numerical feature keeps its sorted finite values, its population standard
+  deviation and its number of distinct values;
+* a categorical feature keeps each category with its count.
+
+Missing values (None, NaN and, as in Evidently, +/-inf) are excluded from every
+test and counted.
+
+>>> import numpy as np
+>>> profile = ReferenceProfile.from_columns(
+...     {"amount": np.array([1.0, 2.0, np.nan, 4.0]), "country": np.array(["DE", "FR", "DE", None], dtype=object)})
+>>> profile.types
+{'amount': 'numerical', 'country': 'categorical'}
+>>> profile.columns["country"].counts.tolist()
+[2, 1]
+>>> ReferenceProfile.from_bytes(profile.to_bytes()).columns["amount"].sorted_values.tolist()
+[1.0, 2.0, 4.0]
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from collections import Counter
+from dataclasses import dataclass
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+NUMERICAL = "numerical"
+CATEGORICAL = "categorical"
+
+# Evidently 0.7 (evidently.core.datasets.infer_column_type) treats an integer column with
+# at most this many distinct values as categorical.
+INTEGER_CARDINALITY_LIMIT = 10
+
+
+def python_scalar(value: Any) -> Any:
+    """A numpy scalar as the equal plain Python value (so it hashes, sorts and serialises)."""
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def is_missing(value: Any) -> bool:
+    """None, NaN and +/-inf are missing, as Evidently drops them before a test."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return not math.isfinite(value)
+    return False
+
+
+def infer_type(values: np.ndarray) -> str:
+    """Evidently's rule for a pandas column: float -> numerical, integer -> categorical
+    when it has at most 10 distinct values, bool/object/str -> categorical."""
+    kind = values.dtype.kind
+    if kind == "f":
+        return NUMERICAL
+    if kind in "iu":
+        return CATEGORICAL if np.unique(values).size <= INTEGER_CARDINALITY_LIMIT else NUMERICAL
+    return CATEGORICAL
+
+
+def type_of(values) -> str:
+    """The type of a column given as an array (inferred) or as a summary (its own)."""
+    if isinstance(values, NumericalSummary):
+        return NUMERICAL
+    if isinstance(values, CategoricalSummary):
+        return CATEGORICAL
+    return infer_type(np.asarray(values))
+
+
+@dataclass(frozen=True)
+class NumericalSummary:
+    """Sorted finite reference values plus the statistics every test reuses."""
+
+    sorted_values: np.ndarray
+    std: float
+    n_distinct: int
+    n_missing: int = 0
+
+    @classmethod
+    def from_values(cls, values: np.ndarray) -> "NumericalSummary":
+        values = np.asarray(values, dtype=np.float64)
+        finite = values[np.isfinite(values)]
+        ordered = np.sort(finite)
+        return cls(
+            sorted_values=ordered,
+            std=float(np.std(ordered)) if ordered.size else 0.0,
+            n_distinct=count_distinct_sorted(ordered),
+            n_missing=int(values.size - finite.size),
+        )
+
+    @property
+    def n(self) -> int:
+        return int(self.sorted_values.size)
+
+    def distinct_counts(self) -> tuple[np.ndarray, np.ndarray]:
+        return distinct_counts_sorted(self.sorted_values)
+
+
+@dataclass(frozen=True)
+class CategoricalSummary:
+    """Categories (plain Python values) and how often each occurs, missing values excluded."""
+
+    categories: list
+    counts: np.ndarray
+    n_missing: int = 0
+
+    @classmethod
+    def from_values(cls, values: np.ndarray) -> "CategoricalSummary":
+        return cls(*count_categories(values))
+
+    @property
+    def n(self) -> int:
+        return int(self.counts.sum())
+
+    @property
+    def n_distinct(self) -> int:
+        return len(self.categories)
+
+
+ColumnSummary = NumericalSummary | CategoricalSummary
+
+
+def count_distinct_sorted(ordered: np.ndarray) -> int:
+    return int(ordered.size and 1 + np.count_nonzero(ordered[1:] != ordered[:-1]))
+
+
+def distinct_counts_sorted(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct values of a sorted array and their counts, in one linear pass."""
+    if ordered.size == 0:
+        return ordered, np.zeros(0, dtype=np.int64)
+    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
+    counts = np.diff(np.append(starts, ordered.size))
+    return ordered[starts], counts
+
+
+def count_categories(values: np.ndarray) -> tuple[list, np.ndarray, int]:
+    """(categories, counts, missing) of a categorical array.
+
+    Numeric and boolean arrays (e.g. float category codes with NaN = missing) are counted
+    with numpy; object arrays with a hash table (collections.Counter), the fastest way to
+    count arbitrary Python values.
+    """
+    values = np.asarray(values)
+    if values.dtype.kind in "biuf":
+        valid = values[np.isfinite(values)] if values.dtype.kind == "f" else values
+        keys, counts = np.unique(valid, return_counts=True)
+        return [python_scalar(k) for k in keys], counts.astype(np.int64), int(values.size - valid.size)
+    if values.dtype.kind in "US":
+        keys, counts = np.unique(values, return_counts=True)
+        return [python_scalar(k) for k in keys], counts.astype(np.int64), 0
+    tally = Counter(values.tolist())
+    missing = 0
+    categories, counts = [], []
+    for key, count in tally.items():
+        if is_missing(key):
+            missing += count
+        else:
+            categories.append(python_scalar(key))
+            counts.append(count)
+    return categories, np.asarray(counts, dtype=np.int64), missing
+
+
+def summarise(values, column_type: str) -> ColumnSummary:
+    """Summary of a column; a column given already summarised (e.g. counted by pandas, or a
+    streaming window that keeps category counts) passes through when its type matches."""
+    if isinstance(values, (NumericalSummary, CategoricalSummary)):
+        if (column_type == NUMERICAL) != isinstance(values, NumericalSummary):
+            raise ValueError(f"a {type(values).__name__} cannot be tested as a {column_type} column")
+        return values
+    if column_type == NUMERICAL:
+        return NumericalSummary.from_values(values)
+    if column_type == CATEGORICAL:
+        return CategoricalSummary.from_values(values)
+    raise ValueError(f"unknown column type {column_type!r}: expected 'numerical' or 'categorical'")
+
+
+class ReferenceProfile:
+    """A reference data set summarised per feature, built once and compared with many windows.
+
+    >>> import numpy as np
+    >>> rng = np.random.default_rng(0)
+    >>> profile = ReferenceProfile.from_columns({"amount": rng.normal(size=500)})
+    >>> report = profile.compare({"amount": rng.normal(1.0, size=500)})
+    >>> report.features["amount"].method, report.features["amount"].drift
+    ('ks', True)
+    """
+
+    def __init__(self, columns: Mapping[str, ColumnSummary], n_rows: int):
+        self.columns: dict[str, ColumnSummary] = dict(columns)
+        self.n_rows = int(n_rows)
+
+    @property
+    def types(self) -> dict[str, str]:
+        return {
+            name: NUMERICAL if isinstance(summary, NumericalSummary) else CATEGORICAL
+            for name, summary in self.columns.items()
+        }
+
+    @classmethod
+    def from_columns(
+        cls, columns: Mapping[str, np.ndarray], types: Mapping[str, str] | None = None
+    ) -> "ReferenceProfile":
+        """Summarise column arrays; a column missing from ``types`` gets Evidently's inferred type."""
+        types = dict(types or {})
+        summaries = {
+            name: summarise(values, types.get(name) or type_of(values))
+            for name, values in columns.items()
+        }
+        lengths = {summary.n + summary.n_missing for summary in summaries.values()}
+        if len(lengths) > 1:
+            raise ValueError(f"reference columns differ in length: {sorted(lengths)}")
+        return cls(summaries, lengths.pop() if lengths else 0)
+
+    @classmethod
+    def from_dataframe(cls, df, columns: Iterable[str] | None = None, types: Mapping[str, str] | None = None):
+        """Summarise a pandas DataFrame (pandas is needed only here and in ``drift_report``)."""
+        from detectors.frames import frame_columns
+
+        arrays, resolved = frame_columns(df, columns, types)
+        return cls.from_columns(arrays, resolved)
+
+    def compare(self, current_columns, method="auto", threshold=None, drift_share=0.5, per_feature_method=None):
+        """Test a window of current data against this reference; see ``detectors.report.compare``."""
+        from detectors.report import compare
+
+        return compare(self, current_columns, method, threshold, drift_share, per_feature_method)
+
+    def to_bytes(self) -> bytes:
+        """Compact checkpoint: an ``.npz`` archive of arrays plus a JSON header, no pickle."""
+        header: dict[str, Any] = {"n_rows": self.n_rows, "columns": []}
+        arrays: dict[str, np.ndarray] = {}
+        for index, (name, summary) in enumerate(self.columns.items()):
+            if isinstance(summary, NumericalSummary):
+                header["columns"].append(
+                    {"name": name, "type": NUMERICAL, "std": summary.std, "n_distinct": summary.n_distinct,
+                     "n_missing": summary.n_missing}
+                )
+                arrays[f"c{index}"] = summary.sorted_values
+            else:
+                header["columns"].append(
+                    {"name": name, "type": CATEGORICAL, "categories": summary.categories,
+                     "n_missing": summary.n_missing}
+                )
+                arrays[f"c{index}"] = summary.counts
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ReferenceProfile":
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            header = json.loads(archive["header"].tobytes().decode())
+            columns: dict[str, ColumnSummary] = {}
+            for index, meta in enumerate(header["columns"]):
+                array = archive[f"c{index}"]
+                if meta["type"] == NUMERICAL:
+                    columns[meta["name"]] = NumericalSummary(array, meta["std"], meta["n_distinct"], meta["n_missing"])
+                else:
+                    columns[meta["name"]] = CategoricalSummary(meta["categories"], array, meta["n_missing"])
+        return cls(columns, header["n_rows"])
+
+    def __repr__(self) -> str:
+        return f"ReferenceProfile(n_rows={self.n_rows}, columns={self.types})"

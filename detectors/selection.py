@@ -1,0 +1,52 @@
+"""Method ``auto``: Evidently 0.7's choice of test per column.
+
+The rule of ``evidently.legacy.calculations.stattests.registry._get_default_stattest``,
+where "rows" are the reference's non-missing values and "distinct values" are counted
+over reference and current together:
+
+===========================  =================================  ==========================
+reference rows               numerical                          categorical
+===========================  =================================  ==========================
+<= 1000                      > 5 distinct: ``ks``;              > 2 distinct: ``chisquare``;
+                             3..5: ``chisquare``; <= 2: ``z``   <= 2: ``z``
+> 1000                       > 5 distinct: ``wasserstein``;     ``jensenshannon``
+                             otherwise ``jensenshannon``
+===========================  =================================  ==========================
+
+>>> import numpy as np
+>>> from detectors.profile import NumericalSummary
+>>> small = NumericalSummary.from_values(np.arange(500.0))
+>>> auto_method(small, small, "numerical")
+'ks'
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from detectors.profile import NUMERICAL, CategoricalSummary, ColumnSummary, NumericalSummary
+
+SMALL_REFERENCE_ROWS = 1000
+FEW_NUMERICAL_VALUES = 5
+
+
+def distinct_values(ref: ColumnSummary, cur: ColumnSummary) -> int:
+    """Distinct values over both samples, exact up to 5 and a lower bound above (all the
+    rule needs), so a continuous column costs no union of its values."""
+    if isinstance(ref, NumericalSummary):
+        if max(ref.n_distinct, cur.n_distinct) > FEW_NUMERICAL_VALUES:
+            return max(ref.n_distinct, cur.n_distinct)
+        return int(np.union1d(ref.distinct_counts()[0], cur.distinct_counts()[0]).size)
+    assert isinstance(cur, CategoricalSummary)
+    return len(set(ref.categories).union(cur.categories))
+
+
+def auto_method(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> str:
+    n_values = distinct_values(ref, cur)
+    if ref.n <= SMALL_REFERENCE_ROWS:
+        if column_type == NUMERICAL and n_values > FEW_NUMERICAL_VALUES:
+            return "ks"
+        return "chisquare" if n_values > 2 else "z"
+    if column_type == NUMERICAL and n_values > FEW_NUMERICAL_VALUES:
+        return "wasserstein"
+    return "jensenshannon"

@@ -1,0 +1,246 @@
+"""The eight univariate drift tests, computed from column summaries.
+
+Each test reproduces Evidently 0.7.23's implementation of the method of the same name
+(``evidently/legacy/calculations/stattests``): the same statistic, the same default
+threshold and the same comparison. What differs is where the work happens: the reference
+side comes pre-sorted / pre-counted from a :class:`~detectors.profile.ReferenceProfile`, so
+a test costs one sort of the current window at most.
+
+A test is called as ``METHODS[name].score(reference, current, column_type)``; its verdict is
+``METHODS[name].drifted(score, threshold)``.
+
+>>> import numpy as np
+>>> from detectors.profile import NumericalSummary
+>>> ref = NumericalSummary.from_values(np.arange(100.0))
+>>> cur = NumericalSummary.from_values(np.arange(100.0) + 50)
+>>> round(METHODS["wasserstein"].score(ref, cur, "numerical"), 4)
+1.7321
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Callable
+
+import numpy as np
+from scipy import stats
+from scipy.spatial import distance
+
+from detectors.profile import CATEGORICAL, NUMERICAL, CategoricalSummary, ColumnSummary, NumericalSummary
+
+
+# ---------------------------------------------------------------- shared building blocks
+
+
+def aligned_counts(ref: ColumnSummary, cur: ColumnSummary) -> tuple[list, np.ndarray, np.ndarray]:
+    """The union of values seen in either sample, with each sample's count per value.
+
+    Values only in the current window (unseen categories) get a reference count of 0.
+    """
+    if isinstance(ref, NumericalSummary):
+        ref_keys, ref_counts = ref.distinct_counts()
+        cur_keys, cur_counts = cur.distinct_counts()
+        keys = np.union1d(ref_keys, cur_keys)
+        aligned_ref = np.zeros(keys.size, dtype=np.int64)
+        aligned_cur = np.zeros(keys.size, dtype=np.int64)
+        aligned_ref[np.searchsorted(keys, ref_keys)] = ref_counts
+        aligned_cur[np.searchsorted(keys, cur_keys)] = cur_counts
+        return keys.tolist(), aligned_ref, aligned_cur
+    position = {key: index for index, key in enumerate(ref.categories)}
+    keys = list(ref.categories)
+    for key in cur.categories:
+        if key not in position:
+            position[key] = len(keys)
+            keys.append(key)
+    aligned_ref = np.zeros(len(keys), dtype=np.int64)
+    aligned_ref[: len(ref.categories)] = ref.counts
+    aligned_cur = np.zeros(len(keys), dtype=np.int64)
+    np.add.at(aligned_cur, [position[key] for key in cur.categories], cur.counts)
+    return keys, aligned_ref, aligned_cur
+
+
+def sturges_edges(size: int, low: float, high: float) -> np.ndarray:
+    """``np.histogram_bin_edges(sample, "sturges")`` from the sample's size, min and max only."""
+    first, last = low, high
+    if first == last:
+        first, last = first - 0.5, last + 0.5
+    width = (high - low) / (np.log2(size) + 1.0)
+    n_bins = int(np.ceil((last - first) / width)) if width else 1
+    return np.linspace(first, last, n_bins + 1, endpoint=True)
+
+
+def histogram_sorted(ordered: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """``np.histogram(values, edges)[0]`` of sorted values, by binary search of the edges.
+
+    Bins are half-open ``[e_i, e_i+1)`` except the last, which is closed, as in numpy.
+    """
+    below = np.searchsorted(ordered, edges, side="left")
+    counts = np.diff(below)
+    counts[-1] = np.searchsorted(ordered, edges[-1], side="right") - below[-2]
+    return counts
+
+
+def binned_shares(ref: ColumnSummary, cur: ColumnSummary, fill_zeroes: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Evidently's ``get_binned_data``: each sample's share per bin.
+
+    Numerical columns with more than 20 distinct reference values are binned with Sturges'
+    rule over both samples together; otherwise every distinct value is its own bin. With
+    ``fill_zeroes`` (PSI, KL) empty bins get a small share so the logarithms stay finite.
+    """
+    if isinstance(ref, NumericalSummary) and ref.n_distinct > 20:
+        low = min(ref.sorted_values[0], cur.sorted_values[0])
+        high = max(ref.sorted_values[-1], cur.sorted_values[-1])
+        edges = sturges_edges(ref.n + cur.n, low, high)
+        ref_counts = histogram_sorted(ref.sorted_values, edges)
+        cur_counts = histogram_sorted(cur.sorted_values, edges)
+    else:
+        _, ref_counts, cur_counts = aligned_counts(ref, cur)
+    ref_shares = ref_counts / ref.n
+    cur_shares = cur_counts / cur.n
+    if fill_zeroes:
+        for shares in (ref_shares, cur_shares):
+            smallest = shares[shares != 0].min()
+            shares[shares == 0] = smallest / 10**6 if smallest <= 0.0001 else 0.0001
+    return ref_shares, cur_shares
+
+
+@lru_cache(maxsize=8)
+def _quantile_grid(n: int, m: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Steps of the two empirical quantile functions on a common grid of [0, 1].
+
+    The quantile function of a sorted sample of size n is constant on ((i)/n, (i+1)/n];
+    with the grid in units of 1/(n*m) every step boundary of both samples is an integer.
+    Window sizes repeat, so the grid is cached.
+    """
+    grid = np.sort(np.concatenate((np.arange(n, dtype=np.int64) * m, np.arange(m, dtype=np.int64) * n)))
+    lengths = np.diff(np.append(grid, n * m)).astype(np.float64)
+    return lengths, grid // m, grid // n
+
+
+def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
+    """First Wasserstein distance of two sorted samples, as the L1 distance between their
+    quantile functions (equal to SciPy's L1 distance between the CDFs)."""
+    n, m = u.size, v.size
+    if n == m:
+        return float(np.abs(u - v).mean())
+    lengths, u_index, v_index = _quantile_grid(n, m)
+    return float(np.dot(lengths, np.abs(u[u_index] - v[v_index])) / (n * m))
+
+
+# ---------------------------------------------------------------- the tests
+
+
+def ks_pvalue(ref: NumericalSummary, cur: NumericalSummary, column_type: str) -> float:
+    return float(stats.ks_2samp(ref.sorted_values, cur.sorted_values).pvalue)
+
+
+def chisquare_pvalue(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
+    _, ref_counts, cur_counts = aligned_counts(ref, cur)
+    if ref_counts.size < 2:
+        return 1.0  # one category: no degrees of freedom (SciPy and Evidently give NaN)
+    expected = ref_counts * (cur.n / ref.n)
+    return float(stats.chisquare(cur_counts, expected).pvalue)
+
+
+def z_pvalue(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
+    """Two-proportion Z-test on the share of values other than the smallest value seen."""
+    keys, ref_counts, cur_counts = aligned_counts(ref, cur)
+    if ref.n_distinct == 1 and cur.n_distinct == 1 and np.count_nonzero(ref_counts * cur_counts) == 1:
+        return 1.0
+    try:
+        first = min(range(len(keys)), key=keys.__getitem__)
+    except TypeError:  # mixed types that do not order: fall back to their text form
+        first = min(range(len(keys)), key=lambda index: str(keys[index]))
+    n1, n2 = ref.n, cur.n
+    p1 = float(n1 - ref_counts[first]) / n1
+    p2 = float(n2 - cur_counts[first]) / n2
+    pooled = float(p1 * n1 + p2 * n2) / (n1 + n2)
+    z = (p1 - p2) / np.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2))
+    return float(2 * (1 - stats.norm.cdf(np.abs(z))))
+
+
+def wasserstein_normed(ref: NumericalSummary, cur: NumericalSummary, column_type: str) -> float:
+    """Wasserstein distance divided by the reference's standard deviation (at least 0.001)."""
+    return wasserstein_sorted(ref.sorted_values, cur.sorted_values) / max(ref.std, 0.001)
+
+
+def jensenshannon_distance(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
+    ref_shares, cur_shares = binned_shares(ref, cur, fill_zeroes=False)
+    return float(distance.jensenshannon(ref_shares, cur_shares))
+
+
+def psi(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
+    ref_shares, cur_shares = binned_shares(ref, cur, fill_zeroes=True)
+    return float(np.sum((ref_shares - cur_shares) * np.log(ref_shares / cur_shares)))
+
+
+def kl_divergence(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
+    ref_shares, cur_shares = binned_shares(ref, cur, fill_zeroes=True)
+    return float(stats.entropy(ref_shares, cur_shares))
+
+
+def hellinger_distance(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
+    """Categorical: over category shares. Numerical: over density histograms with Sturges
+    bins laid over the *distinct* values of both samples, as Evidently does."""
+    keys, ref_counts, cur_counts = aligned_counts(ref, cur)
+    if column_type == CATEGORICAL:
+        affinity = float(np.sum(np.sqrt((ref_counts / ref.n) * (cur_counts / cur.n))))
+    else:
+        edges = sturges_edges(len(keys), keys[0], keys[-1])
+        ref_density = _density(histogram_sorted(ref.sorted_values, edges), edges)
+        cur_density = _density(histogram_sorted(cur.sorted_values, edges), edges)
+        bin_width = (edges.max() - edges.min()) / (len(edges) - 1)
+        affinity = float(np.sum(np.sqrt(ref_density * cur_density) * bin_width))
+    return math.sqrt(1 - min(max(affinity, 0.0), 1.0))
+
+
+def _density(counts: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    return counts / np.diff(edges) / counts.sum()
+
+
+# ---------------------------------------------------------------- the registry
+
+
+@dataclass(frozen=True)
+class Method:
+    """A drift test: its score function, what the score is and when it means drift."""
+
+    name: str
+    score: Callable[[ColumnSummary, ColumnSummary, str], float]
+    default_threshold: float
+    column_types: tuple[str, ...]
+    score_is_p_value: bool
+    drift_below_inclusive: bool = False
+
+    def drifted(self, score: float, threshold: float) -> bool:
+        """p-values drift when small (KS: ``<=``, chi-square and Z: ``<``), distances when ``>=``."""
+        if not self.score_is_p_value:
+            return score >= threshold
+        return score <= threshold if self.drift_below_inclusive else score < threshold
+
+    @property
+    def no_drift_score(self) -> float:
+        """The score reported when a sample has no values to test: nothing to see."""
+        return 1.0 if self.score_is_p_value else 0.0
+
+
+BOTH = (NUMERICAL, CATEGORICAL)
+
+# Allowed column types are Evidently's: for an explicitly chosen method, "ks" and
+# "wasserstein" take numerical columns only, "chisquare" and "z" categorical only (``auto``
+# still uses chi-square and Z on numerical columns with few distinct values, as Evidently does).
+METHODS: dict[str, Method] = {
+    method.name: method
+    for method in (
+        Method("ks", ks_pvalue, 0.05, (NUMERICAL,), True, drift_below_inclusive=True),
+        Method("chisquare", chisquare_pvalue, 0.05, (CATEGORICAL,), True),
+        Method("z", z_pvalue, 0.05, (CATEGORICAL,), True),
+        Method("wasserstein", wasserstein_normed, 0.1, (NUMERICAL,), False),
+        Method("jensenshannon", jensenshannon_distance, 0.1, BOTH, False),
+        Method("psi", psi, 0.1, BOTH, False),
+        Method("hellinger", hellinger_distance, 0.1, BOTH, False),
+        Method("kl_div", kl_divergence, 0.1, BOTH, False),
+    )
+}
