@@ -67,11 +67,29 @@ app.kubernetes.io/part-of: driftline
 {{- end -}}
 {{- end -}}
 
-{{/* The driftline YAML: .Values.config with state_dir pinned to the state volume. */}}
+{{/*
+The driftline YAML. config as a map: rendered with state_dir pinned to the state volume.
+config as a string: rendered verbatim (DRIFTLINE_STATE_DIR still pins the state dir).
+YAML 1.1 reads an unquoted `on:` key as the boolean true, which Helm turns into the key
+"true": under models.*.triggers (the only place driftline has an `on` key) it is renamed
+back to "on", so `triggers: {on: [data_drift]}` works as written.
+*/}}
 {{- define "driftline.configYaml" -}}
+{{- if kindIs "string" .Values.config -}}
+{{- .Values.config -}}
+{{- else -}}
 {{- $cfg := deepCopy (default (dict) .Values.config) -}}
 {{- $_ := set $cfg "state_dir" .Values.persistence.mountPath -}}
+{{- if kindIs "map" $cfg.models -}}
+{{- range $name, $model := $cfg.models -}}
+{{- if and (kindIs "map" $model) (kindIs "map" $model.triggers) (hasKey $model.triggers "true") -}}
+{{- $_ := set $model.triggers "on" (get $model.triggers "true") -}}
+{{- $_ := unset $model.triggers "true" -}}
+{{- end -}}
+{{- end -}}
+{{- end -}}
 {{- toYaml $cfg -}}
+{{- end -}}
 {{- end -}}
 
 {{/* Env vars and envFrom shared by the standalone container and the sidecar. */}}
