@@ -267,6 +267,18 @@ def _builtin_annotation() -> dict[str, Any]:
             "name": "Annotations & Alerts", "type": "dashboard"}
 
 
+def new_in_window(counter: str, selector: str, by: str, window: str = "2m") -> str:
+    """Counter increments in the last ``window``, including a series' first appearance.
+
+    ``increase()`` needs two samples, so a counter child that appears already at 1 (the first
+    retraining trigger of a model, say) would never show; the ``unless ... offset`` branch
+    counts such new series with their whole value.
+    """
+    series = f"{counter}{{{selector}}}"
+    return (f"sum by ({by}) (increase({series}[{window}])) > 0"
+            f" or sum by ({by}) ({series} unless {series} offset {window})")
+
+
 def prom_annotation(name: str, expr: str, title: str, text: str, tags: str,
                     color: str) -> dict[str, Any]:
     return {"name": name, "datasource": DS, "enable": True, "hide": False, "iconColor": color,
@@ -349,7 +361,7 @@ def model_overview_dashboard() -> dict[str, Any]:
                                                  "1": {"text": "DRIFT", "index": 1}}}],
         description="Dataset drift verdict on the current window."), w=8)
     lay.add(timeseries("Retraining triggers", _targets(
-        (f"sum by (model, reason) (increase(driftline_retrain_triggers_total{{{M}}}[1h]))",
+        (new_in_window("driftline_retrain_triggers_total", M, "model, reason", "1h"),
          "{{model}} {{reason}}")), "short", bars=True,
         description="Retraining requests started in the last hour, by reason."), w=24)
 
@@ -359,7 +371,7 @@ def model_overview_dashboard() -> dict[str, Any]:
         lay, [MODEL_VAR, MODEL_VERSION_VAR],
         annotations=[prom_annotation(
             "Retraining triggers",
-            f"sum by (model, reason) (increase(driftline_retrain_triggers_total{{{M}}}[2m])) > 0",
+            new_in_window("driftline_retrain_triggers_total", M, "model, reason"),
             "Retraining requested: {{model}}", "reason: {{reason}}", "model,reason",
             "rgba(255, 96, 96, 1)")])
 
@@ -444,7 +456,7 @@ def infrastructure_dashboard() -> dict[str, Any]:
         lay, [MODEL_VAR, instance_var],
         annotations=[prom_annotation(
             "Infra events",
-            f"sum by (model, event) (increase(driftline_infra_events_total{{{M}}}[2m])) > 0",
+            new_in_window("driftline_infra_events_total", M, "model, event"),
             "{{event}}: {{model}}", "{{event}} on {{model}}", "model,event",
             "rgba(255, 176, 0, 1)")])
 
