@@ -1,0 +1,317 @@
+"""driftline's configuration: one typed model, loaded from YAML and ``DRIFTLINE_*`` variables.
+
+Every key may be overridden by an environment variable named ``DRIFTLINE_`` plus the key
+path joined by ``__`` (``DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS=broker:9092``); values are
+read as YAML scalars, so ``DRIFTLINE_LIMITS__MAX_MODELS=50`` is an int. A wrong key or
+value raises :class:`ConfigError` naming the key, and start-up stops.
+
+``models.default`` applies to every model; a named model's section is merged over it key
+by key, so ``fraud: {window: {size: 5000}}`` keeps the default ``step``.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
+
+
+class ConfigError(ValueError):
+    """A configuration problem; the message names the offending key."""
+
+
+def parse_duration(value: Any) -> float:
+    """``"90s"``, ``"15m"``, ``"1h"``, ``"7d"`` or a number of seconds -> seconds."""
+    if isinstance(value, bool):
+        raise ValueError("a duration such as 30s, 15m, 1h or 7d")
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if not match:
+            raise ValueError(f"{value!r} is not a duration such as 30s, 15m, 1h or 7d")
+        seconds = float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+    if seconds < 0:
+        raise ValueError("a duration cannot be negative")
+    return seconds
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True)
+
+
+class AuthConfig(Strict):
+    # Names of environment variables holding the tokens: secrets stay out of config files.
+    token_env: str = "DRIFTLINE_TOKEN"
+    ingest_token_env: str = "DRIFTLINE_INGEST_TOKEN"
+
+
+class LimitsConfig(Strict):
+    """Bounds that keep memory and the Prometheus label set finite whatever arrives."""
+
+    max_models: int = Field(1000, ge=1)
+    max_features: int = Field(500, ge=1)
+    max_instances: int = Field(200, ge=1)
+    max_model_versions: int = Field(20, ge=1)
+    max_infra_event_kinds: int = Field(50, ge=1)
+    max_categories: int = Field(1000, ge=2, description="distinct values kept per categorical feature")
+    max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    max_event_bytes: int = Field(1024 * 1024, ge=256)
+
+
+class KafkaConfig(Strict):
+    bootstrap_servers: str = "127.0.0.1:9092"
+    topics: list[str] = Field(default_factory=lambda: ["model-events"], min_length=1)
+    group_id: str = "driftline"
+    dead_letter_topic: str | None = "driftline-dead-letters"
+    trigger_topic: str | None = "driftline-triggers"
+    # Compacted changelog of per-model state, restored when partitions are assigned.
+    state_topic: str | None = "driftline-state"
+    auto_offset_reset: Literal["earliest", "latest"] = "earliest"
+    max_poll_records: int = Field(5000, ge=1)
+    poll_timeout: Duration = 0.5
+    checkpoint_interval: Duration = 10.0
+    security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username_env: str | None = None
+    sasl_password_env: str | None = None
+    ssl_cafile: str | None = None
+
+
+class ReferenceConfig(Strict):
+    """Where a model's reference data comes from: exactly one of the three."""
+
+    first_n: int | None = Field(None, ge=10)
+    path: str | None = None
+    mlflow: str | None = Field(None, description="models:/name/version or runs:/run_id/path")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ReferenceConfig":
+        chosen = [k for k in ("first_n", "path", "mlflow") if getattr(self, k) is not None]
+        if not chosen:
+            self.first_n = 1000
+        elif len(chosen) > 1:
+            raise ValueError(f"choose one of first_n, path, mlflow (got {', '.join(chosen)})")
+        return self
+
+
+class WindowConfig(Strict):
+    """The current window: the last ``size`` predictions, re-evaluated every ``step`` new ones."""
+
+    size: int = Field(1000, ge=10)
+    step: int = Field(100, ge=1)
+    max_age: Duration | None = Field(None, description="also drop predictions older than this")
+
+
+StattestName = Literal["auto", "ks", "chisquare", "z", "wasserstein", "jensenshannon", "psi", "hellinger", "kl_div"]
+
+
+class DriftConfig(Strict):
+    method: StattestName = "auto"
+    threshold: float | None = None
+    drift_share: float = Field(0.5, gt=0, le=1)
+    per_feature: dict[str, StattestName] = Field(default_factory=dict)
+    features: list[str] | None = Field(None, description="only these features (default: all seen)")
+
+
+class LabelsConfig(Strict):
+    window: int = Field(1000, ge=10, description="joined labels the performance figures are computed over")
+    ttl: Duration = 7 * 86400.0
+    max_pending: int = Field(100_000, ge=100, description="predictions kept waiting for their label")
+    positive_class: str | int | bool = 1
+
+
+TriggerReason = Literal["data_drift", "prediction_drift", "performance_drop", "concept_drift"]
+
+
+class PerformanceRule(Strict):
+    metric: Literal["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse"] = "accuracy"
+    # Below this (above, for error metrics mae/rmse) counts as a drop.
+    threshold: float = 0.8
+    min_labels: int = Field(100, ge=1)
+
+
+class TriggersConfig(Strict):
+    on: list[TriggerReason] = Field(default_factory=lambda: ["data_drift", "performance_drop"])
+    consecutive_windows: int = Field(3, ge=1)
+    cooldown: Duration = 3600.0
+    webhook: str | None = None
+    performance: PerformanceRule = Field(default_factory=PerformanceRule)
+
+
+class ModelConfig(Strict):
+    task: Literal["auto", "classification", "regression"] = "auto"
+    reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
+    window: WindowConfig = Field(default_factory=WindowConfig)
+    drift: DriftConfig = Field(default_factory=DriftConfig)
+    labels: LabelsConfig = Field(default_factory=LabelsConfig)
+    triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+
+
+class WebhookAuth(Strict):
+    bearer_env: str | None = None
+    basic_user_env: str | None = None
+    basic_password_env: str | None = None
+    header: str | None = Field(None, description="custom header name, value from header_env")
+    header_env: str | None = None
+
+
+class WebhookConfig(Strict):
+    preset: Literal["generic", "airflow", "github", "gitlab", "jenkins", "kubeflow", "argo"] = "generic"
+    url: str
+    secret_env: str | None = "DRIFTLINE_WEBHOOK_SECRET"
+    auth: WebhookAuth = Field(default_factory=WebhookAuth)
+    timeout: Duration = 10.0
+    max_attempts: int = Field(8, ge=1)
+    backoff_initial: Duration = 1.0
+    backoff_max: Duration = 300.0
+    # Preset parameters; each preset documents which it needs.
+    dag_id: str | None = None
+    airflow_api: Literal["v1", "v2"] = "v2"
+    repository: str | None = None
+    workflow: str | None = None
+    ref: str | None = "main"
+    project_id: str | None = None
+    trigger_token_env: str | None = None
+    job: str | None = None
+    pipeline_id: str | None = None
+    pipeline_version_id: str | None = None
+    experiment_id: str | None = None
+    namespace: str | None = None
+    workflow_template: str | None = None
+
+
+class MlflowConfig(Strict):
+    tracking_uri: str | None = None
+    log_evidence: bool = True
+    tag_versions: bool = True
+    reference_artifact: str = Field("reference", description="artifact path of the reference data set in a run")
+
+
+class AlertmanagerConfig(Strict):
+    # Firing alerts carrying this label=value become retraining triggers.
+    action_label: str = "driftline_action"
+    action_value: str = "retrain"
+    model_label: str = "model"
+
+
+class Settings(Strict):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    state_dir: Path = Path("./driftline-state")
+    checkpoint_interval: Duration = 30.0
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    auth: AuthConfig = Field(default_factory=AuthConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    kafka: KafkaConfig | None = None
+    models: dict[str, ModelConfig] = Field(default_factory=dict)
+    webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
+    mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
+    alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _merge_model_defaults(cls, data: Any) -> Any:
+        """Named models inherit every key of ``models.default`` they do not set."""
+        if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+            return data
+        models = data["models"]
+        default = models.get("default") or {}
+        if not isinstance(default, dict):
+            return data
+        merged = {"default": default}
+        for name, section in models.items():
+            if name != "default":
+                merged[name] = _deep_merge(default, section) if isinstance(section, dict) else section
+        return {**data, "models": merged}
+
+    @model_validator(mode="after")
+    def _webhooks_exist(self) -> "Settings":
+        for name, model in self.models.items():
+            hook = model.triggers.webhook
+            if hook is not None and hook not in self.webhooks:
+                raise ValueError(f"models.{name}.triggers.webhook: no webhook named {hook!r} under webhooks")
+        return self
+
+    def model(self, name: str) -> ModelConfig:
+        """The effective configuration of model ``name``."""
+        return self.models.get(name) or self.models.get("default") or _DEFAULT_MODEL
+
+
+_DEFAULT_MODEL = ModelConfig()
+
+
+def _deep_merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            # A reference names exactly one source: an override replaces it whole.
+            out[key] = value if key == "reference" else _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
+    top_level = set(Settings.model_fields)
+    overrides = []
+    for name, raw in environ.items():
+        if not name.startswith("DRIFTLINE_"):
+            continue
+        path = [part.lower() for part in name[len("DRIFTLINE_"):].split("__")]
+        # DRIFTLINE_TOKEN and friends hold secrets, not configuration keys.
+        if path[0] not in top_level:
+            continue
+        overrides.append((path, yaml.safe_load(raw) if raw.strip() else None))
+    return sorted(overrides, key=lambda item: len(item[0]))
+
+
+def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
+    """Read the YAML file (optional), apply ``DRIFTLINE_*`` overrides and validate."""
+    environ = dict(os.environ if environ is None else environ)
+    data: dict[str, Any] = {}
+    if path is not None:
+        try:
+            text = Path(path).read_text()
+        except OSError as exc:
+            raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
+        try:
+            loaded = yaml.safe_load(text)
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError(f"config file {path}: the top level must be a mapping of keys")
+        data = loaded or {}
+    for keys, value in _env_overrides(environ):
+        node = data
+        for key in keys[:-1]:
+            if not isinstance(node.get(key), dict):
+                node[key] = {}
+            node = node[key]
+        node[keys[-1]] = value
+    try:
+        return Settings.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _describe(exc: ValidationError) -> str:
+    lines = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"]) or "(top level)"
+        message = error["msg"].removeprefix("Value error, ")
+        if error["type"] == "extra_forbidden":
+            message = "unknown key"
+        lines.append(f"{key}: {message}")
+    return "invalid configuration: " + "; ".join(lines)

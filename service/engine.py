@@ -1,0 +1,234 @@
+"""The engine: one object that every edge (HTTP, Kafka, CLI demo) feeds with batches.
+
+It validates nothing itself (see :mod:`service.events`) and does no I/O: it routes a
+:class:`~service.events.Decoded` batch to the :class:`~service.model_state.ModelState` of
+each model, keeps the counters and histograms that :mod:`service.metrics` exposes, bounds
+every label value that comes from events, and tells listeners (retraining policies) about
+each :class:`~service.model_state.Evaluation`.
+
+All public methods take ``self.lock``: the Kafka consumer thread, HTTP handlers and the
+Prometheus scrape may call concurrently.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import defaultdict
+from typing import Callable, Iterable
+
+import numpy as np
+import pandas as pd
+
+from service.config import Settings
+from service.events import INFRA_GAUGES, REASONS, Decoded, Rejection, Validator
+from service.histogram import LABEL_DELAY_BUCKETS, LATENCY_BUCKETS, BatchHistogram
+from service.model_state import OTHER, Evaluation, ModelState
+
+log = logging.getLogger("driftline.engine")
+
+BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+Listener = Callable[[Evaluation], None]
+
+
+class BoundedNames:
+    """Admits at most ``limit`` distinct names; the rest become ``__other__`` and are counted.
+
+    >>> names = BoundedNames(2)
+    >>> [names.admit(n) for n in ["a", "b", "a", "c"]], names.overflowed
+    (['a', 'b', 'a', '__other__'], 1)
+    """
+
+    def __init__(self, limit: int):
+        self.limit = limit
+        self.admitted: set[str] = set()
+        self.overflowed = 0  # values mapped to __other__
+
+    def admit(self, name: str) -> str:
+        if name in self.admitted:
+            return name
+        if len(self.admitted) < self.limit:
+            self.admitted.add(name)
+            return name
+        self.overflowed += 1
+        return OTHER
+
+
+class Engine:
+    def __init__(self, settings: Settings, clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.clock = clock
+        self.lock = threading.RLock()
+        limits = settings.limits
+        self.validator = Validator(max_features=limits.max_features, max_event_bytes=limits.max_event_bytes)
+        self.models: dict[str, ModelState] = {}
+        self.model_names = BoundedNames(limits.max_models)
+        self._versions: dict[str, BoundedNames] = defaultdict(lambda: BoundedNames(limits.max_model_versions))
+        self._instances: dict[str, BoundedNames] = defaultdict(lambda: BoundedNames(limits.max_instances))
+        self._infra_words: dict[str, BoundedNames] = defaultdict(lambda: BoundedNames(limits.max_infra_event_kinds))
+        self.listeners: list[Listener] = []
+        # Counters and gauges, keyed by their Prometheus label values (see service.metrics).
+        self.events_total: dict[tuple[str, str], int] = defaultdict(int)
+        self.rejected_total: dict[str, int] = {reason: 0 for reason in REASONS}
+        self.prediction_errors: dict[tuple[str, str], int] = defaultdict(int)
+        self.labels_total: dict[tuple[str, str], int] = defaultdict(int)
+        self.label_correct: dict[tuple[str, str], int] = defaultdict(int)
+        self.infra_gauges: dict[tuple[str, str], dict[str, float]] = {}
+        self.infra_events: dict[tuple[str, str], int] = defaultdict(int)
+        self.latency = BatchHistogram(LATENCY_BUCKETS)
+        self.label_delay = BatchHistogram(LABEL_DELAY_BUCKETS)
+        self.batch_seconds = BatchHistogram(BATCH_BUCKETS)
+        # Models changed since the last checkpoint.
+        self.dirty: set[str] = set()
+
+    # -- feeding ------------------------------------------------------------------------
+
+    def ingest_body(self, body: bytes) -> Decoded:
+        """Decode an HTTP body and process it; returns the decoded batch (with rejections)."""
+        decoded = self.validator.decode_body(body, self.clock())
+        self.process(decoded)
+        return decoded
+
+    def reject(self, rejections: Iterable[Rejection]) -> None:
+        """Count rejections made outside the validator (oversize bodies, bad CloudEvents)."""
+        with self.lock:
+            for rejection in rejections:
+                self.rejected_total[rejection.reason] = self.rejected_total.get(rejection.reason, 0) + 1
+
+    def process(self, decoded: Decoded) -> list[Evaluation]:
+        started = time.perf_counter()
+        evaluations: list[Evaluation] = []
+        with self.lock:
+            for rejection in decoded.rejected:
+                self.rejected_total[rejection.reason] = self.rejected_total.get(rejection.reason, 0) + 1
+            for model, events in _by_model(decoded.predictions).items():
+                evaluation = self._predictions(model, events)
+                if evaluation is not None:
+                    evaluations.append(evaluation)
+            for model, events in _by_model(decoded.labels).items():
+                evaluation = self._labels(model, events)
+                if evaluation is not None:
+                    evaluations.append(evaluation)
+            for model, events in _by_model(decoded.infra).items():
+                self._infra(model, events)
+            self.batch_seconds.observe((), np.array([time.perf_counter() - started]))
+        for evaluation in evaluations:
+            for listener in self.listeners:
+                try:
+                    listener(evaluation)
+                except Exception:  # a broken policy must not stop ingestion
+                    log.exception("listener failed on %s evaluation of %s", evaluation.kind, evaluation.model)
+        return evaluations
+
+    def _state(self, model: str) -> ModelState | None:
+        """The model's state, created on first sight; None when over ``limits.max_models``."""
+        state = self.models.get(model)
+        if state is None and self.model_names.admit(model) != OTHER:
+            state = self.models[model] = ModelState(model, self.settings.model(model), self.settings.limits)
+        return state
+
+    def _predictions(self, model: str, events: list[dict]) -> Evaluation | None:
+        state = self._state(model)
+        label = model if state is not None else OTHER
+        self.events_total[(label, "prediction")] += len(events)
+        bound = self._versions[label].admit
+        versions = [bound(e["model_version"]) for e in events]
+        latency = np.array([e.get("latency_ms") for e in events], dtype=np.float64) / 1000.0
+        errors = [e.get("status") == "error" for e in events]
+        for version in dict.fromkeys(versions):
+            if len(versions) == 1 or all(v == version for v in versions):
+                mask = slice(None)
+                failed = sum(errors)
+            else:
+                mask = np.array([v == version for v in versions])
+                failed = int(np.sum(np.array(errors) & mask))
+            self.latency.observe((label, version), latency[mask])
+            if failed or (label, version) not in self.prediction_errors:
+                self.prediction_errors[(label, version)] += failed
+        if state is None:
+            return None
+        self.dirty.add(model)
+        return state.add_predictions(events, versions)
+
+    def _labels(self, model: str, events: list[dict]) -> Evaluation | None:
+        state = self._state(model)
+        if state is None:
+            self.events_total[(OTHER, "label")] += len(events)
+            self.labels_total[(OTHER, "unmatched")] += len(events)
+            return None
+        self.events_total[(model, "label")] += len(events)
+        self.dirty.add(model)
+        joined, evaluation = state.add_labels(events, self._versions[model].admit)
+        self.labels_total[(model, "matched")] += len(joined.y_true)
+        self.labels_total[(model, "unmatched")] += joined.unmatched
+        self.labels_total[(model, "duplicate")] += joined.duplicate
+        for version, correct in state.correct_by_version(joined).items():
+            self.label_correct[(model, version)] += correct
+        for version in set(joined.versions):
+            self.label_correct.setdefault((model, version), 0)
+        if joined.delays:
+            self.label_delay.observe((model,), np.array(joined.delays))
+        return evaluation
+
+    def _infra(self, model: str, events: list[dict]) -> None:
+        label = model if self._state(model) is not None else OTHER
+        self.events_total[(label, "infra")] += len(events)
+        instances, words = self._instances[label], self._infra_words[label]
+        for event in events:
+            instance = instances.admit(event["instance"])
+            values = {name: float(event[name]) for name in INFRA_GAUGES if event.get(name) is not None}
+            if values:
+                self.infra_gauges.setdefault((label, instance), {}).update(values)
+            word = event.get("event")
+            if word is not None:
+                self.infra_events[(label, words.admit(word))] += 1
+
+    # -- references, checkpoints ---------------------------------------------------------
+
+    def set_reference(self, model: str, frame: pd.DataFrame, source: str) -> ModelState:
+        with self.lock:
+            state = self._state(model)
+            if state is None:
+                raise OverflowError(f"limits.max_models={self.settings.limits.max_models} models are tracked already")
+            state.set_reference_frame(frame, source)
+            self.dirty.add(model)
+            return state
+
+    def snapshot(self, model: str) -> bytes:
+        with self.lock:
+            return self.models[model].to_bytes()
+
+    def restore(self, model: str, data: bytes) -> None:
+        with self.lock:
+            if self.model_names.admit(model) == OTHER:
+                return
+            self.models[model] = ModelState.from_bytes(data, self.settings.model(model), self.settings.limits)
+
+    def drop(self, model: str) -> None:
+        """Forget a model's state (its partition moved to another replica)."""
+        with self.lock:
+            self.models.pop(model, None)
+            self.model_names.admitted.discard(model)
+
+    @property
+    def overflow(self) -> dict[str, int]:
+        """Label values folded into ``__other__``, per label name."""
+        return {
+            "model": self.model_names.overflowed,
+            "model_version": sum(b.overflowed for b in self._versions.values()),
+            "instance": sum(b.overflowed for b in self._instances.values()),
+            "event": sum(b.overflowed for b in self._infra_words.values()),
+        }
+
+
+def _by_model(events: list[dict]) -> dict[str, list[dict]]:
+    groups: dict[str, list[dict]] = {}
+    for event in events:
+        model = event["model"]
+        group = groups.get(model)
+        if group is None:
+            groups[model] = [event]
+        else:
+            group.append(event)
+    return groups

@@ -1,0 +1,139 @@
+"""The Prometheus exposition: exactly the names, types and labels of CONTRACT §2.
+
+Engine figures are read at scrape time by :class:`EngineCollector` (the engine keeps plain
+counters and numpy histograms, so ingestion never pays prometheus-client's per-observation
+locking). Figures owned by edges (webhooks, Kafka lag, triggers) are ordinary
+prometheus-client metrics on the same registry, created by :class:`Metrics`. The registry is
+passed in, never the global default, so tests run isolated servers side by side.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator
+
+from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from service import __version__
+from service.engine import Engine
+from service.histogram import BatchHistogram
+
+INFRA_METRICS = {
+    "cpu_utilization": ("driftline_infra_cpu_utilization_ratio", "CPU utilisation reported by the model server, 0..1."),
+    "memory_bytes": ("driftline_infra_memory_bytes", "Memory used by the model server."),
+    "gpu_utilization": ("driftline_infra_gpu_utilization_ratio", "GPU utilisation reported by the model server, 0..1."),
+    "gpu_memory_bytes": ("driftline_infra_gpu_memory_bytes", "GPU memory used by the model server."),
+    "requests_in_flight": ("driftline_infra_requests_in_flight", "Requests in flight in the model server."),
+}
+
+
+class Metrics:
+    """Every metric of the service on one registry."""
+
+    def __init__(self, engine: Engine, registry: CollectorRegistry | None = None):
+        self.registry = registry or CollectorRegistry(auto_describe=True)
+        self.registry.register(EngineCollector(engine))
+        self.retrain_triggers = Counter(
+            "driftline_retrain_triggers", "Retraining triggers raised.", ["model", "reason"], registry=self.registry)
+        self.webhook_deliveries = Counter(
+            "driftline_webhook_deliveries", "Webhook delivery attempts by outcome.", ["target", "outcome"],
+            registry=self.registry)
+        self.webhook_pending = Gauge(
+            "driftline_webhook_pending", "Webhook deliveries waiting in the outbox.", ["target"], registry=self.registry)
+        self.consumer_lag = Gauge(
+            "driftline_consumer_lag_messages", "Messages between the committed position and the log end.",
+            ["topic", "partition"], registry=self.registry)
+        build = Gauge("driftline_build_info", "driftline build; always 1.", ["version"], registry=self.registry)
+        build.labels(version=__version__).set(1)
+
+
+class EngineCollector(Collector):
+    def __init__(self, engine: Engine):
+        self.engine = engine
+
+    def collect(self) -> Iterator[Metric]:
+        engine = self.engine
+        with engine.lock:
+            yield _counter("driftline_events", "Events accepted, by model and kind.", ["model", "kind"],
+                           engine.events_total)
+            yield _counter("driftline_events_rejected", "Events rejected, by reason.", ["reason"],
+                           {(reason,): n for reason, n in engine.rejected_total.items()})
+            yield _histogram("driftline_prediction_latency_seconds", "Prediction latency reported by the model server.",
+                             ["model", "model_version"], engine.latency)
+            yield _counter("driftline_prediction_errors", "Predictions with status=error.", ["model", "model_version"],
+                           engine.prediction_errors)
+            yield _counter("driftline_labels", "Ground-truth labels by join outcome.", ["model", "outcome"],
+                           engine.labels_total)
+            yield _counter("driftline_label_correct", "Matched classification labels equal to the prediction.",
+                           ["model", "model_version"], engine.label_correct)
+            yield _histogram("driftline_label_delay_seconds", "Time from prediction to its label.", ["model"],
+                             engine.label_delay)
+            yield from self._model_figures()
+            for field, (name, documentation) in INFRA_METRICS.items():
+                family = GaugeMetricFamily(name, documentation, labels=["model", "instance"])
+                for (model, instance), values in engine.infra_gauges.items():
+                    if field in values:
+                        family.add_metric([model, instance], values[field])
+                yield family
+            yield _counter("driftline_infra_events", "Infrastructure events by kind.", ["model", "event"],
+                           engine.infra_events)
+            yield _histogram("driftline_batch_processing_seconds", "Time the engine spent on one batch.", [],
+                             engine.batch_seconds)
+            yield _counter("driftline_label_values_overflow",
+                           "Label values folded into __other__ because a limits.max_* bound was reached.", ["label"],
+                           {(name,): n for name, n in engine.overflow.items()})
+
+    def _model_figures(self) -> Iterator[Metric]:
+        performance = GaugeMetricFamily("driftline_model_performance", "Performance over the window of joined labels.",
+                                        labels=["model", "model_version", "metric"])
+        feature_score = GaugeMetricFamily("driftline_feature_drift_score", "Drift statistic or p-value per feature.",
+                                          labels=["model", "feature", "method"])
+        feature_detected = GaugeMetricFamily("driftline_feature_drift_detected", "1 if the feature drifted.",
+                                             labels=["model", "feature"])
+        prediction_score = GaugeMetricFamily("driftline_prediction_drift_score", "Drift of the predictions.",
+                                             labels=["model", "method"])
+        drift_share = GaugeMetricFamily("driftline_drift_share", "Share of drifted features.", labels=["model"])
+        dataset = GaugeMetricFamily("driftline_dataset_drift_detected", "1 if the dataset drifted.", labels=["model"])
+        concept = CounterMetricFamily("driftline_concept_drift", "Concept drifts detected on the label error stream.",
+                                      labels=["model", "detector"])
+        samples = GaugeMetricFamily("driftline_window_samples", "Predictions in the current window.", labels=["model"])
+        for name, state in self.engine.models.items():
+            samples.add_metric([name], state.window_samples)
+            for version, figures in state.performance.items():
+                for metric, value in figures.items():
+                    performance.add_metric([name, version, metric], value)
+            for detector, count in state.concept_counts.items():
+                concept.add_metric([name, detector], count)
+            report = state.report
+            if report is not None:
+                for feature, result in report.features.items():
+                    feature_score.add_metric([name, feature, result.method], result.score)
+                    feature_detected.add_metric([name, feature], float(result.drift))
+                drift_share.add_metric([name], report.drift_share)
+                dataset.add_metric([name], float(report.dataset_drift))
+            drifted = state.prediction_drift
+            if drifted is not None:
+                prediction_score.add_metric([name, drifted.method], drifted.score)
+        yield from (performance, feature_score, feature_detected, prediction_score, drift_share, dataset, concept,
+                    samples)
+
+
+def _counter(name: str, documentation: str, labels: list[str], values: dict) -> CounterMetricFamily:
+    family = CounterMetricFamily(name, documentation, labels=labels)
+    for key, value in values.items():
+        family.add_metric(list(key), value)
+    return family
+
+
+def _histogram(name: str, documentation: str, labels: list[str], histogram: BatchHistogram) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    bounds = [_bound(b) for b in histogram.upper_bounds] + ["+Inf"]
+    for key in histogram.counts:
+        cumulative = histogram.cumulative(key)
+        family.add_metric(list(key), list(zip(bounds, cumulative.tolist())), histogram.sums[key])
+    return family
+
+
+def _bound(value: float) -> str:
+    return repr(float(value))

@@ -1,0 +1,456 @@
+"""Everything driftline knows about one model: reference, window, labels, drift, performance.
+
+A :class:`ModelState` is fed batches of validated events of its model (never one event at a
+time) and answers with an :class:`Evaluation` whenever a window step completes or labels
+change the performance figures. Memory is bounded by the configuration: the window holds
+``window.size`` rows of float64 per feature, the label store ``labels.max_pending``
+predictions, each categorical feature at most ``limits.max_categories`` distinct values.
+
+Feature values are stored as float64: numbers as themselves, categories as codes into a
+per-feature vocabulary (NaN = missing), which is what the detectors expect.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from detectors import ADWIN, DDM, DriftReport, FeatureDrift, PageHinkley, ReferenceProfile
+from service.config import LimitsConfig, ModelConfig
+from service.labels import PendingPredictions, classification_metrics, regression_metrics
+from service.window import RingColumns
+
+OTHER = "__other__"
+PREDICTION, SCORE = "prediction", "score"
+# Columns of a reference file that are not features.
+# Reference rows kept as they are, for the Evidently HTML report (the profile keeps summaries).
+REPORT_SAMPLE_ROWS = 5000
+NON_FEATURE_COLUMNS = {"prediction", "score", "label", "id", "timestamp", "model", "model_version", "kind"}
+
+
+@dataclass(slots=True)
+class Evaluation:
+    """What a model looks like after a window step (``kind="window"``) or a label batch
+    (``kind="labels"``); retraining policies and the API read it."""
+
+    kind: str
+    model: str
+    model_version: str
+    evaluated_at: float
+    window_start: float | None
+    window_end: float | None
+    samples: int
+    drift: DriftReport | None
+    prediction_drift: FeatureDrift | None
+    performance: dict[str, float]
+    labels_in_window: int
+    concept_drifts: list[str] = field(default_factory=list)
+
+
+class Feature:
+    """A feature's type and, for categories, its vocabulary value -> code."""
+
+    __slots__ = ("kind", "vocab", "overflow_code")
+
+    def __init__(self, kind: str, vocab: dict | None = None):
+        self.kind = kind
+        self.vocab: dict[Any, int] = vocab if vocab is not None else {}
+        self.overflow_code: int | None = None
+
+    def encode(self, values: list, max_categories: int) -> np.ndarray:
+        """Raw JSON values -> float64 (numbers) or codes (categories), NaN = missing/mismatch."""
+        if self.kind == "numerical":
+            kinds = set(map(type, values))
+            if str in kinds or bool in kinds:
+                # A string where the reference had numbers is a type mismatch: count it missing.
+                values = [v if type(v) is int or type(v) is float else None for v in values]
+            return np.array(values, dtype=np.float64)
+        get = self.vocab.get
+        codes = [get(v) for v in values]
+        if None in codes:
+            for i, value in enumerate(values):
+                if codes[i] is None and value is not None:
+                    code = get(value)
+                    codes[i] = code if code is not None else self._new_code(value, max_categories)
+        return np.array(codes, dtype=np.float64)
+
+    def _new_code(self, value: Any, max_categories: int) -> int:
+        if len(self.vocab) < max_categories:
+            code = self.vocab[value] = len(self.vocab)
+            return code
+        if self.overflow_code is None:
+            self.overflow_code = self.vocab.setdefault(OTHER, len(self.vocab))
+        return self.overflow_code
+
+
+def infer_kind(values: list) -> str:
+    """Numbers only -> numerical; strings or booleans -> categorical (Evidently's rule for dtypes)."""
+    kinds = set(map(type, values)) - {type(None)}
+    return "numerical" if kinds <= {int, float} else "categorical"
+
+
+def infer_task(predictions: list) -> str:
+    kinds = set(map(type, predictions)) - {type(None)}
+    if float in kinds and any(type(p) is float and not p.is_integer() for p in predictions):
+        return "regression"
+    return "classification"
+
+
+class ModelState:
+    def __init__(self, name: str, config: ModelConfig, limits: LimitsConfig):
+        self.name = name
+        self.config = config
+        self.limits = limits
+        self.task: str | None = None if config.task == "auto" else config.task
+        self.features: dict[str, Feature] = {}
+        self.prediction_feature: Feature | None = None
+        self.reference: ReferenceProfile | None = None
+        self.prediction_reference: ReferenceProfile | None = None
+        self.reference_source: str | None = None
+        self.reference_rows = 0
+        self.reference_sample: dict[str, np.ndarray] = {}
+        # Raw values of the first predictions while the reference is being collected.
+        self._collected: dict[str, list] = {}
+        self._collected_rows = 0
+        self.window: RingColumns | None = None
+        self.since_evaluation = 0
+        self.evaluations = 0
+        self.report: DriftReport | None = None
+        self.prediction_report: DriftReport | None = None
+        self.last_version = "unknown"
+        self.classes: dict[Any, int] = {}
+        self.pending = PendingPredictions(config.labels.max_pending, config.labels.ttl)
+        self.label_windows: dict[str, RingColumns] = {}
+        self.performance: dict[str, dict[str, float]] = {}
+        self.concept = self._concept_detectors()
+        self.concept_counts = {name: 0 for name in self.concept}
+
+    # -- reference ----------------------------------------------------------------------
+
+    @property
+    def first_n(self) -> int | None:
+        return self.config.reference.first_n if self.reference is None and self.reference_source is None else None
+
+    def set_reference_frame(self, frame: pd.DataFrame, source: str) -> None:
+        """Use a data set (file, upload, MLflow) as the reference; the window restarts."""
+        wanted = self.config.drift.features
+        names = [c for c in frame.columns if str(c) not in NON_FEATURE_COLUMNS and (wanted is None or c in wanted)]
+        names = names[: self.limits.max_features]
+        if not names:
+            raise ValueError("the reference has no feature columns")
+        features: dict[str, Feature] = {}
+        columns: dict[str, list] = {}
+        for name in names:
+            series = frame[name]
+            numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+            values = series.astype(object).where(series.notna(), None).tolist()
+            features[str(name)] = Feature("numerical" if numeric else "categorical")
+            columns[str(name)] = values
+        predictions = frame[PREDICTION].astype(object).where(frame[PREDICTION].notna(), None).tolist() \
+            if PREDICTION in frame.columns else []
+        scores = frame[SCORE].tolist() if SCORE in frame.columns else []
+        if predictions and self.task is None:
+            self.task = infer_task(predictions)
+        self._build_reference(features, columns, predictions, scores, len(frame), source)
+
+    def _build_reference(self, features: dict[str, Feature], columns: dict[str, list], predictions: list,
+                         scores: list, rows: int, source: str) -> None:
+        encoded = {name: features[name].encode(columns[name], self.limits.max_categories) for name in features}
+        self.features = features
+        self.reference = ReferenceProfile.from_columns(encoded, types={n: f.kind for n, f in features.items()})
+        self.prediction_feature = Feature("categorical" if self.task != "regression" else "numerical", self.classes)
+        prediction_columns, prediction_types = {}, {}
+        if any(p is not None for p in predictions):
+            prediction_columns[PREDICTION] = self.prediction_feature.encode(predictions, self.limits.max_categories)
+            prediction_types[PREDICTION] = self.prediction_feature.kind
+        if any(s is not None for s in scores):
+            prediction_columns[SCORE] = np.array(scores, dtype=np.float64)
+            prediction_types[SCORE] = "numerical"
+        self.prediction_reference = (
+            ReferenceProfile.from_columns(prediction_columns, types=prediction_types) if prediction_columns else None
+        )
+        self.reference_source = source
+        self.reference_rows = rows
+        if rows > REPORT_SAMPLE_ROWS:
+            rows_kept = np.sort(np.random.default_rng(0).choice(rows, REPORT_SAMPLE_ROWS, replace=False))
+            self.reference_sample = {name: values[rows_kept] for name, values in encoded.items()}
+        else:
+            self.reference_sample = encoded
+        self._collected, self._collected_rows = {}, 0
+        self.window = RingColumns(self.config.window.size, [*features, PREDICTION, SCORE, "__timestamp__"])
+        self.since_evaluation = 0
+        self.report = self.prediction_report = None
+
+    def _collect(self, features: list[dict], predictions: list, scores: list) -> int:
+        """Take rows for the first-N reference; returns how many were taken."""
+        take = min(len(features), self.config.reference.first_n - self._collected_rows)
+        collected = self._collected
+        for name in set().union(*features[:take]):
+            if name not in collected:
+                if len(collected) >= self.limits.max_features:
+                    continue
+                collected[name] = [None] * self._collected_rows
+        for name, values in collected.items():
+            values += [f.get(name) for f in features[:take]]
+        collected.setdefault(f"__{PREDICTION}__", [None] * self._collected_rows).extend(predictions[:take])
+        collected.setdefault(f"__{SCORE}__", [None] * self._collected_rows).extend(scores[:take])
+        self._collected_rows += take
+        if self._collected_rows >= self.config.reference.first_n:
+            predictions_ref = collected.pop(f"__{PREDICTION}__")
+            scores_ref = collected.pop(f"__{SCORE}__")
+            wanted = self.config.drift.features
+            columns = {n: v for n, v in collected.items() if wanted is None or n in wanted}
+            features_ref = {name: Feature(infer_kind(values)) for name, values in columns.items()}
+            self._build_reference(features_ref, columns, predictions_ref, scores_ref, self._collected_rows,
+                                  f"first_n:{self.config.reference.first_n}")
+        return take
+
+    # -- predictions --------------------------------------------------------------------
+
+    def add_predictions(self, events: list[dict], versions: list[str]) -> Evaluation | None:
+        timestamps = [e["timestamp"] for e in events]
+        predictions = [e.get(PREDICTION) for e in events]
+        scores = [e.get(SCORE) for e in events]
+        if self.task is None and any(p is not None for p in predictions):
+            self.task = infer_task(predictions)
+        self.last_version = versions[-1]
+        ids = [e.get("id") for e in events]
+        if ids.count(None) < len(ids):
+            rows = zip(timestamps, versions, predictions, scores)
+            keyed = [(i, row) for i, row in zip(ids, rows) if i is not None]
+            self.pending.add([k for k, _ in keyed], [r for _, r in keyed])
+        features = [e["features"] for e in events]
+        start = 0
+        if self.reference is None:
+            if self.first_n is None:  # waiting for a file/MLflow reference: nothing to compare yet
+                return None
+            start = self._collect(features, predictions, scores)
+            if self.reference is None or start == len(events):
+                return None
+        rest = slice(start, None)
+        batch = {name: feature.encode([f.get(name) for f in features[rest]], self.limits.max_categories)
+                 for name, feature in self.features.items()}
+        batch[PREDICTION] = self.prediction_feature.encode(predictions[rest], self.limits.max_categories) \
+            if self.task != "regression" else np.array(predictions[rest], dtype=np.float64)
+        batch[SCORE] = np.array(scores[rest], dtype=np.float64)
+        batch["__timestamp__"] = np.array(timestamps[rest], dtype=np.float64)
+        self.window.append(batch)
+        self.since_evaluation += len(events) - start
+        step = self.config.window.step
+        if self.since_evaluation >= step and self.window.count >= min(step, self.window.capacity):
+            return self.evaluate()
+        return None
+
+    def evaluate(self) -> Evaluation | None:
+        """Compare the current window with the reference (data and prediction drift)."""
+        if self.reference is None or self.window is None or self.window.count == 0:
+            return None
+        timestamps = self.window.column("__timestamp__")
+        keep = slice(None)
+        if self.config.window.max_age is not None:
+            keep = timestamps >= timestamps.max() - self.config.window.max_age
+            timestamps = timestamps[keep]
+        drift = self.config.drift
+        current = {name: self.window.column(name)[keep] for name in self.features}
+        self.report = self.reference.compare(current, method=drift.method, threshold=drift.threshold,
+                                             drift_share=drift.drift_share,
+                                             per_feature_method=drift.per_feature or None)
+        if self.prediction_reference is not None:
+            self.prediction_report = self.prediction_reference.compare(
+                {name: self.window.column(name)[keep] for name in self.prediction_reference.columns},
+                method=drift.method, threshold=drift.threshold)
+        self.since_evaluation = 0
+        self.evaluations += 1
+        return self._evaluation("window", window=(float(timestamps.min()), float(timestamps.max()), timestamps.size))
+
+    @property
+    def prediction_drift(self) -> FeatureDrift | None:
+        """Drift of the predicted class/value, or of the score where no prediction is sent."""
+        if self.prediction_report is None:
+            return None
+        features = self.prediction_report.features
+        return features.get(PREDICTION) or features.get(SCORE)
+
+    # -- labels -------------------------------------------------------------------------
+
+    def add_labels(self, labels: list[dict], bound_version) -> tuple[Any, Evaluation | None]:
+        """Join labels to pending predictions, update performance and concept drift."""
+        self.pending.expire(max(label["timestamp"] for label in labels))
+        joined = self.pending.join(labels)
+        if not joined.y_true:
+            return joined, None
+        versions = [bound_version(v) for v in joined.versions]
+        joined.versions = versions
+        if self.task == "regression":
+            y_true = np.array([_number(v) for v in joined.y_true], dtype=np.float64)
+            y_pred = np.array([_number(v) for v in joined.y_pred], dtype=np.float64)
+            errors = np.abs(y_pred - y_true)
+            valid = ~np.isnan(errors)
+        else:
+            classes = Feature("categorical", self.classes)
+            y_true = classes.encode(joined.y_true, self.limits.max_categories)
+            y_pred = classes.encode(joined.y_pred, self.limits.max_categories)
+            valid = ~np.isnan(y_true) & ~np.isnan(y_pred)
+            errors = (y_true != y_pred).astype(np.float64)
+        scores = np.array(joined.scores, dtype=np.float64)
+        version_array = np.array(versions, dtype=object)
+        for version in dict.fromkeys(versions):
+            mask = (version_array == version) & valid
+            ring = self.label_windows.get(version)
+            if ring is None:
+                ring = self.label_windows[version] = RingColumns(self.config.labels.window, ["y_true", "y_pred", "score"])
+            ring.append({"y_true": y_true[mask], "y_pred": y_pred[mask], "score": scores[mask]})
+            self.performance[version] = self._performance(ring)
+        fired = []
+        for name, detector in self.concept.items():
+            if name == "ddm" and self.task == "regression":
+                continue
+            hits = detector.update_many(errors[valid])
+            if len(hits):
+                self.concept_counts[name] += len(hits)
+                fired.append(name)
+        evaluation = self._evaluation("labels", concept_drifts=fired, version=versions[-1])
+        evaluation.evaluated_at = max(label["timestamp"] for label in labels)
+        return joined, evaluation
+
+    def correct_by_version(self, joined) -> dict[str, int]:
+        if self.task == "regression":
+            return {}
+        counts: dict[str, int] = {}
+        for version, truth, predicted in zip(joined.versions, joined.y_true, joined.y_pred):
+            if truth == predicted and truth is not None:
+                counts[version] = counts.get(version, 0) + 1
+        return counts
+
+    def _performance(self, ring: RingColumns) -> dict[str, float]:
+        if ring.count == 0:
+            return {}
+        y_true, y_pred = ring.column("y_true"), ring.column("y_pred")
+        if self.task == "regression":
+            return regression_metrics(y_true, y_pred)
+        positive = self.classes.get(self.config.labels.positive_class)
+        return classification_metrics(y_true, y_pred, ring.column("score"),
+                                      None if positive is None else float(positive))
+
+    def _concept_detectors(self) -> dict[str, Any]:
+        detectors = {"adwin": ADWIN(), "page_hinkley": PageHinkley()}
+        if self.config.task != "regression":
+            # DDM models a Bernoulli error rate: classification only.
+            detectors["ddm"] = DDM()
+        return detectors
+
+    # -- views --------------------------------------------------------------------------
+
+    def _evaluation(self, kind: str, window: tuple | None = None, concept_drifts: list[str] | None = None,
+                    version: str | None = None) -> Evaluation:
+        version = version or self.last_version
+        ring = self.label_windows.get(version)
+        start, end, samples = window if window else (None, None, self.window.count if self.window else 0)
+        return Evaluation(kind=kind, model=self.name, model_version=version, evaluated_at=end or 0.0,
+                          window_start=start, window_end=end, samples=samples, drift=self.report,
+                          prediction_drift=self.prediction_drift,
+                          performance=dict(self.performance.get(version, {})),
+                          labels_in_window=ring.count if ring else 0, concept_drifts=concept_drifts or [])
+
+    @property
+    def window_samples(self) -> int:
+        return self.window.count if self.window else 0
+
+    def current_frame(self) -> pd.DataFrame:
+        """The current window as a DataFrame with decoded categories (for reports)."""
+        if self.window is None:
+            return pd.DataFrame()
+        return pd.DataFrame({name: _decode(feature, self.window.column(name)) for name, feature in self.features.items()})
+
+    def reference_frame(self) -> pd.DataFrame:
+        """A sample of at most REPORT_SAMPLE_ROWS reference rows, categories decoded."""
+        return pd.DataFrame({name: _decode(self.features[name], values) for name, values in self.reference_sample.items()})
+
+    # -- checkpoints --------------------------------------------------------------------
+
+    def to_bytes(self) -> bytes:
+        meta = {
+            "name": self.name, "task": self.task, "reference_source": self.reference_source,
+            "reference_rows": self.reference_rows, "since_evaluation": self.since_evaluation,
+            "evaluations": self.evaluations, "last_version": self.last_version,
+            "features": {n: [f.kind, list(f.vocab)] for n, f in self.features.items()},
+            "classes": list(self.classes), "collected": self._collected, "collected_rows": self._collected_rows,
+            "pending": self.pending.to_state(), "performance": self.performance,
+            "concept": {n: d.to_state() for n, d in self.concept.items()}, "concept_counts": self.concept_counts,
+        }
+        blobs = {"meta": json.dumps(meta).encode()}
+        if self.reference is not None:
+            blobs["reference"] = self.reference.to_bytes()
+        if self.prediction_reference is not None:
+            blobs["prediction_reference"] = self.prediction_reference.to_bytes()
+        if self.window is not None:
+            blobs["window"] = self.window.to_bytes()
+        for version, ring in self.label_windows.items():
+            blobs[f"labels/{version}"] = ring.to_bytes()
+        for name, values in self.reference_sample.items():
+            blobs[f"sample/{name}"] = values.tobytes()
+        sink = io.BytesIO()
+        np.savez(sink, **{k: np.frombuffer(v, dtype=np.uint8) for k, v in blobs.items()})
+        return sink.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, config: ModelConfig, limits: LimitsConfig) -> "ModelState":
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            blobs = {key: archive[key].tobytes() for key in archive.files}
+        meta = json.loads(blobs["meta"])
+        state = cls(meta["name"], config, limits)
+        state.task = meta["task"]
+        state.reference_source, state.reference_rows = meta["reference_source"], meta["reference_rows"]
+        state.since_evaluation, state.evaluations = meta["since_evaluation"], meta["evaluations"]
+        state.last_version = meta["last_version"]
+        state.classes = {value: code for code, value in enumerate(meta["classes"])}
+        for name, (kind, vocab) in meta["features"].items():
+            state.features[name] = Feature(kind, {value: code for code, value in enumerate(vocab)})
+        state.prediction_feature = Feature("categorical" if state.task != "regression" else "numerical", state.classes)
+        state._collected, state._collected_rows = meta["collected"], meta["collected_rows"]
+        state.pending.load_state(meta["pending"])
+        state.performance = meta["performance"]
+        for name, detector_state in meta["concept"].items():
+            if name in state.concept:
+                state.concept[name] = type(state.concept[name]).from_state(detector_state)
+        state.concept_counts.update(meta["concept_counts"])
+        if "reference" in blobs:
+            state.reference = ReferenceProfile.from_bytes(blobs["reference"])
+        if "prediction_reference" in blobs:
+            state.prediction_reference = ReferenceProfile.from_bytes(blobs["prediction_reference"])
+        if "window" in blobs:
+            state.window = RingColumns.from_bytes(blobs["window"], config.window.size)
+        for key, blob in blobs.items():
+            if key.startswith("labels/"):
+                state.label_windows[key[len("labels/"):]] = RingColumns.from_bytes(blob, config.labels.window)
+            elif key.startswith("sample/"):
+                state.reference_sample[key[len("sample/"):]] = np.frombuffer(blob, dtype=np.float64).copy()
+        if state.reference is not None and state.window is not None and state.window.count:
+            state.evaluate_silently()
+        return state
+
+    def evaluate_silently(self) -> None:
+        """Recompute the verdicts after a restore without counting a new window."""
+        since, evaluations = self.since_evaluation, self.evaluations
+        self.evaluate()
+        self.since_evaluation, self.evaluations = since, evaluations
+
+
+def _number(value: Any) -> float:
+    if type(value) in (int, float) and math.isfinite(value):
+        return float(value)
+    return math.nan
+
+
+def _decode(feature: Feature, codes: np.ndarray) -> np.ndarray:
+    if feature.kind == "numerical":
+        return codes
+    values = np.array([None, *feature.vocab], dtype=object)
+    index = np.where(np.isnan(codes), 0, codes + 1).astype(np.int64)
+    return values[index]

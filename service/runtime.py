@@ -1,0 +1,114 @@
+"""The running service: engine, metrics and the edges around them, started and stopped together.
+
+An edge that runs in the background (the Kafka consumer, the webhook dispatcher) is a
+*component*: an object with ``start()``, ``stop()`` and ``ready() -> (bool, reason)``.
+``/readyz`` is true when every component is ready and every configured reference loaded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Protocol
+
+from prometheus_client import CollectorRegistry
+
+from service.checkpoints import FileCheckpoints
+from service.config import Settings
+from service.engine import Engine
+from service.metrics import Metrics
+from service.tables import TableError, read_table
+
+log = logging.getLogger("driftline")
+
+
+class Component(Protocol):
+    name: str
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+
+class Runtime:
+    def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
+                 environ: dict[str, str] | None = None):
+        environ = dict(os.environ if environ is None else environ)
+        self.settings = settings
+        self.engine = Engine(settings)
+        self.metrics = Metrics(self.engine, registry)
+        # Tokens are read once; they are never logged or exported.
+        self.token = environ.get(settings.auth.token_env) or None
+        self.ingest_token = environ.get(settings.auth.ingest_token_env) or None
+        self.environ = environ
+        self.components: list[Component] = []
+        self.reference_errors: dict[str, str] = {}
+        self.checkpoints = FileCheckpoints(self.engine, settings.state_dir, settings.checkpoint_interval)
+        self.started = False
+
+    def add(self, component: Component) -> None:
+        self.components.append(component)
+
+    def start(self) -> None:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        restored = self.checkpoints.restore()
+        if restored:
+            log.info("restored %d model(s) from %s", restored, self.checkpoints.directory)
+        self.load_references()
+        self.checkpoints.start()
+        for component in self.components:
+            component.start()
+        self.started = True
+
+    def stop(self) -> None:
+        for component in reversed(self.components):
+            try:
+                component.stop()
+            except Exception:
+                log.exception("stopping %s failed", component.name)
+        self.checkpoints.stop()
+        self.started = False
+
+    def load_references(self) -> None:
+        """Load every reference named in the config that a checkpoint did not already bring."""
+        for model, config in self.settings.models.items():
+            if model == "default":
+                continue
+            reference = config.reference
+            if reference.path is not None:
+                source = f"file:{reference.path}"
+                loader = lambda path=reference.path: read_table(path)  # noqa: E731
+            elif reference.mlflow is not None:
+                source = f"mlflow:{reference.mlflow}"
+                loader = self._mlflow_loader(reference.mlflow)
+            else:
+                continue
+            state = self.engine.models.get(model)
+            if state is not None and state.reference_source == source:
+                continue
+            try:
+                self.engine.set_reference(model, loader(), source)
+                self.reference_errors.pop(model, None)
+                log.info("model %s: reference loaded from %s", model, source)
+            except (TableError, ValueError, OSError, OverflowError) as exc:
+                self.reference_errors[model] = f"{source}: {exc}"
+                log.error("model %s: reference not loaded: %s", model, exc)
+
+    def _mlflow_loader(self, uri: str):
+        def load():
+            from service.mlflow_client import download_reference  # noqa: PLC0415 - mlflow is slow to import
+
+            return download_reference(uri, self.settings.mlflow)
+        return load
+
+    def ready(self) -> tuple[bool, list[str]]:
+        reasons = [f"reference of {model} not loaded: {error}" for model, error in self.reference_errors.items()]
+        for component in self.components:
+            ok, reason = component.ready()
+            if not ok:
+                reasons.append(f"{component.name}: {reason}")
+        if not self.started:
+            reasons.append("starting")
+        return not reasons, reasons

@@ -1,0 +1,28 @@
+"""Assembling the service from its configuration: runtime, components, routers, uvicorn."""
+
+from __future__ import annotations
+
+import logging
+
+import uvicorn
+from fastapi import FastAPI
+from prometheus_client import CollectorRegistry
+
+from service.api import create_app
+from service.config import Settings
+from service.runtime import Runtime
+
+
+def build_app(settings: Settings, registry: CollectorRegistry | None = None,
+              environ: dict[str, str] | None = None) -> FastAPI:
+    """The FastAPI app with every edge the configuration asks for."""
+    runtime = Runtime(settings, registry=registry, environ=environ)
+    routers = []
+    return create_app(runtime, routers)
+
+
+def serve(settings: Settings) -> None:
+    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = build_app(settings)
+    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
+                access_log=settings.log_level == "debug")

@@ -1,0 +1,85 @@
+"""Fixed-capacity column buffers: the sliding window of recent predictions and of joined labels.
+
+Columns are float64 numpy arrays (categorical values are stored as codes, NaN = missing), so
+appending a batch is a couple of slice assignments and reading the window is one
+``np.roll``-free concatenation. Memory is ``capacity x columns x 8`` bytes, fixed up front.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+
+
+class RingColumns:
+    """The last ``capacity`` rows of a set of float64 columns.
+
+    >>> ring = RingColumns(3, ["x"])
+    >>> ring.append({"x": np.array([1.0, 2.0, 3.0, 4.0])})
+    >>> ring.column("x").tolist()
+    [2.0, 3.0, 4.0]
+    """
+
+    def __init__(self, capacity: int, columns: list[str]):
+        self.capacity = capacity
+        self._data = {name: np.full(capacity, np.nan) for name in columns}
+        self._next = 0  # slot the next row goes to
+        self.count = 0  # rows held, <= capacity
+        self.total = 0  # rows ever appended
+
+    @property
+    def columns(self) -> list[str]:
+        return list(self._data)
+
+    def add_column(self, name: str) -> None:
+        if name not in self._data:
+            self._data[name] = np.full(self.capacity, np.nan)
+
+    def append(self, batch: dict[str, np.ndarray]) -> None:
+        """Append rows; ``batch`` maps column -> array, all of one length. Absent columns get NaN."""
+        n = len(next(iter(batch.values()))) if batch else 0
+        if n == 0:
+            return
+        keep = min(n, self.capacity)
+        start = self._next
+        # Rows land at start..start+keep (mod capacity), in at most two slices.
+        first = min(keep, self.capacity - start)
+        for name, buffer in self._data.items():
+            values = batch.get(name)
+            if values is None:
+                buffer[start:start + first] = np.nan
+                buffer[:keep - first] = np.nan
+            else:
+                tail = values[n - keep:]
+                buffer[start:start + first] = tail[:first]
+                buffer[:keep - first] = tail[first:]
+        self._next = (start + keep) % self.capacity
+        self.count = min(self.capacity, self.count + n)
+        self.total += n
+
+    def column(self, name: str) -> np.ndarray:
+        """The column's rows oldest first (a copy)."""
+        buffer = self._data[name]
+        if self.count < self.capacity:
+            return buffer[: self.count].copy()
+        return np.concatenate((buffer[self._next:], buffer[: self._next]))
+
+    def to_bytes(self) -> bytes:
+        sink = io.BytesIO()
+        ordered = {name: self.column(name) for name in self._data}
+        meta = {"capacity": self.capacity, "total": self.total, "columns": list(ordered)}
+        np.savez(sink, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
+                 **{f"c{i}": values for i, values in enumerate(ordered.values())})
+        return sink.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes, capacity: int | None = None) -> "RingColumns":
+        """Restore; a different ``capacity`` (a changed config) keeps the newest rows that fit."""
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            meta = json.loads(archive["__meta__"].tobytes())
+            ring = cls(capacity or meta["capacity"], meta["columns"])
+            ring.append({name: archive[f"c{i}"] for i, name in enumerate(meta["columns"])})
+        ring.total = meta["total"]
+        return ring

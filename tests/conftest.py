@@ -1,0 +1,86 @@
+"""Shared fixtures: a real driftline server (uvicorn on a free loopback port) per test."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
+
+from service.config import load_settings
+from service.server import build_app
+
+
+class LiveServer:
+    def __init__(self, app, sock: socket.socket):
+        self.app = app
+        self.runtime = app.state.runtime
+        host, port = sock.getsockname()[:2]
+        self.url = f"http://{host}:{port}"
+        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
+        self.client = httpx.Client(base_url=self.url, timeout=30)
+
+    def start(self) -> "LiveServer":
+        self._thread.start()
+        deadline = time.monotonic() + 20
+        while not self._server.started:
+            if time.monotonic() > deadline or not self._thread.is_alive():
+                raise RuntimeError("driftline did not start")
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.client.close()
+        self._server.should_exit = True
+        self._thread.join(timeout=20)
+
+    def metrics(self) -> dict[tuple, float]:
+        """/metrics as {(sample name, frozenset of label items): value}."""
+        response = self.client.get("/metrics")
+        response.raise_for_status()
+        samples = {}
+        for family in text_string_to_metric_families(response.text):
+            for sample in family.samples:
+                samples[(sample.name, frozenset(sample.labels.items()))] = sample.value
+        return samples
+
+    def metric(self, name: str, **labels) -> float | None:
+        return self.metrics().get((name, frozenset(labels.items())))
+
+
+def free_socket() -> socket.socket:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    return sock
+
+
+@pytest.fixture
+def live_server(tmp_path: Path):
+    """Factory: ``live_server(config_dict_or_yaml_path=None, environ=None)`` -> started LiveServer."""
+    started: list[LiveServer] = []
+
+    def start(config: dict | str | Path | None = None, environ: dict[str, str] | None = None,
+              state_dir: Path | None = None) -> LiveServer:
+        environ = dict(environ or {})
+        if isinstance(config, dict):
+            import yaml
+
+            path = tmp_path / f"config-{len(started)}.yaml"
+            path.write_text(yaml.safe_dump(config))
+            config = path
+        environ.setdefault("DRIFTLINE_STATE_DIR", str(state_dir or tmp_path / f"state-{len(started)}"))
+        settings = load_settings(config, environ=environ)
+        server = LiveServer(build_app(settings, environ=environ), free_socket()).start()
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()

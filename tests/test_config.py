@@ -1,0 +1,71 @@
+import pytest
+
+from service.config import ConfigError, load_settings
+
+
+def write(tmp_path, text):
+    path = tmp_path / "driftline.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_no_config_gives_http_only_defaults():
+    settings = load_settings(None, environ={})
+    assert settings.kafka is None
+    assert (settings.host, settings.port) == ("127.0.0.1", 8000)
+    model = settings.model("anything")
+    assert model.reference.first_n == 1000
+    assert (model.window.size, model.window.step) == (1000, 100)
+
+
+def test_named_model_inherits_default_keys(tmp_path):
+    path = write(tmp_path, """
+models:
+  default: {window: {size: 500, step: 50}, drift: {drift_share: 0.3}}
+  fraud: {window: {size: 5000}, reference: {path: ref.csv}}
+""")
+    settings = load_settings(path, environ={})
+    fraud = settings.model("fraud")
+    assert (fraud.window.size, fraud.window.step) == (5000, 50)
+    assert fraud.drift.drift_share == 0.3
+    assert fraud.reference.path == "ref.csv" and fraud.reference.first_n is None
+    assert settings.model("other").window.size == 500
+
+
+def test_environment_overrides_nested_keys(tmp_path):
+    path = write(tmp_path, "kafka: {bootstrap_servers: a:1}\n")
+    settings = load_settings(path, environ={
+        "DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS": "broker:9092",
+        "DRIFTLINE_LIMITS__MAX_MODELS": "50",
+        "DRIFTLINE_MODELS__DEFAULT__WINDOW__MAX_AGE": "1h",
+        "DRIFTLINE_TOKEN": "not-a-config-key",
+    })
+    assert settings.kafka.bootstrap_servers == "broker:9092"
+    assert settings.limits.max_models == 50
+    assert settings.model("x").window.max_age == 3600
+
+
+@pytest.mark.parametrize("text, key", [
+    ("kafka: {bootstrap_server: x}\n", "kafka.bootstrap_server: unknown key"),
+    ("limits: {max_models: many}\n", "limits.max_models"),
+    ("models: {default: {window: {size: 1}}}\n", "models.default.window.size"),
+    ("models: {m: {reference: {first_n: 100, path: r.csv}}}\n", "models.m.reference"),
+    ("models: {m: {triggers: {webhook: nowhere}}}\n", "models.m.triggers.webhook"),
+    ("checkpoint_interval: soon\n", "checkpoint_interval"),
+])
+def test_bad_keys_and_values_are_named(tmp_path, text, key):
+    with pytest.raises(ConfigError) as error:
+        load_settings(write(tmp_path, text), environ={})
+    assert key in str(error.value)
+
+
+def test_bad_environment_value_is_named():
+    with pytest.raises(ConfigError, match="limits.max_models"):
+        load_settings(None, environ={"DRIFTLINE_LIMITS__MAX_MODELS": "lots"})
+
+
+def test_unreadable_file_is_a_config_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings(tmp_path / "missing.yaml", environ={})
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_settings(write(tmp_path, "a: [b"), environ={})
