@@ -314,6 +314,21 @@ def test_service_monitor_scrapes_the_service_port():
     assert sm["spec"]["namespaceSelector"]["matchNames"] == ["monitoring"]
 
 
+def test_scraped_job_label_is_the_one_the_alert_rules_use():
+    """The rules select up{job="driftline"}: both monitors must produce that job label."""
+    import re
+
+    jobs = set()
+    for f in alert_rule_files():
+        jobs |= set(re.findall(r'job\s*=~?\s*"([^"]+)"', f.read_text()))
+    docs = render(CHART, CHART / "ci" / "standalone-kafka-values.yaml") + \
+        render(CHART, CHART / "ci" / "sidecar-values.yaml")
+    for mon in [*by_kind(docs, "ServiceMonitor"), *by_kind(docs, "PodMonitor")]:
+        ep = (mon["spec"].get("endpoints") or mon["spec"]["podMetricsEndpoints"])[0]
+        job = next(r["replacement"] for r in ep["relabelings"] if r["targetLabel"] == "job")
+        assert jobs <= {job}, f"alert rules select job in {jobs}, {mon['kind']} sets {job!r}"
+
+
 # ----------------------------------------------- alerts/ and dashboards/, not copies
 
 
