@@ -141,7 +141,8 @@ def chisquare_pvalue(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -
     if ref_counts.size < 2:
         return 1.0  # one category: no degrees of freedom (SciPy and Evidently give NaN)
     expected = ref_counts * (cur.n / ref.n)
-    return float(stats.chisquare(cur_counts, expected).pvalue)
+    with np.errstate(divide="ignore"):  # an unseen category expects 0: statistic inf, p-value 0
+        return float(stats.chisquare(cur_counts, expected).pvalue)
 
 
 def z_pvalue(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:

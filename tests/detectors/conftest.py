@@ -1,0 +1,13 @@
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _fast_evidently():
+    from evidently_oracle import skip_widget_rendering
+
+    skip_widget_rendering()
