@@ -139,13 +139,20 @@ class PerformanceRule(Strict):
     metric: Literal["accuracy", "precision", "recall", "f1", "roc_auc", "mae", "rmse"] = "accuracy"
     # Below this (above, for error metrics mae/rmse) counts as a drop.
     threshold: float = 0.8
+    # A verdict on fewer joined labels than this is no verdict: the signal stays off.
     min_labels: int = Field(100, ge=1)
 
 
 class TriggersConfig(Strict):
+    """When a model's retraining pipeline is started (see docs/triggers.md)."""
+
+    # Signals that count; [] turns automatic triggers off (manual and alert ones still work).
     on: list[TriggerReason] = Field(default_factory=lambda: ["data_drift", "performance_drop"])
+    # Evaluations in a row with the signal on before a trigger (concept_drift fires at once).
     consecutive_windows: int = Field(3, ge=1)
+    # After any trigger of the model, automatic and alert triggers wait this long.
     cooldown: Duration = 3600.0
+    # Target under ``webhooks``; None = the only configured webhook, if there is exactly one.
     webhook: str | None = None
     performance: PerformanceRule = Field(default_factory=PerformanceRule)
 
@@ -160,16 +167,36 @@ class ModelConfig(Strict):
 
 
 class WebhookAuth(Strict):
+    """Credentials of the target API, each read from the environment variable named here."""
+
     bearer_env: str | None = None
     basic_user_env: str | None = None
     basic_password_env: str | None = None
     header: str | None = Field(None, description="custom header name, value from header_env")
     header_env: str | None = None
 
+    @model_validator(mode="after")
+    def _pairs(self) -> "WebhookAuth":
+        if (self.basic_user_env is None) != (self.basic_password_env is None):
+            raise ValueError("basic_user_env and basic_password_env go together")
+        if (self.header is None) != (self.header_env is None):
+            raise ValueError("header and header_env go together")
+        return self
+
+
+# Preset -> the parameters it cannot do without.
+PRESET_REQUIRES = {
+    "generic": (), "airflow": ("dag_id",), "github": ("repository", "workflow", "ref"),
+    "gitlab": ("project_id", "trigger_token_env", "ref"), "jenkins": ("job",),
+    "kubeflow": ("pipeline_id", "pipeline_version_id"), "argo": ("namespace", "workflow_template"),
+}
+
 
 class WebhookConfig(Strict):
     preset: Literal["generic", "airflow", "github", "gitlab", "jenkins", "kubeflow", "argo"] = "generic"
-    url: str
+    # generic: the full URL; other presets: the API's base URL (https://api.github.com, ...).
+    url: str = Field(pattern=r"^https?://")
+    # Standard Webhooks secret: "whsec_<base64>" or any other string (used as raw bytes).
     secret_env: str | None = "DRIFTLINE_WEBHOOK_SECRET"
     auth: WebhookAuth = Field(default_factory=WebhookAuth)
     timeout: Duration = 10.0
@@ -179,23 +206,37 @@ class WebhookConfig(Strict):
     # Preset parameters; each preset documents which it needs.
     dag_id: str | None = None
     airflow_api: Literal["v1", "v2"] = "v2"
-    repository: str | None = None
-    workflow: str | None = None
+    repository: str | None = Field(None, description="github: owner/repo")
+    workflow: str | None = Field(None, description="github: workflow file name or id")
     ref: str | None = "main"
-    project_id: str | None = None
-    trigger_token_env: str | None = None
-    job: str | None = None
+    project_id: str | None = Field(None, description="gitlab: numeric id or group/project")
+    trigger_token_env: str | None = Field(None, description="gitlab: pipeline trigger token; jenkins: build token")
+    job: str | None = Field(None, description="jenkins: job name, folder/job for folders")
     pipeline_id: str | None = None
     pipeline_version_id: str | None = None
     experiment_id: str | None = None
     namespace: str | None = None
     workflow_template: str | None = None
 
+    @model_validator(mode="after")
+    def _preset_parameters(self) -> "WebhookConfig":
+        missing = [key for key in PRESET_REQUIRES[self.preset] if not getattr(self, key)]
+        if missing:
+            raise ValueError(f"preset {self.preset} needs {', '.join(missing)}")
+        if self.backoff_max < self.backoff_initial:
+            raise ValueError("backoff_max must be at least backoff_initial")
+        return self
+
 
 class MlflowConfig(Strict):
+    # None: the MLFLOW_TRACKING_URI environment variable, if set.
     tracking_uri: str | None = None
+    # On each trigger, log the evidence as a run in experiment "<experiment_prefix><model>".
     log_evidence: bool = True
+    experiment_prefix: str = "driftline/"
+    # Tag the registered model version the reference came from with driftline.drift=true.
     tag_versions: bool = True
+    # Artifact path (directory or file) of the reference data set in the model version's source run.
     reference_artifact: str = Field("reference", description="artifact path of the reference data set in a run")
 
 
@@ -204,6 +245,8 @@ class AlertmanagerConfig(Strict):
     action_label: str = "driftline_action"
     action_value: str = "retrain"
     model_label: str = "model"
+    # Alerts remembered for deduplication (by fingerprint and startsAt).
+    dedup_size: int = Field(10000, ge=10)
 
 
 class Settings(Strict):

@@ -18,6 +18,14 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     """The FastAPI app with every edge the configuration asks for."""
     runtime = Runtime(settings, registry=registry, environ=environ)
     routers = []
+    # Retraining: policies, webhook outbox/dispatcher, MLflow evidence (issue 5).
+    from service.api_triggers import create_router as triggers_router  # noqa: PLC0415
+    from service.triggers import TriggerManager  # noqa: PLC0415
+
+    runtime.triggers = TriggerManager(runtime)
+    runtime.add(runtime.triggers)
+    runtime.engine.listeners.append(runtime.triggers.on_evaluation)
+    routers.append(triggers_router(runtime.triggers))
     return create_app(runtime, routers)
 
 

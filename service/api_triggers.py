@@ -1,0 +1,71 @@
+"""HTTP routes of retraining (CONTRACT §3): manual trigger, Alertmanager receiver, trigger list."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from service.api import read_limited_body, require_admin, runtime_of
+from service.events import MODEL_NAME
+from service.triggers import TriggerManager
+
+
+class RetrainRequest(BaseModel):
+    note: str | None = Field(None, max_length=2000, description="free text carried in evidence.note")
+    model_version: str | None = Field(None, max_length=128, description="default: the last version seen")
+
+
+def create_router(manager: TriggerManager) -> APIRouter:
+    router = APIRouter(tags=["retraining"])
+
+    @router.post("/v1/models/{model}/retrain", status_code=202, dependencies=[Depends(require_admin)])
+    async def retrain(request: Request, model: str) -> JSONResponse:
+        """Start the model's retraining pipeline now (reason ``manual``; no cooldown applies,
+        but it starts one). The optional JSON body carries ``note`` and ``model_version``."""
+        if not MODEL_NAME.fullmatch(model):
+            raise HTTPException(422, "model must match [A-Za-z0-9_.:-]{1,128}")
+        runtime = runtime_of(request)
+        if model not in runtime.engine.models and (model == "default" or model not in runtime.settings.models):
+            raise HTTPException(404, f"model {model!r} has not been seen and is not configured")
+        body = await read_limited_body(request, 64 * 1024)
+        try:
+            options = RetrainRequest.model_validate_json(body) if body.strip() else RetrainRequest()
+        except ValueError as exc:
+            raise HTTPException(422, f"body: {exc}") from None
+        outcome = await run_in_threadpool(manager.manual, model, options.note, options.model_version)
+        if outcome.trigger is None:
+            raise HTTPException(503, outcome.suppressed or "trigger not raised")
+        return JSONResponse(outcome.to_dict(), status_code=202)
+
+    @router.post("/v1/alertmanager", dependencies=[Depends(require_admin)])
+    async def alertmanager(request: Request) -> dict[str, Any]:
+        """Alertmanager's webhook (payload version 4): each *firing* alert labelled
+        ``<alertmanager.action_label>=<action_value>`` (default ``driftline_action="retrain"``)
+        becomes a trigger (reason ``alert``) for the model in its ``model`` label, once per
+        alert (fingerprint and startsAt); resolved alerts and repeats are ignored."""
+        runtime = runtime_of(request)
+        body = await read_limited_body(request, runtime.settings.limits.max_body_bytes)
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            raise HTTPException(400, "body is not JSON") from None
+        if not isinstance(payload, dict) or not isinstance(payload.get("alerts", []), list):
+            raise HTTPException(422, "not an Alertmanager webhook payload (an object with an alerts list)")
+        version = str(payload.get("version", "4"))
+        if version != "4":
+            raise HTTPException(422, f"Alertmanager webhook payload version {version} is not supported (4 is)")
+        return await run_in_threadpool(manager.alertmanager, payload)
+
+    @router.get("/v1/triggers")
+    def triggers(limit: int = Query(50, ge=1, le=1000), model: str | None = None) -> dict[str, Any]:
+        """The most recent triggers, newest first, with their payload, delivery state
+        (``pending``, ``delivered``, ``failed``, ``not_sent`` when no webhook is configured)
+        and MLflow run."""
+        return {"triggers": manager.recent(limit, model)}
+
+    return router

@@ -1,0 +1,353 @@
+"""Retraining policies: when drift or a performance drop persists, start the pipeline once.
+
+:class:`TriggerManager` is the runtime component that
+
+* listens to every :class:`~service.model_state.Evaluation` of the engine (on the ingest
+  thread: it only updates counters in memory and commits a row to the SQLite outbox; no
+  network I/O happens there),
+* applies each model's ``triggers`` policy: the signals that count (``data_drift``,
+  ``prediction_drift``, ``performance_drop`` with at least ``min_labels`` labels,
+  ``concept_drift``), how many evaluations in a row they must be on, and the cooldown,
+* raises manual (``POST /v1/models/{model}/retrain``) and Alertmanager (``alert``) triggers,
+* hands every trigger to the webhook :class:`~service.webhooks.Dispatcher`, to the
+  ``sinks`` (the Kafka trigger topic), and to MLflow for the evidence run.
+
+Reasons are exactly those of CONTRACT §2: data_drift, prediction_drift, performance_drop,
+concept_drift, alert, manual; each raised trigger counts once in
+``driftline_retrain_triggers_total{model,reason}``.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections import OrderedDict, defaultdict
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from service.config import Settings, TriggersConfig
+from service.model_state import Evaluation, ModelState
+from service.webhooks import Dispatcher, Outbox, now_payload, rfc3339
+
+log = logging.getLogger("driftline.triggers")
+
+REASONS = ("data_drift", "prediction_drift", "performance_drop", "concept_drift", "alert", "manual")
+ERROR_METRICS = {"mae", "rmse"}  # higher is worse
+
+
+@dataclass
+class Outcome:
+    """What happened to a request for a trigger."""
+
+    trigger: dict | None  # the payload, when raised
+    target: str | None = None
+    suppressed: str | None = None  # why not raised
+
+    def to_dict(self) -> dict:
+        if self.trigger is None:
+            return {"triggered": False, "reason_suppressed": self.suppressed}
+        return {"triggered": True, "id": self.trigger["id"], "model": self.trigger["model"],
+                "reason": self.trigger["reason"], "target": self.target,
+                "state": "pending" if self.target else "not_sent"}
+
+
+def performance_signal(rule, performance: dict[str, float], labels: int) -> tuple[bool, float | None]:
+    """(drop?, value) for a performance rule; no verdict below ``min_labels`` labels."""
+    value = performance.get(rule.metric)
+    if value is None or labels < rule.min_labels or value != value:  # NaN: no verdict
+        return False, value
+    return (value > rule.threshold if rule.metric in ERROR_METRICS else value < rule.threshold), value
+
+
+class TriggerManager:
+    """The ``triggers`` component: policies, outbox, dispatcher, sinks, MLflow evidence."""
+
+    name = "triggers"
+
+    def __init__(self, runtime, clock: Callable[[], float] = time.time):
+        self.runtime = runtime
+        self.settings: Settings = runtime.settings
+        self.engine = runtime.engine
+        self.metrics = runtime.metrics
+        self.environ = runtime.environ
+        self.clock = clock
+        # Extra consumers of every trigger payload (the Kafka trigger topic); called on a background thread.
+        self.sinks: list[Callable[[dict], None]] = []
+        self.outbox: Outbox | None = None
+        self.dispatcher: Dispatcher | None = None
+        self._lock = threading.Lock()
+        self._streaks: dict[str, dict[str, int]] = defaultdict(dict)
+        self._last_trigger: dict[str, float] = {}
+        self._alerts_seen: OrderedDict[str, str] = OrderedDict()
+        self._frames: dict[str, tuple] = {}  # trigger id -> (reference, current) DataFrames for the report
+        self._after = threading.Event()
+        self._stop = threading.Event()
+        self._after_thread: threading.Thread | None = None
+        self.mlflow = None
+        tracking_uri = self.settings.mlflow.tracking_uri or self.environ.get("MLFLOW_TRACKING_URI")
+        if tracking_uri and self.settings.mlflow.log_evidence:
+            from service.mlflow_client import EvidenceLogger  # noqa: PLC0415 - mlflow is imported lazily
+
+            self.mlflow = EvidenceLogger(tracking_uri, self.settings.mlflow)
+
+    # -- component ----------------------------------------------------------------------
+
+    def start(self) -> None:
+        self.settings.state_dir.mkdir(parents=True, exist_ok=True)
+        self.outbox = Outbox(self.settings.state_dir / "triggers.sqlite")
+        self.outbox.prune()
+        self._last_trigger.update(self.outbox.last_trigger_times())
+        self.dispatcher = Dispatcher(self.outbox, self.settings.webhooks, self.environ,
+                                     self.metrics.webhook_deliveries, self.metrics.webhook_pending)
+        self.dispatcher.start()
+        self._stop.clear()
+        self._after_thread = threading.Thread(target=self._aftercare, name="trigger-aftercare", daemon=True)
+        self._after_thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._after.set()
+        if self.dispatcher is not None:
+            self.dispatcher.stop()
+        if self._after_thread is not None:
+            self._after_thread.join(10)
+        if self.outbox is not None:
+            self.outbox.close()
+            self.outbox = None
+
+    def ready(self) -> tuple[bool, str]:
+        if self.outbox is None:
+            return False, "outbox not open"
+        return True, ""
+
+    # -- policies -----------------------------------------------------------------------
+
+    def policy(self, model: str) -> TriggersConfig:
+        return self.settings.model(model).triggers
+
+    def target(self, model: str) -> str | None:
+        hook = self.policy(model).webhook
+        if hook is None and len(self.settings.webhooks) == 1:
+            return next(iter(self.settings.webhooks))
+        return hook
+
+    def on_evaluation(self, evaluation: Evaluation) -> None:
+        """Engine listener: update the streaks, raise at most one trigger."""
+        policy = self.policy(evaluation.model)
+        if not policy.on:
+            return
+        signals: dict[str, bool] = {}
+        if evaluation.kind == "window":
+            if "data_drift" in policy.on:
+                signals["data_drift"] = bool(evaluation.drift is not None and evaluation.drift.dataset_drift)
+            if "prediction_drift" in policy.on:
+                drifted = evaluation.prediction_drift
+                signals["prediction_drift"] = bool(drifted is not None and drifted.drift)
+        elif evaluation.kind == "labels":
+            if "performance_drop" in policy.on:
+                signals["performance_drop"], _ = performance_signal(
+                    policy.performance, evaluation.performance, evaluation.labels_in_window)
+        fire: str | None = None
+        with self._lock:
+            streaks = self._streaks[evaluation.model]
+            for reason, on in signals.items():
+                streaks[reason] = streaks.get(reason, 0) + 1 if on else 0
+            if "concept_drift" in policy.on and evaluation.concept_drifts:
+                fire = "concept_drift"
+            else:
+                for reason in policy.on:
+                    if streaks.get(reason, 0) >= policy.consecutive_windows:
+                        fire = reason
+                        break
+            streak = streaks.get(fire, 1) if fire else 0
+        if fire is not None:
+            extra = {"consecutive_windows": streak}
+            if fire == "concept_drift":
+                extra["concept_detectors"] = list(evaluation.concept_drifts)
+            self.raise_trigger(evaluation.model, fire, extra=extra, model_version=evaluation.model_version,
+                               evaluation=evaluation)
+
+    def raise_trigger(self, model: str, reason: str, *, extra: dict | None = None, model_version: str | None = None,
+                      evaluation: Evaluation | None = None, bypass_cooldown: bool = False) -> Outcome:
+        """Build the payload, honour the cooldown, commit to the outbox, count, wake the dispatcher."""
+        assert reason in REASONS, reason
+        if self.outbox is None:
+            return Outcome(None, suppressed="driftline is not started")
+        now = self.clock()
+        policy = self.policy(model)
+        with self._lock:
+            last = self._last_trigger.get(model)
+            if not bypass_cooldown and last is not None and now - last < policy.cooldown:
+                remaining = policy.cooldown - (now - last)
+                log.info("model %s: %s trigger suppressed, cooldown for %.0fs more", model, reason, remaining)
+                return Outcome(None, suppressed=f"cooldown: {remaining:.0f}s left of {policy.cooldown:g}s")
+            self._last_trigger[model] = now
+            self._streaks[model] = {}
+        payload, evidence, frames = self._build(model, reason, now, extra or {}, model_version, evaluation)
+        target = self.target(model)
+        if self.mlflow is not None and frames is not None:
+            self._frames[payload["id"]] = frames
+        self.outbox.add(payload, target, evidence if self.mlflow is not None else None, now)
+        self.metrics.retrain_triggers.labels(model=model, reason=reason).inc()
+        log.info("model %s: retraining trigger %s (%s) -> %s", model, payload["id"], reason, target or "no webhook")
+        if target is not None and self.dispatcher is not None:
+            self.dispatcher.wake(target)
+        self._after.set()
+        return Outcome(payload, target)
+
+    def _build(self, model: str, reason: str, now: float, extra: dict, model_version: str | None,
+               evaluation: Evaluation | None) -> tuple[dict, dict, tuple | None]:
+        """The §4 payload, the evidence for MLflow, and the frames for the Evidently report."""
+        policy = self.policy(model)
+        frames = None
+        with self.engine.lock:
+            state: ModelState | None = self.engine.models.get(model)
+            report = evaluation.drift if evaluation is not None else (state.report if state else None)
+            drifted = evaluation.prediction_drift if evaluation is not None else (state.prediction_drift if state else None)
+            version = model_version or (state.last_version if state else None)
+            if evaluation is not None:
+                performance = dict(evaluation.performance)
+                labels = evaluation.labels_in_window
+                window = {"start": rfc3339(evaluation.window_start), "end": rfc3339(evaluation.window_end),
+                          "samples": evaluation.samples}
+            else:
+                performance = dict(state.performance.get(version, {})) if state else {}
+                ring = state.label_windows.get(version) if state else None
+                labels = ring.count if ring else 0
+                window = {"start": None, "end": None, "samples": state.window_samples if state else 0}
+            if state is not None and window["start"] is None and state.window is not None and state.window.count:
+                stamps = state.window.column("__timestamp__")
+                window["start"], window["end"] = rfc3339(float(stamps.min())), rfc3339(float(stamps.max()))
+            source = state.reference_source if state else None
+            if (self.mlflow is not None and state is not None and state.reference is not None
+                    and state.window_samples > 0):
+                try:
+                    frames = (state.reference_frame(), state.current_frame())
+                except Exception:  # the report is a bonus; the trigger must not fail for it
+                    log.exception("model %s: could not snapshot frames for the report", model)
+        evidence: dict[str, Any] = {
+            "drift_share": None if report is None else report.drift_share,
+            "dataset_drift": None if report is None else report.dataset_drift,
+            "drifted_features": [] if report is None else sorted(n for n, f in report.features.items() if f.drift),
+            "performance": performance, "labels_in_window": labels,
+        }
+        if drifted is not None:
+            evidence["prediction_drift"] = {"method": drifted.method, "score": drifted.score, "drift": drifted.drift}
+        if reason == "performance_drop":
+            rule = policy.performance
+            evidence["performance_rule"] = {"metric": rule.metric, "threshold": rule.threshold,
+                                            "min_labels": rule.min_labels, "value": performance.get(rule.metric)}
+        evidence.update(extra)
+        payload = now_payload(model, version, reason, str(uuid.uuid4()), now, window, evidence, source)
+        full = {"payload": payload, "drift": report.to_dict() if report is not None else None}
+        return payload, full, frames
+
+    # -- manual and alerts --------------------------------------------------------------
+
+    def manual(self, model: str, note: str | None = None, model_version: str | None = None) -> Outcome:
+        extra = {"note": note} if note else {}
+        return self.raise_trigger(model, "manual", extra=extra, model_version=model_version, bypass_cooldown=True)
+
+    def alertmanager(self, body: dict) -> dict:
+        """An Alertmanager webhook (payload version 4) -> triggers for firing, labelled alerts."""
+        config = self.settings.alertmanager
+        triggered, ignored = [], []
+        for alert in body.get("alerts") or []:
+            if not isinstance(alert, dict):
+                continue
+            labels = alert.get("labels") or {}
+            fingerprint = str(alert.get("fingerprint") or "")
+            key = f"{fingerprint}|{alert.get('startsAt', '')}" if fingerprint else None
+            name = labels.get("alertname")
+            if alert.get("status", body.get("status")) != "firing":
+                ignored.append({"fingerprint": fingerprint, "alertname": name, "why": "resolved"})
+                continue
+            if labels.get(config.action_label) != config.action_value:
+                ignored.append({"fingerprint": fingerprint, "alertname": name,
+                                "why": f"no {config.action_label}={config.action_value} label"})
+                continue
+            model = labels.get(config.model_label)
+            if not model:
+                ignored.append({"fingerprint": fingerprint, "alertname": name, "why": f"no {config.model_label} label"})
+                continue
+            with self._lock:
+                if key is not None and key in self._alerts_seen:
+                    self._alerts_seen.move_to_end(key)
+                    ignored.append({"fingerprint": fingerprint, "alertname": name, "why": "duplicate"})
+                    continue
+                if key is not None:
+                    self._alerts_seen[key] = model
+                    while len(self._alerts_seen) > config.dedup_size:
+                        self._alerts_seen.popitem(last=False)
+            extra = {"alert": {"alertname": name, "fingerprint": fingerprint, "startsAt": alert.get("startsAt"),
+                               "labels": labels, "annotations": alert.get("annotations") or {},
+                               "generatorURL": alert.get("generatorURL")}}
+            outcome = self.raise_trigger(model, "alert", extra=extra, model_version=labels.get("model_version"))
+            if outcome.trigger is None:
+                ignored.append({"fingerprint": fingerprint, "alertname": name, "why": outcome.suppressed})
+            else:
+                triggered.append(outcome.to_dict())
+        return {"triggered": triggered, "ignored": ignored}
+
+    # -- views --------------------------------------------------------------------------
+
+    def recent(self, limit: int = 50, model: str | None = None) -> list[dict]:
+        return [] if self.outbox is None else self.outbox.recent(limit, model)
+
+    # -- aftercare: sinks and MLflow, off the ingest thread -----------------------------
+
+    def _aftercare(self) -> None:
+        failures: dict[str, int] = defaultdict(int)
+        while not self._stop.is_set():
+            self._after.wait(1.0)
+            self._after.clear()
+            outbox = self.outbox
+            if outbox is None:
+                continue
+            try:
+                for row in outbox.unpublished():
+                    payload = _loads(row["payload"])
+                    for sink in list(self.sinks):
+                        try:
+                            sink(payload)
+                        except Exception:
+                            log.exception("trigger sink %r failed on %s", sink, row["id"])
+                    outbox.mark_published(row["id"])
+                for row in outbox.evidence_due():
+                    if self._stop.is_set():
+                        break
+                    self._log_evidence(outbox, row, failures)
+            except Exception:  # the loop must survive anything (closed outbox at shutdown, ...)
+                if not self._stop.is_set():
+                    log.exception("trigger aftercare failed")
+
+    def _log_evidence(self, outbox: Outbox, row, failures: dict[str, int]) -> None:
+        trigger_id = row["id"]
+        if self.mlflow is None:
+            outbox.mark_evidence(trigger_id, "skipped", None)
+            return
+        evidence = _loads(row["evidence"]) or {}
+        frames = self._frames.get(trigger_id)
+        try:
+            run_id = self.mlflow.log(evidence.get("payload") or _loads(row["payload"]), evidence.get("drift"), frames)
+        except Exception as exc:
+            failures[trigger_id] += 1
+            if failures[trigger_id] >= 3:
+                log.error("MLflow: evidence of trigger %s not logged: %s", trigger_id, exc)
+                outbox.mark_evidence(trigger_id, "failed", None)
+                self._frames.pop(trigger_id, None)
+            else:
+                log.warning("MLflow: logging evidence of trigger %s failed (%s); will retry", trigger_id, exc)
+                self._stop.wait(2.0 * failures[trigger_id])
+            return
+        outbox.mark_evidence(trigger_id, "logged", run_id)
+        self._frames.pop(trigger_id, None)
+        failures.pop(trigger_id, None)
+
+
+def _loads(text: str | None):
+    import json  # noqa: PLC0415
+
+    return None if text is None else json.loads(text)
