@@ -454,7 +454,8 @@ def check_alert_reaches_driftline(stack: dict, remaining) -> None:
 
     # ... and arrives at driftline, which records a retraining trigger with reason "alert".
     def alert_triggers():
-        r = httpx.get(f"{dl}/v1/triggers", timeout=5, headers={"Authorization": f"Bearer {TOKEN}"})
+        r = httpx.get(f"{dl}/v1/triggers", params={"limit": 1000}, timeout=5,
+                      headers={"Authorization": f"Bearer {TOKEN}"})
         r.raise_for_status()
         body = r.json()
         items = body if isinstance(body, list) else body.get("triggers", body.get("items", []))
