@@ -1,4 +1,8 @@
-"""The ``driftline`` command line (CONTRACT §5). Each subcommand lives in service/commands/."""
+"""The ``driftline`` command line (CONTRACT §5). Each subcommand lives in service/commands/.
+
+Only the chosen subcommand's module is imported, so ``driftline drift`` does not pay for
+FastAPI and ``driftline --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -12,30 +16,26 @@ COMMANDS = {
     "demo": ("service.commands.demo", "run the service with synthetic drifting traffic and a webhook receiver"),
     "drift": ("service.commands.drift", "offline drift check of two files; a gate for CI pipelines"),
     "dashboards": ("service.commands.dashboards", "export the Grafana dashboards or push them to Grafana"),
-    "produce": ("service.commands.produce", "replay a file of events into a Kafka topic"),
 }
 
 
-def build_parser() -> tuple[argparse.ArgumentParser, dict]:
-    parser = argparse.ArgumentParser(prog="driftline", description="Monitoring and drift-triggered retraining "
-                                     "for ML models in production.")
+def main(argv: list[str] | None = None) -> int:
     from service import __version__
 
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(prog="driftline", description="Monitoring and drift-triggered retraining "
+                                     "for ML models in production.")
     parser.add_argument("--version", action="version", version=f"driftline {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    modules = {}
-    for name, (module_name, help_text) in COMMANDS.items():
-        module = importlib.import_module(module_name)
-        modules[name] = module
-        module.add_arguments(sub.add_parser(name, help=help_text, description=help_text))
-    return parser, modules
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser, modules = build_parser()
+    subparsers = {name: sub.add_parser(name, help=text, description=text) for name, (_, text) in COMMANDS.items()}
+    chosen = next((arg for arg in argv if not arg.startswith("-")), None)
+    module = None
+    if chosen in COMMANDS:
+        module = importlib.import_module(COMMANDS[chosen][0])
+        module.add_arguments(subparsers[chosen])
     args = parser.parse_args(argv)
     try:
-        return modules[args.command].run(args)
+        return module.run(args)
     except KeyboardInterrupt:
         return 130
 

@@ -217,7 +217,8 @@ class Validator:
             if model is None:
                 raise _Invalid("invalid_model", "model is required")
             raise _Invalid("invalid_model", "model must be a string matching [A-Za-z0-9_.:-]{1,128}")
-        if len(self._known_models) < 100_000:
+        # The cache only spares a regex match; bounded so that a stream of new names cannot grow it.
+        if len(self._known_models) < 10_000:
             self._known_models.add(model)
 
     def _check_prediction(self, event: dict) -> None:
