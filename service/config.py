@@ -81,7 +81,17 @@ class KafkaConfig(Strict):
     auto_offset_reset: Literal["earliest", "latest"] = "earliest"
     max_poll_records: int = Field(5000, ge=1)
     poll_timeout: Duration = 0.5
+    # With state_topic: how often per-model state goes to the changelog, after which the
+    # input offsets are committed (a crash replays at most this much input; see docs/kafka.md).
     checkpoint_interval: Duration = 10.0
+    # A replica that stops heartbeating loses its partitions after this long.
+    session_timeout: Duration = 10.0
+    # How often driftline_consumer_lag_messages and readiness are refreshed.
+    lag_interval: Duration = 2.0
+    client_id: str = "driftline"
+    # KServe/Seldon CloudEvents: how long a request waits for its response (and back).
+    cloudevents_ttl: Duration = 30.0
+    cloudevents_max_pending: int = Field(10_000, ge=10)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username_env: str | None = None
