@@ -9,8 +9,8 @@ sums and running minima; the Python loop runs once per detection.
 >>> rng = np.random.default_rng(1)
 >>> errors = np.concatenate([rng.random(1000) < 0.1, rng.random(1000) < 0.5]).astype(float)
 >>> detector = DDM()
->>> detector.update_many(errors).tolist()
-[1026]
+>>> detector.update_many(errors).tolist()  # early alarms on few samples are DDM's (and River's)
+[39, 263, 1047]
 """
 
 from __future__ import annotations
