@@ -468,6 +468,16 @@ def check_alert_reaches_driftline(stack: dict, remaining) -> None:
              remaining())
     assert any(p.startswith("/alertmanager/default") for p, _, _ in receiver.posts)
 
+    # the alert's trigger goes out through the model's retraining webhook, signed
+    def alert_webhook():
+        for path, headers, body in list(receiver.posts):
+            if path == "/retrain" and json.loads(body).get("reason") == "alert":
+                return headers
+        return None
+
+    headers = wait_for("the retraining webhook for the alert", alert_webhook, remaining())
+    assert {k.lower() for k in headers} >= {"webhook-id", "webhook-timestamp", "webhook-signature"}
+
     # the accuracy drop fires too
     perf = wait_for("DriftlinePerformanceBelowThreshold to fire",
                     lambda: firing("DriftlinePerformanceBelowThreshold"), remaining())
