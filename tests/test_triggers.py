@@ -1,0 +1,194 @@
+"""Retraining policies on a real server: consecutive windows, cooldown, performance with a
+label minimum, concept drift, manual and Alertmanager triggers, sinks, restarts."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import orjson
+
+from tests.test_webhooks import wait_until
+
+
+def ndjson(events):
+    return b"\n".join(orjson.dumps(e) for e in events)
+
+
+def predictions(model, n, start=0, shift=0.0, seed=0, prediction=1):
+    rng = np.random.default_rng(seed)
+    return [{"kind": "prediction", "model": model, "id": f"{model}-{start + i}", "model_version": "3",
+             "features": {"a": float(rng.normal(shift)), "b": float(rng.normal())},
+             "prediction": prediction, "score": float(rng.random())} for i in range(n)]
+
+
+def labels(model, ids, label):
+    return [{"kind": "label", "model": model, "id": i, "label": label} for i in ids]
+
+
+def model_config(**triggers):
+    return {"reference": {"first_n": 50}, "window": {"size": 20, "step": 20}, "triggers": triggers}
+
+
+def triggers_of(server, model=None):
+    return server.client.get("/v1/triggers", params={"model": model} if model else {}).json()["triggers"]
+
+
+def count(server, model, reason):
+    return server.metric("driftline_retrain_triggers_total", model=model, reason=reason) or 0
+
+
+def post(server, events):
+    response = server.client.post("/v1/events", content=ndjson(events))
+    assert response.status_code == 202, response.text
+
+
+def test_data_drift_needs_consecutive_windows_then_cools_down(live_server):
+    server = live_server({"models": {"m": model_config(on=["data_drift"], consecutive_windows=2, cooldown="1h")}})
+    post(server, predictions("m", 50))  # the reference
+    post(server, predictions("m", 20, start=50, shift=5, seed=1))  # drift, 1st window
+    post(server, predictions("m", 20, start=70, seed=2))  # no drift: the streak resets
+    post(server, predictions("m", 20, start=90, shift=5, seed=3))  # drift, 1st again
+    assert triggers_of(server) == [] and count(server, "m", "data_drift") == 0
+    post(server, predictions("m", 20, start=110, shift=5, seed=4))  # drift, 2nd in a row: trigger
+    [trigger] = triggers_of(server)
+    assert trigger["reason"] == "data_drift" and trigger["model"] == "m" and trigger["state"] == "not_sent"
+    payload = trigger["payload"]
+    assert payload["model_version"] == "3" and payload["window"]["samples"] == 20
+    assert payload["window"]["start"].endswith("Z") and payload["evidence"]["drifted_features"] == ["a"]
+    assert payload["evidence"]["drift_share"] == 0.5 and payload["evidence"]["consecutive_windows"] == 2
+    assert payload["reference"] == {"source": "first_n:50"}
+    for seed in (5, 6, 7):  # still drifting, but within the cooldown
+        post(server, predictions("m", 20, start=130 + seed * 20, shift=5, seed=seed))
+    assert len(triggers_of(server)) == 1 and count(server, "m", "data_drift") == 1
+
+
+def test_performance_drop_waits_for_min_labels(live_server):
+    policy = model_config(on=["performance_drop"], consecutive_windows=1,
+                          performance={"metric": "accuracy", "threshold": 0.8, "min_labels": 30})
+    server = live_server({"models": {"m": policy}})
+    events = predictions("m", 90, prediction=1)
+    post(server, events)
+    post(server, labels("m", [e["id"] for e in events[:20]], 0))  # accuracy 0 on 20 labels: no verdict yet
+    assert triggers_of(server) == []
+    post(server, labels("m", [e["id"] for e in events[20:40]], 0))  # 40 labels >= 30: drop
+    [trigger] = triggers_of(server)
+    assert trigger["reason"] == "performance_drop"
+    evidence = trigger["payload"]["evidence"]
+    assert evidence["performance"]["accuracy"] == 0.0 and evidence["labels_in_window"] == 40
+    assert evidence["performance_rule"] == {"metric": "accuracy", "threshold": 0.8, "min_labels": 30, "value": 0.0}
+    assert count(server, "m", "performance_drop") == 1
+
+
+def test_concept_drift_fires_on_detection(live_server):
+    server = live_server({"models": {"m": model_config(on=["concept_drift"], consecutive_windows=5)}})
+    events = predictions("m", 1200, prediction=1)
+    post(server, events)
+    post(server, labels("m", [e["id"] for e in events[:600]], 1))  # all correct
+    assert triggers_of(server) == []
+    for chunk in range(600, 1200, 100):  # then all wrong: the error stream shifts
+        post(server, labels("m", [e["id"] for e in events[chunk:chunk + 100]], 0))
+    [trigger] = triggers_of(server)
+    assert trigger["reason"] == "concept_drift" and trigger["payload"]["evidence"]["concept_detectors"]
+    assert count(server, "m", "concept_drift") == 1
+
+
+def test_manual_trigger_bypasses_the_cooldown_and_starts_one(live_server):
+    server = live_server({"models": {"m": model_config(on=["data_drift"], consecutive_windows=1)}},
+                         environ={"DRIFTLINE_TOKEN": "t"})
+    auth = {"Authorization": "Bearer t"}
+    assert server.client.post("/v1/models/m/retrain").status_code == 401
+    assert server.client.post("/v1/models/m/retrain", headers=auth, content=b"{bad").status_code == 422
+    for _ in range(2):
+        response = server.client.post("/v1/models/m/retrain", headers=auth, json={"note": "new data",
+                                                                                 "model_version": "9"})
+        assert response.status_code == 202 and response.json()["target"] is None
+    assert count(server, "m", "manual") == 2
+    post(server, predictions("m", 50))
+    post(server, predictions("m", 20, start=50, shift=5, seed=1))  # drift, but the manual trigger started a cooldown
+    assert [t["reason"] for t in triggers_of(server)] == ["manual", "manual"]
+    assert triggers_of(server)[0]["payload"]["model_version"] == "9"
+    assert triggers_of(server)[0]["payload"]["evidence"]["note"] == "new data"
+
+
+def test_cooldown_survives_a_restart(live_server, tmp_path):
+    config = {"models": {"m": model_config(on=["data_drift"], consecutive_windows=1, cooldown="1h")}}
+    state = tmp_path / "kept-state"
+    first = live_server(config, state_dir=state)
+    assert first.client.post("/v1/models/m/retrain").status_code == 202
+    first.stop()
+    second = live_server(config, state_dir=state)
+    post(second, predictions("m", 50))
+    post(second, predictions("m", 20, start=50, shift=5, seed=1))
+    assert [t["reason"] for t in triggers_of(second)] == ["manual"]  # the outbox remembers both
+
+
+def alert(fingerprint, status="firing", model="m", starts="2026-11-28T08:00:00Z", **labels):
+    return {"status": status, "labels": {"alertname": "DriftlineDatasetDriftPersisting", "model": model,
+                                         "driftline_action": "retrain", **labels},
+            "annotations": {"summary": "drift"}, "startsAt": starts, "endsAt": "0001-01-01T00:00:00Z",
+            "generatorURL": "http://prometheus/graph", "fingerprint": fingerprint}
+
+
+def webhook(*alerts, status="firing"):
+    return {"version": "4", "groupKey": "{}:{alertname=\"x\"}", "truncatedAlerts": 0, "status": status,
+            "receiver": "driftline-retrain", "groupLabels": {}, "commonLabels": {}, "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093", "alerts": list(alerts)}
+
+
+def test_alertmanager_payloads(live_server):
+    server = live_server({"models": {"default": {"triggers": {"cooldown": "1h"}}}}, environ={"DRIFTLINE_TOKEN": "t"})
+    auth = {"Authorization": "Bearer t"}
+    assert server.client.post("/v1/alertmanager", json=webhook(alert("f1"))).status_code == 401
+    body = server.client.post("/v1/alertmanager", headers=auth, json=webhook(
+        alert("f1"), alert("f2", model="other", model_version="4"), alert("f3", status="resolved", model="x"),
+        {**alert("f4", model="y"), "labels": {"alertname": "Unrelated", "model": "y"}},
+        {**alert("f5"), "labels": {"alertname": "NoModel", "driftline_action": "retrain"}})).json()
+    assert [t["model"] for t in body["triggered"]] == ["m", "other"]
+    assert [i["why"] for i in body["ignored"]] == ["resolved", "no driftline_action=retrain label", "no model label"]
+    # the same alert again (Alertmanager repeats, or a second replica): ignored
+    again = server.client.post("/v1/alertmanager", headers=auth, json=webhook(alert("f1"), alert("f2", model="other")))
+    assert again.json()["triggered"] == [] and {i["why"] for i in again.json()["ignored"]} == {"duplicate"}
+    # a new alert on the same model within the cooldown: suppressed; resolved ones never trigger
+    later = server.client.post("/v1/alertmanager", headers=auth, json=webhook(
+        alert("f1", starts="2026-11-28T09:00:00Z"), alert("f9", status="resolved"), status="resolved")).json()
+    assert later["triggered"] == [] and later["ignored"][0]["why"].startswith("cooldown")
+    assert count(server, "m", "alert") == 1 and count(server, "other", "alert") == 1
+    listed = {t["model"]: t for t in triggers_of(server)}
+    assert listed["other"]["payload"]["model_version"] == "4"
+    assert listed["m"]["payload"]["evidence"]["alert"]["fingerprint"] == "f1"
+    assert server.client.post("/v1/alertmanager", headers=auth, json={**webhook(), "version": "3"}).status_code == 422
+    assert server.client.post("/v1/alertmanager", headers=auth, content=b"nope").status_code == 400
+
+
+def test_alert_dedup_memory_is_bounded(live_server):
+    server = live_server({"alertmanager": {"dedup_size": 10}, "models": {"default": {"triggers": {"cooldown": 0}}}})
+    manager = server.runtime.triggers
+    for i in range(25):
+        server.client.post("/v1/alertmanager", json=webhook(alert(f"f{i}", model=f"m{i}")))
+    assert len(manager._alerts_seen) == 10 and count(server, "m24", "alert") == 1
+
+
+def test_sinks_get_every_trigger_off_the_ingest_thread(live_server):
+    server = live_server({"models": {"m": model_config(on=["data_drift"], consecutive_windows=1)}})
+    import threading
+
+    seen = []
+    server.runtime.triggers.sinks.append(lambda payload: seen.append((payload, threading.current_thread().name)))
+    post(server, predictions("m", 50))
+    post(server, predictions("m", 20, start=50, shift=5, seed=1))
+    trigger_id = triggers_of(server)[0]["id"]
+    wait_until("the sink", lambda: seen)
+    time.sleep(0.3)
+    [(payload, thread)] = seen
+    assert payload["id"] == trigger_id and payload["reason"] == "data_drift" and thread == "trigger-aftercare"
+
+
+def test_no_webhook_configured_records_the_trigger(live_server):
+    server = live_server()
+    post(server, predictions("m", 1200))
+    response = server.client.post("/v1/models/m/retrain")
+    assert response.status_code == 202 and response.json()["state"] == "not_sent"
+    [item] = triggers_of(server)
+    assert item["delivery"]["state"] == "not_sent" and item["target"] is None
+    assert server.client.get("/v1/triggers", params={"limit": 0}).status_code == 422
