@@ -322,6 +322,10 @@ def stack(tmp_path):
         am_cfg = tmp_path / "alertmanager.yml"
         am_cfg.write_text(yaml.safe_dump(derive_am_config(
             yaml.safe_load(AM_CONFIG.read_text()), dl_url, receiver.url, token_file)))
+        if shutil.which("amtool"):
+            check = subprocess.run(["amtool", "check-config", str(am_cfg)], capture_output=True,
+                                   text=True, timeout=30)
+            assert check.returncode == 0, check.stdout + check.stderr
         am_bin = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
         procs.append(Proc("alertmanager", [
             am_bin, f"--config.file={am_cfg}", f"--storage.path={tmp_path / 'am'}",
@@ -477,6 +481,15 @@ def check_alert_reaches_driftline(stack: dict, remaining) -> None:
 
     headers = wait_for("the retraining webhook for the alert", alert_webhook, remaining())
     assert {k.lower() for k in headers} >= {"webhook-id", "webhook-timestamp", "webhook-signature"}
+
+    # the whole rule file is loaded, and the alerts about driftline itself stay quiet
+    groups = httpx.get(f"{prom}/api/v1/rules", timeout=5).json()["data"]["groups"]
+    loaded = {r["name"] for g in groups for r in g["rules"]}
+    shipped = yaml.safe_load(RULES.read_text())["groups"]
+    assert loaded == {r.get("alert") or r.get("record") for g in shipped for r in g["rules"]}
+    for quiet in ("DriftlineDown", "DriftlineTargetMissing", "DriftlinePredictionEventsAbsent",
+                  "DriftlineNoPredictionEvents", "DriftlineWebhookDeliveriesFailing"):
+        assert not firing(quiet), quiet
 
     # the accuracy drop fires too
     perf = wait_for("DriftlinePerformanceBelowThreshold to fire",
