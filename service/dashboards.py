@@ -211,7 +211,8 @@ def query_var(name: str, query: str, label: str, *, multi: bool = True) -> dict[
     """A Prometheus ``label_values(...)`` template variable (multi-select with All)."""
     return {
         "type": "query", "name": name, "label": label, "datasource": DS,
-        "query": {"qryType": 1, "query": query, "refId": "PrometheusVariableQueryEditor-VariableQuery"},
+        # the plain-string form: understood by every Grafana version (newer ones migrate it)
+        "query": query,
         "definition": query,
         "refresh": 2,  # on time range change
         "sort": 1,
@@ -301,10 +302,10 @@ def model_overview_dashboard() -> dict[str, Any]:
          "{{model}}")), "reqps",
         description="Prediction events received per second."), w=8)
     lay.add(timeseries("Error rate", _targets(
-        (f"sum by (model) (rate(driftline_prediction_errors_total{{{MV}}}[$__rate_interval]))"
+        (f"sum by (model) (rate(driftline_prediction_errors_total{{{M}}}[$__rate_interval]))"
          f' / sum by (model) (rate(driftline_events_total{{{M}, kind="prediction"}}[$__rate_interval]))',
          "{{model}}")), "percentunit", min_=0,
-        description="Share of predictions with status=error.",
+        description="Share of predictions with status=error (all versions of the model).",
         thresholds=[(None, "green"), (0.05, "red")]), w=8)
     lay.add(timeseries("Latency p50 / p95 / p99", _targets(*[
         (f"histogram_quantile({q}, sum by (le, model) "
