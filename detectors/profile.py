@@ -28,6 +28,7 @@ import json
 import math
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, Iterable, Mapping
 
 import numpy as np
@@ -74,33 +75,39 @@ def type_of(values) -> str:
     return infer_type(np.asarray(values))
 
 
-@dataclass(frozen=True)
 class NumericalSummary:
-    """Sorted finite reference values plus the statistics every test reuses."""
+    """Sorted finite values; the statistics derived from them are computed on first use."""
 
-    sorted_values: np.ndarray
-    std: float
-    n_distinct: int
-    n_missing: int = 0
+    def __init__(self, sorted_values: np.ndarray, n_missing: int = 0):
+        self.sorted_values = sorted_values
+        self.n_missing = int(n_missing)
 
     @classmethod
     def from_values(cls, values: np.ndarray) -> "NumericalSummary":
         values = np.asarray(values, dtype=np.float64)
-        finite = values[np.isfinite(values)]
-        ordered = np.sort(finite)
-        return cls(
-            sorted_values=ordered,
-            std=float(np.std(ordered)) if ordered.size else 0.0,
-            n_distinct=count_distinct_sorted(ordered),
-            n_missing=int(values.size - finite.size),
-        )
+        finite = np.isfinite(values)
+        if finite.all():
+            return cls(np.sort(values), 0)
+        return cls(np.sort(values[finite]), int(values.size - np.count_nonzero(finite)))
 
     @property
     def n(self) -> int:
         return int(self.sorted_values.size)
 
+    @cached_property
+    def std(self) -> float:
+        """Population standard deviation (numpy's default, as Evidently uses)."""
+        return float(np.std(self.sorted_values)) if self.n else 0.0
+
+    @cached_property
+    def n_distinct(self) -> int:
+        return count_distinct_sorted(self.sorted_values)
+
     def distinct_counts(self) -> tuple[np.ndarray, np.ndarray]:
         return distinct_counts_sorted(self.sorted_values)
+
+    def __repr__(self) -> str:
+        return f"NumericalSummary(n={self.n}, n_missing={self.n_missing})"
 
 
 @dataclass(frozen=True)
@@ -238,10 +245,7 @@ class ReferenceProfile:
         arrays: dict[str, np.ndarray] = {}
         for index, (name, summary) in enumerate(self.columns.items()):
             if isinstance(summary, NumericalSummary):
-                header["columns"].append(
-                    {"name": name, "type": NUMERICAL, "std": summary.std, "n_distinct": summary.n_distinct,
-                     "n_missing": summary.n_missing}
-                )
+                header["columns"].append({"name": name, "type": NUMERICAL, "n_missing": summary.n_missing})
                 arrays[f"c{index}"] = summary.sorted_values
             else:
                 header["columns"].append(
@@ -261,7 +265,7 @@ class ReferenceProfile:
             for index, meta in enumerate(header["columns"]):
                 array = archive[f"c{index}"]
                 if meta["type"] == NUMERICAL:
-                    columns[meta["name"]] = NumericalSummary(array, meta["std"], meta["n_distinct"], meta["n_missing"])
+                    columns[meta["name"]] = NumericalSummary(array, meta["n_missing"])
                 else:
                     columns[meta["name"]] = CategoricalSummary(meta["categories"], array, meta["n_missing"])
         return cls(columns, header["n_rows"])
