@@ -361,7 +361,7 @@ def model_overview_dashboard() -> dict[str, Any]:
         mappings=[{"type": "value", "options": {"0": {"text": "no drift", "index": 0},
                                                  "1": {"text": "DRIFT", "index": 1}}}],
         description="Dataset drift verdict on the current window."), w=8)
-    lay.add(timeseries("Retraining triggers", _targets(
+    lay.add(timeseries("Retraining triggers per hour", _targets(
         (new_in_window("driftline_retrain_triggers_total", M, "model, reason", "1h"),
          "{{model}} {{reason}}")), "short", bars=True,
         description="Retraining requests started in the last hour, by reason."), w=24)
