@@ -2,10 +2,12 @@
 
 Column types follow Evidently 0.7's inference for a pandas column
 (``evidently.core.datasets.infer_column_type``): float -> numerical; integer ->
-categorical when it has at most 10 distinct values, else numerical; bool, category,
-string and object -> categorical. (Evidently calls an object/string column with more
-distinct values than half its rows "text" and skips non-string objects; driftline tests
-both as categorical.) Datetime columns are not features and are skipped.
+categorical when it has at most 10 distinct values, else numerical; bool, category and
+string/object columns of strings -> categorical. Like Evidently's ``DataDriftPreset``,
+the default column selection leaves out what is neither: datetimes, objects that are not
+strings, and "text" (strings with more distinct values than half the rows, such as ids or
+timestamps, which Evidently tests with text-specific methods that driftline does not
+have). Named explicitly, string and object columns are tested as categorical.
 
 Numerical columns become float64 arrays with NaN for missing; categorical columns are
 counted here with pandas' hash tables, much faster than counting Python objects one by one.
@@ -34,7 +36,7 @@ from detectors.profile import (
 
 
 def infer_frame_type(series) -> str | None:
-    """Evidently's type of a pandas column, or None for columns that are not features."""
+    """Evidently's type of a pandas column, or None for text, datetime and other columns."""
     import pandas as pd
 
     dtype = series.dtype
@@ -45,8 +47,21 @@ def infer_frame_type(series) -> str | None:
     if pd.api.types.is_integer_dtype(dtype):
         return CATEGORICAL if series.nunique() <= INTEGER_CARDINALITY_LIMIT else NUMERICAL
     if pd.api.types.is_string_dtype(dtype) or dtype == object:
-        return CATEGORICAL
+        present = series.dropna()
+        if present.empty or not (isinstance(present.iloc[0], str) and isinstance(present.iloc[-1], str)):
+            return None
+        return None if series.nunique() > series.count() * 0.5 else CATEGORICAL
     return None
+
+
+def explicit_frame_type(series) -> str | None:
+    """The type of a column asked for by name: strings and objects count as categorical."""
+    import pandas as pd
+
+    inferred = infer_frame_type(series)
+    if inferred is None and (pd.api.types.is_string_dtype(series.dtype) or series.dtype == object):
+        return CATEGORICAL
+    return inferred
 
 
 def count_series(series) -> CategoricalSummary:
@@ -82,7 +97,7 @@ def frame_columns(
     resolved: dict[str, str] = {}
     for name in names:
         series = df[name]
-        column_type = types.get(name) or infer_frame_type(series)
+        column_type = types.get(name) or (infer_frame_type if columns is None else explicit_frame_type)(series)
         if column_type is None:
             if columns is None:
                 continue

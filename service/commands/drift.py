@@ -1,0 +1,125 @@
+"""``driftline drift``: offline drift check of two files, and a gate for CI pipelines.
+
+    driftline drift --reference ref.parquet --current today.csv --fail-on-drift
+
+Reads CSV, Parquet or JSON lines (by extension, optionally gzip-compressed), tests every
+column the two files share (or ``--columns``) with Evidently's methods, prints a table (or
+``--json``: the CONTRACT §5 shape) and exits 0; 1 on dataset drift with ``--fail-on-drift``;
+2 with a one-line reason on a missing file, an unreadable format or an unknown column.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from detectors.stattests import METHODS
+
+READERS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+}
+
+
+class UsageError(Exception):
+    """A problem with the inputs, reported in one line with exit code 2."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--reference", required=True, metavar="FILE", help="reference data (CSV, Parquet, JSONL)")
+    parser.add_argument("--current", required=True, metavar="FILE", help="current data (CSV, Parquet, JSONL)")
+    parser.add_argument("--columns", metavar="A,B", help="comma-separated columns to test (default: all shared)")
+    parser.add_argument("--method", default="auto", choices=["auto", *METHODS],
+                        help="drift test for every column (default: auto, Evidently's choice per column)")
+    parser.add_argument("--threshold", type=float, help="threshold for every column (default: the method's own)")
+    parser.add_argument("--drift-share", type=float, default=0.5, metavar="SHARE",
+                        help="dataset drift when at least this share of columns drift (default: 0.5)")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifts")
+
+
+def read_table(path_text: str, role: str):
+    import pandas as pd
+
+    path = Path(path_text)
+    if not path.is_file():
+        raise UsageError(f"{role} file not found: {path_text}")
+    suffixes = [suffix.lower() for suffix in path.suffixes]
+    if suffixes and suffixes[-1] == ".gz":
+        suffixes = suffixes[:-1]
+    kind = READERS.get(suffixes[-1] if suffixes else "")
+    if kind is None:
+        raise UsageError(f"cannot read {role} file {path_text}: use .csv, .parquet or .jsonl/.ndjson")
+    try:
+        if kind == "csv":
+            return pd.read_csv(path)
+        if kind == "parquet":
+            return pd.read_parquet(path)
+        return pd.read_json(path, lines=True)
+    except Exception as error:  # every parser's own error type: the reason is what matters
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise UsageError(f"cannot read {role} file {path_text} as {kind}: {reason}") from None
+
+
+def choose_columns(reference, current, requested: str | None) -> list[str] | None:
+    """The columns named by ``--columns`` (each must exist in both files), or None: every
+    shared column that Evidently's DataDriftPreset would test."""
+    if requested:
+        names = [name.strip() for name in requested.split(",") if name.strip()]
+        for frame, role in ((reference, "reference"), (current, "current")):
+            absent = [name for name in names if name not in frame.columns]
+            if absent:
+                raise UsageError(f"unknown column(s) in {role} data: {', '.join(absent)}")
+        return names
+    if not any(name in reference.columns for name in current.columns):
+        raise UsageError("the reference and current data share no column")
+    return None
+
+
+def format_table(report, reference_rows: int, current_rows: int, args) -> str:
+    rows = [("feature", "type", "method", "score", "threshold", "drift", "missing")]
+    for name, feature in report.features.items():
+        rows.append((name, feature.type, feature.method, f"{feature.score:.4g}", f"{feature.threshold:g}",
+                     "DRIFT" if feature.drift else "-", str(feature.missing)))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = [f"reference: {args.reference} ({reference_rows} rows)   current: {args.current} ({current_rows} rows)", ""]
+    for row in rows:
+        cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]),
+                 row[3].rjust(widths[3]), row[4].rjust(widths[4]), row[5].center(widths[5]), row[6].rjust(widths[6])]
+        lines.append("  ".join(cells).rstrip())
+    verdict = "DETECTED" if report.dataset_drift else "not detected"
+    lines += ["", f"dataset drift {verdict}: {report.drifted_features} of {report.features_total} features drifted "
+                  f"(share {report.drift_share:.2f}, threshold {args.drift_share:g})"]
+    return "\n".join(lines)
+
+
+def run(args: argparse.Namespace) -> int:
+    from detectors import drift_report
+
+    try:
+        if not 0.0 <= args.drift_share <= 1.0:
+            raise UsageError(f"--drift-share must be between 0 and 1, not {args.drift_share}")
+        reference = read_table(args.reference, "reference")
+        current = read_table(args.current, "current")
+        columns = choose_columns(reference, current, args.columns)
+        if columns is None:
+            shared = [name for name in current.columns if name in reference.columns]
+            reference, current = reference[shared], current[shared]
+        try:
+            report = drift_report(reference, current, columns=columns, method=args.method,
+                                  threshold=args.threshold, drift_share=args.drift_share)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
+    except UsageError as error:
+        print(f"driftline drift: {error}", file=sys.stderr)
+        return 2
+    if args.json:
+        print(json.dumps(report.to_dict(), indent=2))
+    else:
+        print(format_table(report, len(reference), len(current), args))
+    return 1 if args.fail_on_drift and report.dataset_drift else 0
