@@ -46,6 +46,8 @@ class Runtime:
         self.components: list[Component] = []
         self.reference_errors: dict[str, str] = {}
         self.checkpoints = FileCheckpoints(self.engine, settings.state_dir, settings.checkpoint_interval)
+        # False when per-model state is checkpointed elsewhere (the Kafka changelog topic).
+        self.file_checkpoints = True
         self.started = False
 
     def add(self, component: Component) -> None:
@@ -53,11 +55,13 @@ class Runtime:
 
     def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        restored = self.checkpoints.restore()
-        if restored:
-            log.info("restored %d model(s) from %s", restored, self.checkpoints.directory)
+        if self.file_checkpoints:
+            restored = self.checkpoints.restore()
+            if restored:
+                log.info("restored %d model(s) from %s", restored, self.checkpoints.directory)
         self.load_references()
-        self.checkpoints.start()
+        if self.file_checkpoints:
+            self.checkpoints.start()
         for component in self.components:
             component.start()
         self.started = True
@@ -68,7 +72,8 @@ class Runtime:
                 component.stop()
             except Exception:
                 log.exception("stopping %s failed", component.name)
-        self.checkpoints.stop()
+        if self.file_checkpoints:
+            self.checkpoints.stop()
         self.started = False
 
     def load_references(self) -> None:

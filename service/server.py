@@ -18,6 +18,14 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     """The FastAPI app with every edge the configuration asks for."""
     runtime = Runtime(settings, registry=registry, environ=environ)
     routers = []
+    # KServe/Seldon CloudEvents sink and the Kafka source (issue 4).
+    from service.cloudevents import http_router as cloudevents_router  # noqa: PLC0415
+
+    routers.append(cloudevents_router())
+    if settings.kafka is not None:
+        from service.kafka_source import KafkaSource  # noqa: PLC0415
+
+        runtime.add(KafkaSource(runtime))
     # Retraining: policies, webhook outbox/dispatcher, MLflow evidence (issue 5).
     from service.api_triggers import create_router as triggers_router  # noqa: PLC0415
     from service.triggers import TriggerManager  # noqa: PLC0415
