@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from service.config import Settings
-from service.events import INFRA_GAUGES, REASONS, Decoded, Rejection, Validator
+from service.events import INFRA_GAUGES, REASONS, Decoded, Infra, Label, Prediction, Rejection, Validator
 from service.histogram import LABEL_DELAY_BUCKETS, LATENCY_BUCKETS, BatchHistogram
 from service.model_state import OTHER, Evaluation, ModelState
 
@@ -128,14 +128,18 @@ class Engine:
             state = self.models[model] = ModelState(model, self.settings.model(model), self.settings.limits)
         return state
 
-    def _predictions(self, model: str, events: list[dict]) -> Evaluation | None:
+    def _predictions(self, model: str, events: list[Prediction]) -> Evaluation | None:
         state = self._state(model)
         label = model if state is not None else OTHER
         self.events_total[(label, "prediction")] += len(events)
         bound = self._versions[label].admit
-        versions = [bound(e["model_version"]) for e in events]
-        latency = np.array([e.get("latency_ms") for e in events], dtype=np.float64) / 1000.0
-        errors = [e.get("status") == "error" for e in events]
+        distinct = {e.model_version for e in events}
+        if len(distinct) == 1:  # the common case: one version per batch
+            versions = [bound(distinct.pop())] * len(events)
+        else:
+            versions = [bound(e.model_version) for e in events]
+        latency = np.array([e.latency_ms for e in events], dtype=np.float64) / 1000.0
+        errors = [e.status == "error" for e in events]
         for version in dict.fromkeys(versions):
             if len(versions) == 1 or all(v == version for v in versions):
                 mask = slice(None)
@@ -151,7 +155,7 @@ class Engine:
         self.dirty.add(model)
         return state.add_predictions(events, versions)
 
-    def _labels(self, model: str, events: list[dict]) -> Evaluation | None:
+    def _labels(self, model: str, events: list[Label]) -> Evaluation | None:
         state = self._state(model)
         if state is None:
             self.events_total[(OTHER, "label")] += len(events)
@@ -171,16 +175,16 @@ class Engine:
             self.label_delay.observe((model,), np.array(joined.delays))
         return evaluation
 
-    def _infra(self, model: str, events: list[dict]) -> None:
+    def _infra(self, model: str, events: list[Infra]) -> None:
         label = model if self._state(model) is not None else OTHER
         self.events_total[(label, "infra")] += len(events)
         instances, words = self._instances[label], self._infra_words[label]
         for event in events:
-            instance = instances.admit(event["instance"])
-            values = {name: float(event[name]) for name in INFRA_GAUGES if event.get(name) is not None}
+            instance = instances.admit(event.instance)
+            values = {name: float(value) for name in INFRA_GAUGES if (value := getattr(event, name)) is not None}
             if values:
                 self.infra_gauges.setdefault((label, instance), {}).update(values)
-            word = event.get("event")
+            word = event.event
             if word is not None:
                 self.infra_events[(label, words.admit(word))] += 1
 
@@ -222,10 +226,10 @@ class Engine:
         }
 
 
-def _by_model(events: list[dict]) -> dict[str, list[dict]]:
+def _by_model(events: list) -> dict[str, list]:
     groups: dict[str, list[dict]] = {}
     for event in events:
-        model = event["model"]
+        model = event.model
         group = groups.get(model)
         if group is None:
             groups[model] = [event]

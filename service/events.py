@@ -1,13 +1,16 @@
 """Decoding and validation of driftline events (CONTRACT §1), a batch at a time.
 
 Input is bytes: an HTTP body (one event, a JSON array, or NDJSON) or a list of Kafka record
-values (one event each). Output is a :class:`Decoded` batch: valid events by kind, as plain
-dicts with a normalised ``timestamp`` (UNIX seconds), and a :class:`Rejection` with a reason
-for every event that is not valid. Nothing raises on bad input.
+values (one event each). Output is a :class:`Decoded` batch: valid events by kind, as typed
+:class:`Prediction`, :class:`Label` and :class:`Infra` structs with a normalised
+``timestamp`` (UNIX seconds), and a :class:`Rejection` with a reason for every event that is
+not valid. Nothing raises on bad input.
 
-orjson parses the common case; it refuses ``NaN`` and ``Infinity``, which the standard
-library accepts, so a line orjson cannot read is re-read with :mod:`json` only to tell a
-non-finite number (reason ``non_finite``) from broken JSON (reason ``invalid_json``).
+msgspec decodes *and* type-checks a whole batch in C, faster than orjson alone plus Python
+checks. Only when a batch fails is it decoded again event by event, to reject just the bad
+ones with a reason. msgspec refuses ``NaN``, ``Infinity`` and out-of-range numbers, which
+the standard library accepts; an event only the latter can read is rejected as
+``non_finite`` rather than ``invalid_json``.
 """
 
 from __future__ import annotations
@@ -18,9 +21,9 @@ import re
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import Any, Iterable
+from typing import Annotated, Any, Iterable, Literal, Union
 
-import orjson
+import msgspec
 
 # Every rejection reason; ``driftline_events_rejected_total{reason}`` takes only these.
 REASONS = (
@@ -39,11 +42,49 @@ REASONS = (
 
 KINDS = ("prediction", "label", "infra")
 INFRA_GAUGES = ("cpu_utilization", "memory_bytes", "gpu_utilization", "gpu_memory_bytes", "requests_in_flight")
-
 MODEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
-_SCALARS = frozenset((int, float, str, bool, type(None)))
-_NUMBERS = (int, float)
-_CLASS_TYPES = (int, str, bool, float)
+
+ModelName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+Identifier = Union[Annotated[str, msgspec.Meta(min_length=1, max_length=256)], int]
+Timestamp = Union[datetime, float, None]
+NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+Scalar = Union[int, float, str, bool, None]
+
+
+class Prediction(msgspec.Struct, tag_field="kind", tag="prediction"):
+    model: ModelName
+    timestamp: Timestamp = None
+    model_version: Union[str, int] = "unknown"
+    id: Union[Identifier, None] = None
+    latency_ms: Union[NonNegative, None] = None
+    status: Literal["ok", "error"] = "ok"
+    features: dict[str, Scalar] = {}
+    prediction: Scalar = None
+    score: Union[float, None] = None
+
+
+class Label(msgspec.Struct, tag_field="kind", tag="label"):
+    model: ModelName
+    id: Identifier
+    label: Union[int, float, str, bool]
+    timestamp: Timestamp = None
+
+
+class Infra(msgspec.Struct, tag_field="kind", tag="infra"):
+    model: ModelName
+    timestamp: Timestamp = None
+    instance: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] = "unknown"
+    cpu_utilization: Union[NonNegative, None] = None
+    memory_bytes: Union[NonNegative, None] = None
+    gpu_utilization: Union[NonNegative, None] = None
+    gpu_memory_bytes: Union[NonNegative, None] = None
+    requests_in_flight: Union[NonNegative, None] = None
+    event: Union[Annotated[str, msgspec.Meta(min_length=1, max_length=64)], None] = None
+
+
+Event = Union[Prediction, Label, Infra]
+_BATCH = msgspec.json.Decoder(list[Event])
+_ONE = msgspec.json.Decoder(Event)
 
 
 @dataclass(slots=True)
@@ -58,34 +99,22 @@ class Rejection:
 
 @dataclass(slots=True)
 class Decoded:
-    predictions: list[dict] = field(default_factory=list)
-    labels: list[dict] = field(default_factory=list)
-    infra: list[dict] = field(default_factory=list)
+    predictions: list[Prediction] = field(default_factory=list)
+    labels: list[Label] = field(default_factory=list)
+    infra: list[Infra] = field(default_factory=list)
     rejected: list[Rejection] = field(default_factory=list)
 
     @property
     def accepted(self) -> int:
         return len(self.predictions) + len(self.labels) + len(self.infra)
 
-    def extend(self, other: "Decoded", index_offset: int = 0) -> None:
-        self.predictions += other.predictions
-        self.labels += other.labels
-        self.infra += other.infra
-        self.rejected += [Rejection(r.index + index_offset, r.reason, r.detail) for r in other.rejected]
-
-
-class _Invalid(Exception):
-    def __init__(self, reason: str, detail: str):
-        self.reason, self.detail = reason, detail
-
 
 class Validator:
-    """Checks and normalises parsed events. Holds only a bounded cache of valid model names."""
+    """Decodes and checks batches of events; holds no state but its limits."""
 
     def __init__(self, max_features: int = 500, max_event_bytes: int = 1024 * 1024):
         self.max_features = max_features
         self.max_event_bytes = max_event_bytes
-        self._known_models: set[str] = set()
 
     # -- entry points -------------------------------------------------------------------
 
@@ -95,223 +124,148 @@ class Validator:
         stripped = body.strip()
         if not stripped:
             return Decoded(rejected=[Rejection(0, "invalid_json", "empty body")])
-        try:
-            parsed = orjson.loads(stripped)
-        except orjson.JSONDecodeError:
-            parsed = _lenient_document(stripped)
-            if parsed is None:  # NDJSON, or broken JSON
-                return self.decode_lines(stripped.split(b"\n"), received_at)
-            # One document that only the lenient parser reads: NaN/Infinity somewhere.
-            events = parsed if isinstance(parsed, list) else [parsed]
-            out = Decoded()
-            good, positions = [], []
-            for index, event in enumerate(events):
-                where = _find_non_finite(event)
-                if where is None:
-                    good.append(event)
-                    positions.append(index)
-                else:
-                    out.rejected.append(Rejection(index, "non_finite", f"{where} is NaN or infinite"))
-            out.extend(self.validate(good, received_at))
-            out.rejected = [r if r.reason == "non_finite" else Rejection(positions[r.index], r.reason, r.detail)
-                            for r in out.rejected]
-            out.rejected.sort(key=lambda r: r.index)
-            return out
-        if isinstance(parsed, list):
-            return self.validate(parsed, received_at)
-        return self.validate([parsed], received_at)
+        if stripped[:1] == b"[":
+            try:
+                return self._finish(_BATCH.decode(stripped), received_at)
+            except msgspec.ValidationError:
+                return self.validate(msgspec.json.decode(stripped), received_at)
+            except msgspec.DecodeError:
+                document = _lenient_document(stripped)
+                if isinstance(document, list):  # an array only json reads: NaN/Infinity inside
+                    return self.validate(document, received_at)
+        return self.decode_lines(stripped.split(b"\n"), received_at)
 
     def decode_lines(self, lines: Iterable[bytes], received_at: float | None = None) -> Decoded:
-        """NDJSON lines or Kafka record values: one event each; blank lines are skipped."""
-        received_at = time.time() if received_at is None else received_at
-        values = [line for line in lines if line is not None and line.strip()]
-        if any(len(v) > self.max_event_bytes for v in values):
-            return self._decode_one_by_one(values, received_at)
-        try:
-            # One orjson call for the whole batch is ~2x faster than one per line.
-            parsed = orjson.loads(b"[" + b",".join(values) + b"]")
-            if len(parsed) == len(values):
-                return self.validate(parsed, received_at)
-        except orjson.JSONDecodeError:
-            pass
-        return self._decode_one_by_one(values, received_at)
+        """NDJSON lines: one event each; blank lines are skipped."""
+        values = [line for line in lines if line.strip()]
+        return self.decode_records(values, received_at)
 
     def decode_records(self, values: list[bytes | None], received_at: float | None = None) -> Decoded:
-        """Kafka record values, indices preserved (a ``None`` value is rejected)."""
+        """Kafka record values (or NDJSON lines), one event each; indices are preserved."""
         received_at = time.time() if received_at is None else received_at
-        if all(v is not None and len(v) <= self.max_event_bytes for v in values):
+        if values and all(v and len(v) <= self.max_event_bytes for v in values):
             try:
-                parsed = orjson.loads(b"[" + b",".join(values) + b"]")
-                if len(parsed) == len(values):
-                    return self.validate(parsed, received_at)
-            except orjson.JSONDecodeError:
+                # One decode of the joined batch: ~2x faster than one call per record.
+                events = _BATCH.decode(b"[" + b",".join(values) + b"]")
+                if len(events) == len(values):
+                    return self._finish(events, received_at)
+            except (msgspec.ValidationError, msgspec.DecodeError):
                 pass
-        return self._decode_one_by_one(values, received_at)
+        return self._one_by_one(values, received_at)
 
-    # -- internals ----------------------------------------------------------------------
-
-    def _decode_one_by_one(self, values: list[bytes | None], received_at: float) -> Decoded:
+    def validate(self, objects: list[Any], received_at: float | None = None) -> Decoded:
+        """Already-parsed JSON values (dicts), e.g. built by an adapter, checked and converted."""
+        received_at = time.time() if received_at is None else received_at
         out = Decoded()
-        good: list[Any] = []
-        positions: list[int] = []
-        for index, value in enumerate(values):
-            if value is None or not value.strip():
-                out.rejected.append(Rejection(index, "invalid_json", "empty record"))
-                continue
-            if len(value) > self.max_event_bytes:
-                out.rejected.append(Rejection(index, "oversize", f"event of {len(value)} bytes exceeds {self.max_event_bytes}"))
-                continue
-            try:
-                good.append(orjson.loads(value))
-                positions.append(index)
-                continue
-            except orjson.JSONDecodeError as exc:
-                orjson_error = str(exc)
-            try:
-                obj = json.loads(value)
-            except (ValueError, RecursionError):
-                out.rejected.append(Rejection(index, "invalid_json", orjson_error))
-                continue
+        events, positions = [], []
+        for index, obj in enumerate(objects):
             where = _find_non_finite(obj)
             if where is not None:
                 out.rejected.append(Rejection(index, "non_finite", f"{where} is NaN or infinite"))
-            else:
-                good.append(obj)
-                positions.append(index)
-        checked = self.validate(good, received_at)
-        out.predictions, out.labels, out.infra = checked.predictions, checked.labels, checked.infra
-        out.rejected += [Rejection(positions[r.index], r.reason, r.detail) for r in checked.rejected]
-        out.rejected.sort(key=lambda r: r.index)
-        return out
-
-    def validate(self, events: list[Any], received_at: float) -> Decoded:
-        out = Decoded()
-        predictions, labels, infra, rejected = out.predictions, out.labels, out.infra, out.rejected
-        for index, event in enumerate(events):
-            if type(event) is not dict:
-                rejected.append(Rejection(index, "not_an_object", f"expected a JSON object, got {_json_type(event)}"))
                 continue
             try:
-                kind = event.get("kind")
-                self._check_model(event.get("model"))
-                event["timestamp"] = _timestamp(event.get("timestamp"), received_at)
-                if kind == "prediction":
-                    self._check_prediction(event)
-                    predictions.append(event)
-                elif kind == "label":
-                    _check_label(event)
-                    labels.append(event)
-                elif kind == "infra":
-                    _check_infra(event)
-                    infra.append(event)
+                events.append(msgspec.convert(obj, Event))
+                positions.append(index)
+            except msgspec.ValidationError as exc:
+                out.rejected.append(_classify(str(exc), obj))
+                out.rejected[-1].index = index
+        return self._finish(events, received_at, out, positions)
+
+    # -- internals ----------------------------------------------------------------------
+
+    def _one_by_one(self, values: list[bytes | None], received_at: float) -> Decoded:
+        out = Decoded()
+        events, positions = [], []
+        for index, value in enumerate(values):
+            if not value or not value.strip():
+                out.rejected.append(Rejection(index, "invalid_json", "empty record"))
+                continue
+            if len(value) > self.max_event_bytes:
+                out.rejected.append(Rejection(index, "oversize",
+                                              f"event of {len(value)} bytes exceeds {self.max_event_bytes}"))
+                continue
+            try:
+                events.append(_ONE.decode(value))
+                positions.append(index)
+            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                # Out-of-range numbers fail validation, NaN fails decoding: both are non_finite.
+                document = _lenient_document(value)
+                where = None if document is None else _find_non_finite(document)
+                if where is not None:
+                    out.rejected.append(Rejection(index, "non_finite", f"{where} is NaN or infinite"))
+                elif isinstance(exc, msgspec.ValidationError):
+                    out.rejected.append(_classify(str(exc), document))
+                    out.rejected[-1].index = index
                 else:
-                    raise _Invalid("unknown_kind", f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
-            except _Invalid as bad:
-                rejected.append(Rejection(index, bad.reason, bad.detail))
+                    out.rejected.append(Rejection(index, "invalid_json", str(exc)))
+        return self._finish(events, received_at, out, positions)
+
+    def _finish(self, events: list, received_at: float, out: Decoded | None = None,
+                positions: list[int] | None = None) -> Decoded:
+        """Normalise timestamps and identifiers, apply the checks msgspec cannot express."""
+        out = out or Decoded()
+        predictions, labels, infra, rejected = out.predictions, out.labels, out.infra, out.rejected
+        max_features = self.max_features
+        for position, event in enumerate(events):
+            ts = event.timestamp
+            if ts is None:
+                event.timestamp = received_at
+            elif type(ts) is float:
+                if not 0 <= ts < 1e11:
+                    rejected.append(Rejection(positions[position] if positions else position, "invalid_timestamp",
+                                              "UNIX seconds out of range"))
+                    continue
+            else:
+                event.timestamp = (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).timestamp()
+            kind = type(event)
+            if kind is Prediction:
+                if len(event.features) > max_features:
+                    rejected.append(Rejection(positions[position] if positions else position, "too_many_features",
+                                              f"{len(event.features)} features exceed limits.max_features="
+                                              f"{max_features}"))
+                    continue
+                if type(event.model_version) is int:
+                    event.model_version = str(event.model_version)
+                if type(event.id) is int:
+                    event.id = str(event.id)
+                predictions.append(event)
+            elif kind is Label:
+                if type(event.id) is int:
+                    event.id = str(event.id)
+                labels.append(event)
+            else:
+                infra.append(event)
+        if positions is not None:
+            rejected.sort(key=lambda r: r.index)
         return out
 
-    def _check_model(self, model: Any) -> None:
-        if model in self._known_models:
-            return
-        if type(model) is not str or not MODEL_NAME.fullmatch(model):
-            if model is None:
-                raise _Invalid("invalid_model", "model is required")
-            raise _Invalid("invalid_model", "model must be a string matching [A-Za-z0-9_.:-]{1,128}")
-        # The cache only spares a regex match; bounded so that a stream of new names cannot grow it.
-        if len(self._known_models) < 10_000:
-            self._known_models.add(model)
 
-    def _check_prediction(self, event: dict) -> None:
-        features = event.get("features")
-        if features is None:
-            event["features"] = {}
-        elif type(features) is not dict:
-            raise _Invalid("invalid_type", "features must be an object")
-        elif not _SCALARS.issuperset(map(type, features.values())):
-            bad = next(k for k, v in features.items() if type(v) not in _SCALARS)
-            raise _Invalid("invalid_type", f"features.{bad} must be a number, string, boolean or null")
-        elif len(features) > self.max_features:
-            raise _Invalid("too_many_features", f"{len(features)} features exceed limits.max_features={self.max_features}")
-        latency = event.get("latency_ms")
-        if latency is not None:
-            if type(latency) not in _NUMBERS:
-                raise _Invalid("invalid_type", "latency_ms must be a number")
-            if latency < 0:
-                raise _Invalid("invalid_value", "latency_ms cannot be negative")
-        status = event.get("status")
-        if status is not None and status != "ok" and status != "error":
-            raise _Invalid("invalid_value", "status must be 'ok' or 'error'")
-        prediction = event.get("prediction")
-        if prediction is not None and type(prediction) not in _SCALARS:
-            raise _Invalid("invalid_type", "prediction must be a number, string or boolean")
-        score = event.get("score")
-        if score is not None and type(score) not in _NUMBERS:
-            raise _Invalid("invalid_type", "score must be a number")
-        _normalise_id(event, required=False)
-        version = event.get("model_version")
-        if version is None:
-            event["model_version"] = "unknown"
-        elif type(version) is not str:
-            if type(version) is int:
-                event["model_version"] = str(version)
-            else:
-                raise _Invalid("invalid_type", "model_version must be a string")
+_PATH = re.compile(r" - at `\$(?:\[\d+\])?\.?([^`\[]*)")
 
 
-def _check_label(event: dict) -> None:
-    _normalise_id(event, required=True)
-    if "label" not in event or event["label"] is None:
-        raise _Invalid("missing_field", "label is required")
-    if type(event["label"]) not in _CLASS_TYPES:
-        raise _Invalid("invalid_type", "label must be a number, string or boolean")
-
-
-def _check_infra(event: dict) -> None:
-    instance = event.get("instance")
-    if instance is None:
-        event["instance"] = "unknown"
-    elif type(instance) is not str or not instance:
-        raise _Invalid("invalid_type", "instance must be a non-empty string")
-    for name in INFRA_GAUGES:
-        value = event.get(name)
-        if value is not None:
-            if type(value) not in _NUMBERS:
-                raise _Invalid("invalid_type", f"{name} must be a number")
-            if value < 0:
-                raise _Invalid("invalid_value", f"{name} cannot be negative")
-    word = event.get("event")
-    if word is not None and (type(word) is not str or not word or len(word) > 64):
-        raise _Invalid("invalid_type", "event must be a word of at most 64 characters")
-
-
-def _normalise_id(event: dict, required: bool) -> None:
-    ident = event.get("id")
-    if ident is None:
-        if required:
-            raise _Invalid("missing_field", "id is required to join a label to its prediction")
-        return
-    if type(ident) is int:
-        event["id"] = str(ident)
-    elif type(ident) is not str or not ident or len(ident) > 256:
-        raise _Invalid("invalid_type", "id must be a non-empty string of at most 256 characters")
-
-
-def _timestamp(value: Any, received_at: float) -> float:
-    if value is None:
-        return received_at
-    if type(value) is float or type(value) is int:
-        if value < 0 or value > 1e11:
-            raise _Invalid("invalid_timestamp", "UNIX seconds out of range")
-        return float(value)
-    if type(value) is str:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            raise _Invalid("invalid_timestamp", f"{value[:40]!r} is not an RFC 3339 timestamp") from None
-        if parsed.tzinfo is None:
-            parsed = parsed.replace(tzinfo=timezone.utc)
-        return parsed.timestamp()
-    raise _Invalid("invalid_timestamp", "timestamp must be an RFC 3339 string or UNIX seconds")
+def _classify(message: str, document: Any) -> Rejection:
+    """A msgspec validation message -> a contract reason."""
+    at = _PATH.search(message)
+    path = at.group(1) if at else ""
+    top = path.split(".")[0]
+    missing = re.search(r"missing required field `(\w+)`", message)
+    if message.startswith("Expected `object`") and not path:
+        reason = "not_an_object"
+    elif top == "kind" or (missing and missing.group(1) == "kind"):
+        reason = "unknown_kind"
+    elif top == "model" or (missing and missing.group(1) == "model"):
+        reason = "invalid_model"
+    elif missing:
+        reason = "missing_field"
+    elif top == "timestamp":
+        reason = "invalid_timestamp"
+    elif message.startswith("Invalid enum value") or ">=" in message or "length" in message:
+        reason = "invalid_value"
+    else:
+        reason = "invalid_type"
+    if reason == "unknown_kind" and isinstance(document, dict):
+        message = f"kind must be one of {', '.join(KINDS)}, got {document.get('kind')!r}"
+    return Rejection(0, reason, message)
 
 
 def _lenient_document(body: bytes) -> Any | None:
@@ -336,9 +290,3 @@ def _find_non_finite(obj: Any, path: str = "") -> str | None:
             if found:
                 return found
     return None
-
-
-def _json_type(value: Any) -> str:
-    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean", type(None): "null"}.get(
-        type(value), type(value).__name__
-    )

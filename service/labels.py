@@ -61,11 +61,11 @@ class PendingPredictions:
             del pending[key]
             self.evicted += 1
 
-    def join(self, labels: list[dict]) -> Joined:
+    def join(self, labels: list) -> Joined:
         joined = Joined([], [], [], [], [], 0, 0)
         pending, matched = self._pending, self._matched
         for label in labels:
-            ident = label["id"]
+            ident = label.id
             row = pending.pop(ident, None)
             if row is None:
                 if ident in matched:
@@ -76,10 +76,10 @@ class PendingPredictions:
             matched[ident] = None
             timestamp, version, prediction, score = row
             joined.versions.append(version)
-            joined.y_true.append(label["label"])
+            joined.y_true.append(label.label)
             joined.y_pred.append(prediction)
             joined.scores.append(score)
-            joined.delays.append(max(0.0, label["timestamp"] - timestamp))
+            joined.delays.append(max(0.0, label.timestamp - timestamp))
         while len(matched) > self.max_pending:
             matched.popitem(last=False)
         return joined

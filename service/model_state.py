@@ -16,6 +16,7 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any
 
 import numpy as np
@@ -23,6 +24,7 @@ import pandas as pd
 
 from detectors import ADWIN, DDM, DriftReport, FeatureDrift, PageHinkley, ReferenceProfile
 from service.config import LimitsConfig, ModelConfig
+from service.events import Label, Prediction
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
 from service.window import RingColumns
 
@@ -72,7 +74,7 @@ class Feature:
                 values = [v if type(v) is int or type(v) is float else None for v in values]
             return np.array(values, dtype=np.float64)
         get = self.vocab.get
-        codes = [get(v) for v in values]
+        codes = list(map(get, values))
         if None in codes:
             for i, value in enumerate(values):
                 if codes[i] is None and value is not None:
@@ -109,6 +111,7 @@ class ModelState:
         self.limits = limits
         self.task: str | None = None if config.task == "auto" else config.task
         self.features: dict[str, Feature] = {}
+        self._index_features()
         self.prediction_feature: Feature | None = None
         self.reference: ReferenceProfile | None = None
         self.prediction_reference: ReferenceProfile | None = None
@@ -163,6 +166,7 @@ class ModelState:
                          scores: list, rows: int, source: str) -> None:
         encoded = {name: features[name].encode(columns[name], self.limits.max_categories) for name in features}
         self.features = features
+        self._index_features()
         self.reference = ReferenceProfile.from_columns(encoded, types={n: f.kind for n, f in features.items()})
         self.prediction_feature = Feature("categorical" if self.task != "regression" else "numerical", self.classes)
         prediction_columns, prediction_types = {}, {}
@@ -213,19 +217,19 @@ class ModelState:
 
     # -- predictions --------------------------------------------------------------------
 
-    def add_predictions(self, events: list[dict], versions: list[str]) -> Evaluation | None:
-        timestamps = [e["timestamp"] for e in events]
-        predictions = [e.get(PREDICTION) for e in events]
-        scores = [e.get(SCORE) for e in events]
+    def add_predictions(self, events: list[Prediction], versions: list[str]) -> Evaluation | None:
+        timestamps = [e.timestamp for e in events]
+        predictions = [e.prediction for e in events]
+        scores = [e.score for e in events]
         if self.task is None and any(p is not None for p in predictions):
             self.task = infer_task(predictions)
         self.last_version = versions[-1]
-        ids = [e.get("id") for e in events]
+        ids = [e.id for e in events]
         if ids.count(None) < len(ids):
             rows = zip(timestamps, versions, predictions, scores)
             keyed = [(i, row) for i, row in zip(ids, rows) if i is not None]
             self.pending.add([k for k, _ in keyed], [r for _, r in keyed])
-        features = [e["features"] for e in events]
+        features = [e.features for e in events]
         start = 0
         if self.reference is None:
             if self.first_n is None:  # waiting for a file/MLflow reference: nothing to compare yet
@@ -234,8 +238,7 @@ class ModelState:
             if self.reference is None or start == len(events):
                 return None
         rest = slice(start, None)
-        batch = {name: feature.encode([f.get(name) for f in features[rest]], self.limits.max_categories)
-                 for name, feature in self.features.items()}
+        batch = self._encode_features(features[rest] if start else features)
         batch[PREDICTION] = self.prediction_feature.encode(predictions[rest], self.limits.max_categories) \
             if self.task != "regression" else np.array(predictions[rest], dtype=np.float64)
         batch[SCORE] = np.array(scores[rest], dtype=np.float64)
@@ -246,6 +249,39 @@ class ModelState:
         if self.since_evaluation >= step and self.window.count >= min(step, self.window.capacity):
             return self.evaluate()
         return None
+
+    def _encode_features(self, features: list[dict]) -> dict[str, np.ndarray]:
+        """Feature dicts -> one float64 column per reference feature.
+
+        The fast path pulls every numeric feature of every event with one ``itemgetter`` call
+        per event and converts the rows to a matrix in one ``np.array``; events lacking a
+        feature, or a string in a numeric feature, take the per-column path instead.
+        """
+        out: dict[str, np.ndarray] = {}
+        numeric, categorical = self._numeric_names, self._categorical_names
+        if numeric:
+            try:
+                rows = list(map(self._numeric_getter, features))
+                matrix = np.array(rows, dtype=np.float64).reshape(len(features), len(numeric))
+                out.update(zip(numeric, matrix.T))
+            except (KeyError, ValueError, TypeError):
+                for name in numeric:
+                    out[name] = self.features[name].encode([f.get(name) for f in features], self.limits.max_categories)
+        if categorical:
+            try:
+                rows = list(map(self._categorical_getter, features))
+                columns = zip(*rows) if len(categorical) > 1 else [rows]
+            except KeyError:
+                columns = [[f.get(name) for f in features] for name in categorical]
+            for name, column in zip(categorical, columns):
+                out[name] = self.features[name].encode(list(column), self.limits.max_categories)
+        return out
+
+    def _index_features(self) -> None:
+        self._numeric_names = [n for n, f in self.features.items() if f.kind == "numerical"]
+        self._categorical_names = [n for n, f in self.features.items() if f.kind == "categorical"]
+        self._numeric_getter = itemgetter(*self._numeric_names) if self._numeric_names else None
+        self._categorical_getter = itemgetter(*self._categorical_names) if self._categorical_names else None
 
     def evaluate(self) -> Evaluation | None:
         """Compare the current window with the reference (data and prediction drift)."""
@@ -279,9 +315,9 @@ class ModelState:
 
     # -- labels -------------------------------------------------------------------------
 
-    def add_labels(self, labels: list[dict], bound_version) -> tuple[Any, Evaluation | None]:
+    def add_labels(self, labels: list[Label], bound_version) -> tuple[Any, Evaluation | None]:
         """Join labels to pending predictions, update performance and concept drift."""
-        self.pending.expire(max(label["timestamp"] for label in labels))
+        self.pending.expire(max(label.timestamp for label in labels))
         joined = self.pending.join(labels)
         if not joined.y_true:
             return joined, None
@@ -316,7 +352,7 @@ class ModelState:
                 self.concept_counts[name] += len(hits)
                 fired.append(name)
         evaluation = self._evaluation("labels", concept_drifts=fired, version=versions[-1])
-        evaluation.evaluated_at = max(label["timestamp"] for label in labels)
+        evaluation.evaluated_at = max(label.timestamp for label in labels)
         return joined, evaluation
 
     def correct_by_version(self, joined) -> dict[str, int]:
@@ -412,6 +448,7 @@ class ModelState:
         state.classes = {value: code for code, value in enumerate(meta["classes"])}
         for name, (kind, vocab) in meta["features"].items():
             state.features[name] = Feature(kind, {value: code for code, value in enumerate(vocab)})
+        state._index_features()
         state.prediction_feature = Feature("categorical" if state.task != "regression" else "numerical", state.classes)
         state._collected, state._collected_rows = meta["collected"], meta["collected_rows"]
         state.pending.load_state(meta["pending"])

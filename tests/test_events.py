@@ -30,9 +30,9 @@ def test_defaults_are_filled_and_timestamps_normalised():
     decoded = decode(orjson.dumps([prediction(), prediction(timestamp="2026-11-28T08:00:00.5Z", id=7),
                                    prediction(timestamp=1795766400.5, model_version=3)]))
     first, second, third = decoded.predictions
-    assert first["timestamp"] == NOW and first["model_version"] == "unknown"
-    assert second["timestamp"] == 1795852800.5 and second["id"] == "7"
-    assert third["model_version"] == "3"
+    assert first.timestamp == NOW and first.model_version == "unknown"
+    assert second.timestamp == 1795852800.5 and second.id == "7"
+    assert third.model_version == "3"
 
 
 @pytest.mark.parametrize("line, reason", [
@@ -86,6 +86,13 @@ def test_kafka_records_keep_their_indices():
     assert decoded.accepted == 1
     assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "invalid_json"), (2, "invalid_json"),
                                                                 (3, "invalid_model")]
+
+
+def test_adapters_can_validate_parsed_dicts():
+    decoded = Validator().validate([prediction(timestamp="2026-11-28T08:00:00Z"), {"kind": "label", "model": "m"},
+                                    {"kind": "infra", "model": "m", "gpu_utilization": float("nan")}], NOW)
+    assert decoded.predictions[0].timestamp == 1795852800.0
+    assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "missing_field"), (2, "non_finite")]
 
 
 def test_empty_body_is_rejected():

@@ -1,0 +1,150 @@
+"""Ingest throughput: the decoding ceiling, the engine alone, and HTTP ``POST /v1/events``, in one run.
+
+Events: 10 models x 20 features (15 numeric, 5 categorical), ~650 bytes each, in NDJSON
+batches of 1,000; windows of 10,000 predictions, drift recomputed every 1,000 events.
+
+* ceiling: orjson-decode each batch and pull out its feature columns, nothing else;
+* engine: ``Validator.decode_body`` + ``Engine.process`` (validation, windows, drift, labels
+  store, histograms), in this process;
+* http: ``driftline serve`` in a subprocess, this process posting the same batches over two
+  keep-alive connections; peak RSS of the server is read from /proc.
+
+    python benchmarks/http_ingest.py [--events 200000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+import numpy as np
+import orjson
+import yaml
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from service.config import Settings  # noqa: E402
+from service.engine import Engine  # noqa: E402
+
+MODELS, NUMERIC, CATEGORICAL, BATCH = 10, 15, 5, 1000
+CONFIG = {"models": {"default": {"reference": {"first_n": 1000}, "window": {"size": 10_000, "step": 1000}}},
+          "log_level": "warning"}
+
+
+def make_batches(total: int, seed: int = 0) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    categories = np.array(["alpha", "beta", "gamma", "delta", "epsilon", "zeta"])
+    batches = []
+    for b in range(total // BATCH):
+        numeric = rng.normal(0, 1, (BATCH, NUMERIC)).round(6)
+        categorical = rng.choice(categories, (BATCH, CATEGORICAL))
+        lines = []
+        for i in range(BATCH):
+            n = b * BATCH + i
+            features = {f"num_{j}": float(numeric[i, j]) for j in range(NUMERIC)}
+            features.update({f"cat_{j}": str(categorical[i, j]) for j in range(CATEGORICAL)})
+            lines.append(orjson.dumps({
+                "kind": "prediction", "model": f"model-{n % MODELS}", "model_version": "1", "id": f"req-{n}",
+                "timestamp": 1_800_000_000 + n / 1000, "latency_ms": float(numeric[i, 0] ** 2 * 10),
+                "features": features, "prediction": int(numeric[i, 1] > 0), "score": float(abs(numeric[i, 2]) / 3)}))
+        batches.append(b"\n".join(lines))
+    return batches
+
+
+def ceiling(batches: list[bytes]) -> float:
+    started = time.perf_counter()
+    for body in batches:
+        events = orjson.loads(b"[" + body.replace(b"\n", b",") + b"]")
+        features = [e["features"] for e in events]
+        for name in features[0]:
+            np.array([f.get(name) for f in features], dtype=object)
+    return time.perf_counter() - started
+
+
+def engine_alone(batches: list[bytes]) -> tuple[float, int]:
+    engine = Engine(Settings.model_validate(CONFIG))
+    evaluations = 0
+    started = time.perf_counter()
+    for body in batches:
+        decoded = engine.validator.decode_body(body)
+        evaluations += len(engine.process(decoded))
+    return time.perf_counter() - started, evaluations
+
+
+def http(batches: list[bytes]) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as tmp:
+        config = Path(tmp) / "config.yaml"
+        config.write_text(yaml.safe_dump({**CONFIG, "state_dir": str(Path(tmp) / "state")}))
+        port = _free_port()
+        server = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--config", str(config),
+                                   "--port", str(port)], cwd=Path(__file__).resolve().parents[1])
+        try:
+            url = f"http://127.0.0.1:{port}"
+            _wait(url)
+            clients = [httpx.Client(base_url=url, timeout=60) for _ in range(2)]
+
+            def send(index: int) -> None:
+                response = clients[index % 2].post("/v1/events", content=batches[index],
+                                                   headers={"content-type": "application/x-ndjson"})
+                assert response.status_code == 202 and response.json()["rejected"] == 0, response.text
+
+            started = time.perf_counter()
+            with ThreadPoolExecutor(2) as pool:
+                list(pool.map(send, range(len(batches))))
+            elapsed = time.perf_counter() - started
+            peak_kib = int(next(line.split()[1] for line in Path(f"/proc/{server.pid}/status").read_text().splitlines()
+                                if line.startswith("VmHWM")))
+            return elapsed, peak_kib
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _wait(url: str) -> None:
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            if httpx.get(url + "/readyz", timeout=1).status_code == 200:
+                return
+        except httpx.HTTPError:
+            time.sleep(0.2)
+    raise RuntimeError("driftline did not start")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=200_000)
+    args = parser.parse_args()
+    batches = make_batches(args.events)
+    total = len(batches) * BATCH
+    size = sum(map(len, batches)) / total
+    print(f"{total:,} events, {size:.0f} bytes each, {MODELS} models x {NUMERIC + CATEGORICAL} features, "
+          f"window 10,000, drift every 1,000; cpu count {os.cpu_count()}")
+    ceiling_s = ceiling(batches)
+    engine_s, evaluations = engine_alone(batches)
+    http_s, peak_kib = http(batches)
+    rows = [("ceiling: orjson decode + feature columns", ceiling_s), ("engine alone (decode, validate, windows, "
+            f"drift x{evaluations})", engine_s), ("HTTP POST /v1/events, NDJSON x1000", http_s)]
+    for name, seconds in rows:
+        print(f"{name:<58} {total / seconds:>10,.0f} events/s  ({seconds:.2f} s, {total / seconds / (total / ceiling_s):.2f}x ceiling)")
+    print(f"peak RSS of the HTTP server: {peak_kib / 1024:.0f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
