@@ -466,9 +466,12 @@ class KafkaSource:
             self._write_changelog(partitions)
 
     def _on_lost(self, lost) -> None:
-        # Evicted from the group: another replica may own these partitions now; writing our
-        # state would overwrite theirs. Decide on the next assignment (see _apply_assignment).
+        # Evicted from the group (e.g. the broker was away longer than the session): another
+        # replica may own these partitions now, and writing our state could overwrite theirs.
+        # Stop checkpointing them; the next assignment decides whether our state is still the
+        # newest (nobody wrote their changelog since us) or must be restored.
         self._lost |= {tp.partition for tp in lost}
+        self._assigned = self._assigned - set(lost)
 
     def _on_assigned(self, assigned) -> None:
         # Blocking work (restoring state) happens on the poll thread; until then fetch nothing.
@@ -499,7 +502,7 @@ class KafkaSource:
             self._drop_partition(p)
         ends = self._changelog_ends(partitions)
         for p in sorted(partitions):
-            ours = p in self._held and p not in self._lost and ends.get(p, 0) == self._changelog_end.get(p, 0)
+            ours = p in self._held and ends.get(p, 0) == self._changelog_end.get(p, 0)
             if ours:
                 # Nobody wrote this partition's changelog since us: our state is the newest.
                 for tp in assigned:
