@@ -316,6 +316,23 @@ def _deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
+class _Yaml12Loader(yaml.SafeLoader):
+    """YAML with 1.2 booleans: only true/false. In YAML 1.1 ``on``/``off``/``yes``/``no`` are
+    booleans, so ``triggers: {on: [data_drift]}`` would get the key ``True``."""
+
+
+_Yaml12Loader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+_Yaml12Loader.add_implicit_resolver("tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"),
+                                    list("tTfF"))
+
+
+def _yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
+
+
 def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
     top_level = set(Settings.model_fields)
     overrides = []
@@ -326,7 +343,7 @@ def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
         # DRIFTLINE_TOKEN and friends hold secrets, not configuration keys.
         if path[0] not in top_level:
             continue
-        overrides.append((path, yaml.safe_load(raw) if raw.strip() else None))
+        overrides.append((path, _yaml(raw) if raw.strip() else None))
     return sorted(overrides, key=lambda item: len(item[0]))
 
 
@@ -340,7 +357,7 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
         except OSError as exc:
             raise ConfigError(f"cannot read config file {path}: {exc.strerror or exc}") from None
         try:
-            loaded = yaml.safe_load(text)
+            loaded = _yaml(text)
         except yaml.YAMLError as exc:
             raise ConfigError(f"config file {path} is not valid YAML: {exc}") from None
         if loaded is not None and not isinstance(loaded, dict):

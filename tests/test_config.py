@@ -69,3 +69,15 @@ def test_unreadable_file_is_a_config_error(tmp_path):
         load_settings(tmp_path / "missing.yaml", environ={})
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_settings(write(tmp_path, "a: [b"), environ={})
+
+
+def test_the_shipped_example_config_is_valid():
+    settings = load_settings("examples/driftline.yaml", environ={})
+    assert settings.model("fraud").reference.mlflow == "models:/fraud/7"
+    assert settings.model("fraud").triggers.on == ["data_drift", "performance_drop"]
+    assert settings.kafka.topics == ["model-events"]
+
+
+def test_yaml_on_is_a_key_not_a_boolean(tmp_path):
+    settings = load_settings(write(tmp_path, "models: {default: {triggers: {on: [concept_drift]}}}\n"), environ={})
+    assert settings.model("x").triggers.on == ["concept_drift"]

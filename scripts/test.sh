@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Set up a fresh machine and run every test: the README's second command, and what CI runs.
+#   scripts/test.sh [pytest args...]
+# Installs: the Python package with its test extras into .venv, Debian's prometheus and
+# prometheus-alertmanager (promtool, amtool), Apache Kafka's jars (scripts/kafka.sh fetch),
+# and the helm CLI built from its Go module (scripts/install-helm.sh). Tests start and stop
+# the servers they need (Kafka, Prometheus, Alertmanager, MLflow, driftline) on loopback.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+if [[ ! -x .venv/bin/python ]]; then
+  python3 -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade pip
+.venv/bin/python -m pip install --quiet -e '.[test]'
+
+need_apt=()
+command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)
+command -v prometheus-alertmanager >/dev/null 2>&1 || need_apt+=(prometheus-alertmanager)
+if (( ${#need_apt[@]} )); then
+  sudo_cmd=(); [[ $(id -u) -eq 0 ]] || sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+# The Debian package starts its own Prometheus on :9090; the tests run their own.
+if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheus 2>/dev/null; then
+  systemctl stop prometheus prometheus-node-exporter 2>/dev/null || true
+fi
+
+scripts/kafka.sh fetch
+export HELM="$(scripts/install-helm.sh)"
+
+exec .venv/bin/python -m pytest "$@"
