@@ -13,7 +13,7 @@ Numerical columns become float64 arrays with NaN for missing; categorical column
 counted here with pandas' hash tables, much faster than counting Python objects one by one.
 
 >>> import pandas as pd
->>> columns, types = frame_columns(pd.DataFrame({"x": [1.5, None], "c": ["a", None]}))
+>>> columns, types = frame_columns(pd.DataFrame({"x": [1.5, None, 2.0], "c": ["a", None, "a"]}))
 >>> types
 {'x': 'numerical', 'c': 'categorical'}
 >>> columns["c"].categories, columns["c"].n_missing

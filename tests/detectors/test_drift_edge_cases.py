@@ -125,3 +125,25 @@ def test_wasserstein_equals_scipy(n, m):
     rng = np.random.default_rng(n + m)
     u, v = np.sort(rng.normal(size=n)), np.sort(rng.gamma(2.0, size=m))
     assert wasserstein_sorted(u, v) == pytest.approx(stats.wasserstein_distance(u, v), rel=1e-12)
+
+
+def test_default_columns_leave_out_what_evidently_would_not_test():
+    n = 200
+    frame = pd.DataFrame({
+        "amount": np.linspace(0, 1, n),
+        "request_id": [f"req-{i}" for i in range(n)],  # "text" to Evidently: more distinct values than n/2
+        "seen_at": pd.date_range("2026-01-01", periods=n, freq="min"),
+        "mixed": [1, "a"] * (n // 2),  # objects that are not all strings
+        "country": ["DE", "FR"] * (n // 2),
+    })
+    assert list(drift_report(frame, frame).features) == ["amount", "country"]
+    named = drift_report(frame, frame, columns=["request_id", "mixed"])
+    assert {f.type for f in named.features.values()} == {"categorical"}
+    with pytest.raises(ValueError, match="neither numerical nor categorical"):
+        drift_report(frame, frame, columns=["seen_at"])
+
+
+def test_no_columns_is_no_drift():
+    report = ReferenceProfile.from_columns({}).compare({})
+    assert report.to_dict() == {"dataset_drift": False, "drift_share": 0.0, "drifted_features": 0,
+                                "features_total": 0, "features": {}}
