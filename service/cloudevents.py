@@ -40,6 +40,8 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 import orjson
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import JSONResponse
 
 from service.events import Decoded, Rejection, Validator
 
@@ -394,9 +396,6 @@ def http_router():
     """``POST /v1/cloudevents``: the sink URL to give KServe's ``logger.url`` or Seldon's
     ``logger.url``. Binary mode (attributes in ``ce-*`` headers); structured mode
     (``application/cloudevents+json``) is read too."""
-    from fastapi import APIRouter, Depends, Request  # noqa: PLC0415
-    from fastapi.responses import JSONResponse  # noqa: PLC0415
-
     from service.api import read_limited_body, require_ingest, runtime_of  # noqa: PLC0415
 
     router = APIRouter()
