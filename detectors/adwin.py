@@ -118,29 +118,33 @@ class ADWIN:
             level += 1
 
     def _cut_found(self) -> bool:
-        """Test every split of the window, oldest buckets first, as River does."""
-        width = float(self._width)
-        floor = self.min_window_length
-        delta_prime = math.log(2.0 * math.log(width) / self.delta)
-        variance_share = self._variance / width
-        n0, n1, u0, u1 = 0.0, width, 0.0, self._total
+        """Test every split of the window between buckets, oldest first, as River does.
+
+        The running sums use sequential accumulation, so every value equals River's."""
+        sizes, totals = [], []
         for level in range(len(self._totals) - 1, -1, -1):
-            size = float(1 << level)
-            bucket_totals = self._totals[level]
-            last = len(bucket_totals) - 1
-            for k, total in enumerate(bucket_totals):
-                n0 += size
-                n1 -= size
-                u0 += total
-                u1 -= total
-                if level == 0 and k == last:
-                    return False
-                if n1 >= floor and n0 >= floor:
-                    m_recip = 1.0 / (n0 - floor + 1.0) + 1.0 / (n1 - floor + 1.0)
-                    epsilon = math.sqrt(2.0 * m_recip * variance_share * delta_prime) + 2.0 / 3.0 * delta_prime * m_recip
-                    if abs(u0 / n0 - u1 / n1) > epsilon:
-                        return True
-        return False
+            sizes += [float(1 << level)] * len(self._totals[level])
+            totals += self._totals[level]
+        if self._totals[0]:  # River stops before the split after the newest bucket
+            sizes.pop()
+            totals.pop()
+        if not sizes:
+            return False
+        sizes_array, totals_array = np.array(sizes), np.array(totals)
+        width = float(self._width)
+        floor = float(self.min_window_length)
+        n0 = np.add.accumulate(sizes_array)
+        n1 = np.subtract.accumulate(np.concatenate(([width], sizes_array)))[1:]
+        u0 = np.add.accumulate(totals_array)
+        u1 = np.subtract.accumulate(np.concatenate(([self._total], totals_array)))[1:]
+        testable = (n1 >= floor) & (n0 >= floor)
+        if not testable.any():
+            return False
+        n0, n1, u0, u1 = n0[testable], n1[testable], u0[testable], u1[testable]
+        delta_prime = math.log(2.0 * math.log(width) / self.delta)
+        m_recip = 1.0 / (n0 - floor + 1.0) + 1.0 / (n1 - floor + 1.0)
+        epsilon = np.sqrt(2.0 * m_recip * (self._variance / width) * delta_prime) + 2.0 / 3.0 * delta_prime * m_recip
+        return bool(np.any(np.abs(u0 / n0 - u1 / n1) > epsilon))
 
     def to_state(self) -> dict:
         """JSON-able parameters and state, for checkpoints."""
