@@ -28,7 +28,7 @@ import numpy as np
 from scipy import stats
 from scipy.spatial import distance
 
-from detectors.profile import CATEGORICAL, NUMERICAL, CategoricalSummary, ColumnSummary, NumericalSummary
+from detectors.profile import CATEGORICAL, NUMERICAL, ColumnSummary, NumericalSummary
 
 
 # ---------------------------------------------------------------- shared building blocks
