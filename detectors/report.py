@@ -142,6 +142,9 @@ def drift_report(
     from detectors.frames import frame_columns
 
     current, types = frame_columns(current_df, columns)
+    absent = [name for name in current if name not in reference_df.columns]
+    if absent:
+        raise ValueError(f"reference data lacks column(s): {', '.join(map(str, absent))}")
     reference, _ = frame_columns(reference_df, list(current), types)
     profile = ReferenceProfile.from_columns(reference, types)
     return compare(profile, current, method, threshold, drift_share)

@@ -147,3 +147,8 @@ def test_no_columns_is_no_drift():
     report = ReferenceProfile.from_columns({}).compare({})
     assert report.to_dict() == {"dataset_drift": False, "drift_share": 0.0, "drifted_features": 0,
                                 "features_total": 0, "features": {}}
+
+
+def test_a_column_only_in_current_is_named():
+    with pytest.raises(ValueError, match="reference data lacks column\\(s\\): extra"):
+        drift_report(pd.DataFrame({"x": [1.0, 2.0]}), pd.DataFrame({"x": [1.0, 2.0], "extra": [0.5, 0.7]}))
