@@ -87,12 +87,17 @@ def producer(bootstrap: str):
     return make_producer(bootstrap, linger_ms=5)
 
 
-def send(bootstrap: str, topic: str, events, key: str = "model", headers=None) -> int:
-    """Produce events (dicts, or raw bytes) keyed by model; returns the count."""
+def send(bootstrap: str, topic: str, events, key: str = "model", headers=None, rate: float | None = None) -> int:
+    """Produce events (dicts, or raw bytes) keyed by model, at most ``rate``/s; returns the count."""
     prod = producer(bootstrap)
+    started = time.monotonic()
     try:
         count = 0
         for event in events:
+            if rate and count % 20 == 0:
+                ahead = started + count / rate - time.monotonic()
+                if ahead > 0:
+                    time.sleep(ahead)
             value = event if isinstance(event, bytes) else orjson.dumps(event)
             k = None
             if isinstance(event, dict) and key in event:

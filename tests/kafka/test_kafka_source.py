@@ -1,0 +1,278 @@
+"""driftline on a real Apache Kafka broker: exact metrics, dead letters, CloudEvents headers,
+a broker outage, and a replica killed mid-stream (scripts/kafka.sh starts the broker)."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+
+import orjson
+import pytest
+from kafka.partitioner.default import murmur2
+
+from tests.kafka.conftest import Replica, kafka_config, read_topic, send, total, wait_for
+
+T0 = 1_795_000_000.0  # event timestamps: fixed, so runs are comparable
+
+
+def small_models(window: int = 100, step: int = 50, first_n: int = 100) -> dict:
+    return {"default": {"reference": {"first_n": first_n}, "window": {"size": window, "step": step}}}
+
+
+def prediction(model: str, i: int, rng: random.Random, shift: float = 0.0) -> dict:
+    x = rng.gauss(shift, 1.0)
+    return {"kind": "prediction", "model": model, "model_version": "1", "id": f"{model}-{i}",
+            "timestamp": T0 + i, "latency_ms": 10.0, "features": {"x": round(x, 4), "c": "u" if x > 0 else "v"},
+            "prediction": int(x > 0), "score": 0.9 if x > 0 else 0.1}
+
+
+def partition_of(key: str, partitions: int) -> int:
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+def models_on_distinct_partitions(count: int, partitions: int) -> list[str]:
+    chosen: dict[int, str] = {}
+    for i in range(1000):
+        name = f"model{i}"
+        chosen.setdefault(partition_of(name, partitions), name)
+        if len(chosen) == count:
+            break
+    return [chosen[p] for p in sorted(chosen)]
+
+
+def test_known_stream_gives_exact_metrics_dead_letters_and_lag(broker, names, live_server):
+    topic = broker.create_topic(names("events"), partitions=2)
+    dlq = names("dead")
+    rng = random.Random(1)
+    events: list = [prediction("alpha", i, rng) for i in range(300)]
+    events += [prediction("beta", i, rng) for i in range(200)]
+    by_id = {e["id"]: e for e in events}
+    for i in range(100):  # 75 correct, 25 wrong
+        predicted = by_id[f"alpha-{i}"]["prediction"]
+        events.append({"kind": "label", "model": "alpha", "id": f"alpha-{i}", "timestamp": T0 + 1000 + i,
+                       "label": predicted if i % 4 else 1 - predicted})
+    events += [{"kind": "label", "model": "alpha", "id": f"nope-{i}", "label": 1, "timestamp": T0 + 2000}
+               for i in range(5)]
+    events += [{"kind": "label", "model": "alpha", "id": f"alpha-{i}", "label": 0, "timestamp": T0 + 2001}
+               for i in range(3)]
+    events += [{"kind": "infra", "model": "alpha", "instance": "alpha-0", "cpu_utilization": 0.5,
+                "timestamp": T0 + 3000, **({"event": "restart"} if i % 2 else {})} for i in range(4)]
+    bad = [b"not json", b"{broken", b"\x00\x01binary", orjson.dumps({"kind": "nope", "model": "alpha"}),
+           orjson.dumps({"kind": "weird", "model": "beta"}), orjson.dumps({"kind": "prediction", "model": "no spaces!"})]
+    send(broker.bootstrap, topic, events + bad)
+
+    server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], names("group"), names("state"), dlq),
+                          "models": small_models()})
+    expected_total = 300 + 200 + 108 + 4
+
+    def consumed():
+        m = server.metrics()
+        return total(m, "driftline_events_total") == expected_total and total(m, "driftline_events_rejected_total") == 6
+    wait_for(consumed, 60, message="all events consumed")
+    m = server.metrics()
+    assert total(m, "driftline_events_total", model="alpha", kind="prediction") == 300
+    assert total(m, "driftline_events_total", model="beta", kind="prediction") == 200
+    assert total(m, "driftline_events_total", model="alpha", kind="label") == 108
+    assert total(m, "driftline_events_total", model="alpha", kind="infra") == 4
+    assert total(m, "driftline_labels_total", model="alpha", outcome="matched") == 100
+    assert total(m, "driftline_labels_total", model="alpha", outcome="unmatched") == 5
+    assert total(m, "driftline_labels_total", model="alpha", outcome="duplicate") == 3
+    assert total(m, "driftline_label_correct_total", model="alpha") == 75
+    assert total(m, "driftline_infra_events_total", model="alpha", event="restart") == 2
+    assert total(m, "driftline_events_rejected_total", reason="invalid_json") == 3
+    assert total(m, "driftline_events_rejected_total", reason="unknown_kind") == 2
+    assert total(m, "driftline_events_rejected_total", reason="invalid_model") == 1
+    assert total(m, "driftline_prediction_latency_seconds_count", model="alpha") == 300
+
+    # Lag reaches 0 on both partitions once everything is committed and probed.
+    wait_for(lambda: all(total(server.metrics(), "driftline_consumer_lag_messages", topic=topic, partition=str(p)) == 0
+                         and (("driftline_consumer_lag_messages", frozenset({("topic", topic), ("partition", str(p))}))
+                              in server.metrics()) for p in (0, 1)), 20, message="lag 0")
+    assert server.client.get("/readyz").status_code == 200
+
+    dead = read_topic(broker.bootstrap, dlq, expected=6)
+    assert len(dead) == 6
+    reasons = sorted(dict(r.headers)["reason"].decode() for r in dead)
+    assert reasons == sorted(["invalid_json"] * 3 + ["unknown_kind"] * 2 + ["invalid_model"])
+    values = {r.value for r in dead}
+    assert values == set(bad)
+    for record in dead:
+        headers = dict(record.headers)
+        assert headers["origin_topic"].decode() == topic
+        origin = (int(headers["origin_partition"]), int(headers["origin_offset"]))
+        assert origin[0] in (0, 1) and origin[1] >= 0
+        assert headers["detail"]
+
+
+def test_cloudevents_records_from_kserve_and_seldon_loggers(broker, names, live_server):
+    topic = broker.create_topic(names("ce"), partitions=1)
+    records = []
+    for n in range(10):  # KServe V2 (open inference protocol), as Knative's KafkaSink writes them
+        common = [("ce_specversion", b"1.0"), ("ce_id", f"req-{n}".encode()),
+                  ("ce_inferenceservicename", b"sklearn-iris"), ("ce_namespace", b"default"),
+                  ("ce_component", b"predictor"), ("ce_endpoint", b"default"),
+                  ("ce_source", b"http://localhost:9081/"), ("content-type", b"application/json")]
+        request = {"id": f"req-{n}", "inputs": [{"name": "input-0", "shape": [2, 4], "datatype": "FP64",
+                                                  "data": [[6.8, 2.8, 4.8, 1.4], [6.0, 3.4, 4.5, 1.6]]}]}
+        response = {"model_name": "sklearn-iris", "model_version": "v1", "id": f"req-{n}",
+                    "outputs": [{"name": "output-0", "shape": [2], "datatype": "INT64", "data": [1, 2]}]}
+        records.append((common + [("ce_type", b"org.kubeflow.serving.inference.request"),
+                                  ("ce_time", b"2026-11-28T08:00:00.000Z")], request))
+        records.append((common + [("ce_type", b"org.kubeflow.serving.inference.response"),
+                                  ("ce_time", b"2026-11-28T08:00:00.025Z")], response))
+    # Seldon Core's request logger: plain Ce-* headers, SeldonMessage bodies.
+    seldon = [("Ce-Id", b"s-1"), ("Ce-Requestid", b"s-1"), ("Ce-Modelid", b"income-classifier"),
+              ("Ce-Inferenceservicename", b"income"), ("Ce-Namespace", b"seldon"), ("Ce-Endpoint", b"default")]
+    records.append((seldon + [("Ce-Type", b"io.seldon.serving.inference.request")],
+                    {"data": {"names": ["age", "hours"], "ndarray": [[39, 40]]}}))
+    records.append((seldon + [("Ce-Type", b"io.seldon.serving.inference.response")],
+                    {"data": {"names": ["p0", "p1"], "ndarray": [[0.2, 0.8]]}, "meta": {}}))
+    records.append(([("ce_type", b"org.kubeflow.serving.inference.request"), ("ce_id", b"x"),
+                     ("ce_inferenceservicename", b"sklearn-iris")], b"not json"))
+    from kafka import KafkaProducer
+
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    for headers, body in records:
+        producer.send(topic, value=body if isinstance(body, bytes) else orjson.dumps(body), headers=headers)
+    producer.flush()
+    producer.close()
+
+    dlq = names("dead")
+    server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], names("group"), names("state"), dlq)})
+    wait_for(lambda: total(server.metrics(), "driftline_events_total", kind="prediction") == 21, 60,
+             message="21 prediction events")
+    m = server.metrics()
+    assert total(m, "driftline_events_total", model="sklearn-iris", kind="prediction") == 20
+    assert total(m, "driftline_events_total", model="income", kind="prediction") == 1
+    assert total(m, "driftline_prediction_latency_seconds_count", model="sklearn-iris", model_version="v1") == 20
+    # 25 ms between each request and its response (ce_time)
+    assert total(m, "driftline_prediction_latency_seconds_sum", model="sklearn-iris") == pytest.approx(20 * 0.025, rel=1e-3)
+    assert total(m, "driftline_events_rejected_total", reason="invalid_json") == 1
+    dead = read_topic(broker.bootstrap, dlq, expected=1)
+    assert [dict(r.headers)["reason"] for r in dead] == [b"invalid_json"]
+    assert dict(dead[0].headers)["ce_id"] == b"x"
+
+
+def test_broker_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(broker, names, live_server):
+    topic = broker.create_topic(names("outage"), partitions=2)
+    server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], names("group"), names("state"),
+                                                names("dead")),
+                          "models": small_models()})
+    wait_for(lambda: server.client.get("/readyz").status_code == 200, 30, message="ready")
+    rng = random.Random(2)
+    events = [prediction(f"m{i % 3}", i, rng) for i in range(3000)]
+    produced = {"n": 0, "error": None}
+
+    def produce_slowly():
+        from service.commands.produce import make_producer
+
+        producer = make_producer(broker.bootstrap, linger_ms=5, delivery_timeout_ms=120_000,
+                                 request_timeout_ms=5_000, max_block_ms=120_000)
+        try:
+            for i, event in enumerate(events):
+                producer.send(topic, value=orjson.dumps(event), key=event["model"].encode())
+                produced["n"] = i + 1
+                if i % 50 == 49:
+                    time.sleep(0.05)  # ~1000 events/s
+            producer.flush(timeout=120)
+        except Exception as exc:  # surfaced below
+            produced["error"] = exc
+        finally:
+            producer.close(timeout=10)
+
+    thread = threading.Thread(target=produce_slowly, daemon=True)
+    thread.start()
+    wait_for(lambda: total(server.metrics(), "driftline_events_total") >= 800, 30, message="consumption under way")
+    broker.kill()
+    wait_for(lambda: server.client.get("/readyz").status_code == 503, 30, interval=0.5, message="/readyz 503")
+    reasons = server.client.get("/readyz").json()["reasons"]
+    assert any(reason.startswith("kafka:") for reason in reasons), reasons
+    time.sleep(2)
+    broker.start()
+    thread.join(timeout=150)
+    assert not thread.is_alive() and produced["error"] is None, produced
+    wait_for(lambda: total(server.metrics(), "driftline_events_total") >= 3000, 90, message="all 3000 consumed")
+    wait_for(lambda: server.client.get("/readyz").status_code == 200, 30, message="ready again")
+    time.sleep(2)  # anything replayed twice would show up by now
+    m = server.metrics()
+    for k in range(3):
+        assert total(m, "driftline_events_total", model=f"m{k}", kind="prediction") == 1000
+    models = {s["model"]: s for s in server.client.get("/v1/models").json()}
+    assert {name: s["window"]["samples"] for name, s in models.items()} == {"m0": 100, "m1": 100, "m2": 100}
+
+
+def test_a_replica_killed_mid_stream_changes_no_state_or_verdict(broker, names, live_server, tmp_path):
+    partitions = 4
+    topic = broker.create_topic(names("scale"), partitions=partitions)
+    models = models_on_distinct_partitions(partitions, partitions)
+    rng = random.Random(3)
+    events = []
+    for i in range(600):
+        for model in models:
+            shift = 2.0 if i >= 400 else 0.0  # drift in the last third
+            events.append(prediction(model, i, rng, shift))
+            if i >= 100 and i % 3 == 0:  # a label for every third earlier prediction
+                j = i - 100
+                events.append({"kind": "label", "model": model, "id": f"{model}-{j}", "label": int(j % 5 != 0),
+                               "timestamp": T0 + 5000 + i})
+    config = {"models": small_models(window=200, step=100, first_n=200)}
+
+    # Two replicas in one group share the 4 partitions; the events arrive at ~600/s and one
+    # replica is SIGKILLed while they do, with progress that is neither checkpointed nor committed.
+    group, state = names("pair"), names("pair-state")
+    kafka = kafka_config(broker.bootstrap, [topic], group, state, None, max_poll_records=100)
+    first = Replica({**config, "kafka": kafka}, tmp_path, "first")
+    second = Replica({**config, "kafka": kafka}, tmp_path, "second")
+    try:
+        def owned(replica):
+            return sum(1 for (n, _ls) in replica.metrics() if n == "driftline_consumer_lag_messages")
+        wait_for(lambda: [owned(first), owned(second)] == [2, 2], 60, interval=0.5,
+                 message="two replicas sharing 4 partitions")
+        producer = threading.Thread(target=send, args=(broker.bootstrap, topic, events),
+                                    kwargs={"rate": 600}, daemon=True)
+        producer.start()
+        wait_for(lambda: total(first.metrics(), "driftline_events_total") >= 1000, 60, interval=0.1,
+                 message="the first replica well into the stream")
+        first.kill()
+        producer.join(timeout=60)
+        assert not producer.is_alive()
+
+        # One replica alone, on the same input: the reference result.
+        alone = live_server({**config, "kafka": kafka_config(broker.bootstrap, [topic], names("alone"),
+                                                             names("alone-state"), None)})
+        wait_for(lambda: total(alone.metrics(), "driftline_events_total") == len(events), 90,
+                 message="the single replica consumed everything")
+        reference = snapshot(alone.client)
+        assert len(reference) == partitions
+        assert all(r["dataset_drift"] is True for r in reference.values()), reference
+
+        try:
+            wait_for(lambda: snapshot(second.client) == reference, 90, interval=1.0,
+                     message="the survivor reaching the single-replica state")
+        except AssertionError:
+            assert snapshot(second.client) == reference, second.log()
+        lag = second.metrics()
+        assert sum(1 for (n, _) in lag if n == "driftline_consumer_lag_messages") == partitions
+        wait_for(lambda: total(second.metrics(), "driftline_consumer_lag_messages") == 0, 20, message="lag 0")
+    finally:
+        first.stop()
+        second.stop()
+
+
+def snapshot(client) -> dict:
+    """Per-model state and verdicts as the HTTP API shows them: what must not depend on which
+    replica processed what. (Evaluation counts and exact drift scores depend on how the stream
+    was cut into batches, since the engine evaluates at most once per batch, so they are left out.)"""
+    out = {}
+    for summary in client.get("/v1/models").json():
+        model = summary["model"]
+        drift = client.get(f"/v1/models/{model}/drift")
+        body = drift.json() if drift.status_code == 200 else {}
+        out[model] = {
+            "samples": summary["window"]["samples"], "reference_rows": summary["reference"]["rows"],
+            "dataset_drift": summary["dataset_drift"], "drift_share": summary["drift_share"],
+            "performance": summary["performance"], "labels_pending": summary["labels_pending"],
+            "features": {name: f["drift"] for name, f in body.get("features", {}).items()},
+        }
+    return out
