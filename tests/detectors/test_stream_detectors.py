@@ -102,3 +102,11 @@ def test_ddm_rejects_losses():
 def test_page_hinkley_rejects_unknown_mode():
     with pytest.raises(ValueError, match="mode"):
         PageHinkley(mode="sideways")
+
+
+@pytest.mark.parametrize("cls", [ADWIN, PageHinkley, DDM])
+def test_empty_batch_changes_nothing(cls):
+    detector = cls()
+    before = detector.to_state()
+    assert detector.update_many(np.array([])).tolist() == []
+    assert detector.to_state() == before and not detector.drift_detected
