@@ -35,6 +35,8 @@ log = logging.getLogger("driftline.triggers")
 
 REASONS = ("data_drift", "prediction_drift", "performance_drop", "concept_drift", "alert", "manual")
 ERROR_METRICS = {"mae", "rmse"}  # higher is worse
+MAX_FRAMES = 20  # window snapshots kept for Evidently reports not yet logged to MLflow
+EVIDENCE_ATTEMPTS = 5
 
 
 @dataclass
@@ -81,7 +83,8 @@ class TriggerManager:
         self._streaks: dict[str, dict[str, int]] = defaultdict(dict)
         self._last_trigger: dict[str, float] = {}
         self._alerts_seen: OrderedDict[str, str] = OrderedDict()
-        self._frames: dict[str, tuple] = {}  # trigger id -> (reference, current) DataFrames for the report
+        self._frames: dict[str, tuple] = {}
+        self._added = 0  # trigger id -> (reference, current) DataFrames for the report
         self._after = threading.Event()
         self._stop = threading.Event()
         self._after_thread: threading.Thread | None = None
@@ -98,6 +101,9 @@ class TriggerManager:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
         self.outbox = Outbox(self.settings.state_dir / "triggers.sqlite")
         self.outbox.prune()
+        orphaned = self.outbox.orphans(self.settings.webhooks)
+        if orphaned:
+            log.warning("%d pending trigger(s) of webhooks no longer configured marked failed", orphaned)
         self._last_trigger.update(self.outbox.last_trigger_times())
         self.dispatcher = Dispatcher(self.outbox, self.settings.webhooks, self.environ,
                                      self.metrics.webhook_deliveries, self.metrics.webhook_pending)
@@ -188,8 +194,14 @@ class TriggerManager:
         payload, evidence, frames = self._build(model, reason, now, extra or {}, model_version, evaluation)
         target = self.target(model)
         if self.mlflow is not None and frames is not None:
-            self._frames[payload["id"]] = frames
+            with self._lock:
+                self._frames[payload["id"]] = frames
+                while len(self._frames) > MAX_FRAMES:  # MLflow down for long: older runs go without the report
+                    self._frames.pop(next(iter(self._frames)))
         self.outbox.add(payload, target, evidence if self.mlflow is not None else None, now)
+        self._added += 1
+        if self._added % 100 == 0:
+            self.outbox.prune()
         self.metrics.retrain_triggers.labels(model=model, reason=reason).inc()
         log.info("model %s: retraining trigger %s (%s) -> %s", model, payload["id"], reason, target or "no webhook")
         if target is not None and self.dispatcher is not None:
@@ -329,21 +341,24 @@ class TriggerManager:
             outbox.mark_evidence(trigger_id, "skipped", None)
             return
         evidence = _loads(row["evidence"]) or {}
-        frames = self._frames.get(trigger_id)
+        with self._lock:
+            frames = self._frames.get(trigger_id)
         try:
             run_id = self.mlflow.log(evidence.get("payload") or _loads(row["payload"]), evidence.get("drift"), frames)
         except Exception as exc:
             failures[trigger_id] += 1
-            if failures[trigger_id] >= 3:
+            if failures[trigger_id] >= EVIDENCE_ATTEMPTS:
                 log.error("MLflow: evidence of trigger %s not logged: %s", trigger_id, exc)
                 outbox.mark_evidence(trigger_id, "failed", None)
-                self._frames.pop(trigger_id, None)
+                with self._lock:
+                    self._frames.pop(trigger_id, None)
             else:
                 log.warning("MLflow: logging evidence of trigger %s failed (%s); will retry", trigger_id, exc)
                 self._stop.wait(2.0 * failures[trigger_id])
             return
         outbox.mark_evidence(trigger_id, "logged", run_id)
-        self._frames.pop(trigger_id, None)
+        with self._lock:
+            self._frames.pop(trigger_id, None)
         failures.pop(trigger_id, None)
 
 

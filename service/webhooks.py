@@ -294,27 +294,33 @@ class Outbox:
         with self._lock:
             self._db.close()
 
-    def _exec(self, sql: str, args: Iterable = ()) -> sqlite3.Cursor:
+    def _exec(self, sql: str, args: Iterable = ()) -> int:
+        """A write; returns the number of rows changed."""
         with self._lock:
-            return self._db.execute(sql, tuple(args))
+            return self._db.execute(sql, tuple(args)).rowcount
+
+    def _query(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, tuple(args)).fetchall()
 
     def add(self, payload: dict, target: str | None, evidence: dict | None, now: float) -> bool:
         """Commit a trigger; False if its id is there already (a repeat)."""
-        cursor = self._exec(
+        changed = self._exec(
             "INSERT OR IGNORE INTO triggers (id, model, reason, created, payload, target, state, next_attempt, "
             "updated, evidence, evidence_state) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (payload["id"], payload["model"], payload["reason"], now, json.dumps(payload), target,
              "pending" if target else "not_sent", now if target else None, now,
              None if evidence is None else json.dumps(evidence, default=str),
              "pending" if evidence is not None else "skipped"))
-        return cursor.rowcount == 1
+        return changed == 1
 
     def next_due(self, target: str) -> tuple[sqlite3.Row | None, float | None]:
         """(the oldest due row of ``target``, None) or (None, when the next one is due)."""
-        row = self._exec("SELECT * FROM triggers WHERE state='pending' AND target=? ORDER BY next_attempt, seq "
-                         "LIMIT 1", (target,)).fetchone()
-        if row is None:
+        rows = self._query("SELECT * FROM triggers WHERE state='pending' AND target=? ORDER BY next_attempt, seq "
+                           "LIMIT 1", (target,))
+        if not rows:
             return None, None
+        row = rows[0]
         if row["next_attempt"] <= time.time():
             return row, None
         return None, row["next_attempt"]
@@ -327,24 +333,24 @@ class Outbox:
                    (state, attempts, status, error, next_attempt, state, now, now, trigger_id))
 
     def pending_counts(self) -> dict[str, int]:
-        rows = self._exec("SELECT target, COUNT(*) FROM triggers WHERE state='pending' GROUP BY target").fetchall()
+        rows = self._query("SELECT target, COUNT(*) FROM triggers WHERE state='pending' GROUP BY target")
         return {row[0]: row[1] for row in rows}
 
     def unpublished(self, limit: int = 100) -> list[sqlite3.Row]:
-        return self._exec("SELECT id, payload FROM triggers WHERE published=0 ORDER BY seq LIMIT ?", (limit,)).fetchall()
+        return self._query("SELECT id, payload FROM triggers WHERE published=0 ORDER BY seq LIMIT ?", (limit,))
 
     def mark_published(self, trigger_id: str) -> None:
         self._exec("UPDATE triggers SET published=1 WHERE id=?", (trigger_id,))
 
     def evidence_due(self, limit: int = 20) -> list[sqlite3.Row]:
-        return self._exec("SELECT id, payload, evidence FROM triggers WHERE evidence_state='pending' ORDER BY seq "
-                          "LIMIT ?", (limit,)).fetchall()
+        return self._query("SELECT id, payload, evidence FROM triggers WHERE evidence_state='pending' ORDER BY seq "
+                           "LIMIT ?", (limit,))
 
     def mark_evidence(self, trigger_id: str, state: str, run_id: str | None) -> None:
         self._exec("UPDATE triggers SET evidence_state=?, evidence_run=? WHERE id=?", (state, run_id, trigger_id))
 
     def last_trigger_times(self) -> dict[str, float]:
-        rows = self._exec("SELECT model, MAX(created) FROM triggers GROUP BY model").fetchall()
+        rows = self._query("SELECT model, MAX(created) FROM triggers GROUP BY model")
         return {row[0]: row[1] for row in rows}
 
     def recent(self, limit: int = 50, model: str | None = None) -> list[dict]:
@@ -353,12 +359,21 @@ class Outbox:
         if model is not None:
             sql += " WHERE model=?"
             args.append(model)
-        rows = self._exec(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit)).fetchall()
+        rows = self._query(sql + " ORDER BY seq DESC LIMIT ?", (*args, limit))
         return [_public(row) for row in rows]
 
     def get(self, trigger_id: str) -> dict | None:
-        row = self._exec("SELECT * FROM triggers WHERE id=?", (trigger_id,)).fetchone()
-        return None if row is None else _public(row)
+        rows = self._query("SELECT * FROM triggers WHERE id=?", (trigger_id,))
+        return _public(rows[0]) if rows else None
+
+    def orphans(self, targets: Iterable[str]) -> int:
+        """Pending rows of webhooks no longer configured become failed (they would wait forever)."""
+        known = list(targets)
+        marks = ",".join("?" * len(known))
+        now = time.time()
+        return self._exec(f"UPDATE triggers SET state='failed', last_error='webhook no longer configured', "
+                          f"next_attempt=NULL, updated=? WHERE state='pending'"
+                          + (f" AND target NOT IN ({marks})" if known else ""), (now, *known))
 
     def prune(self, keep: int = KEEP_FINISHED) -> None:
         """Forget the oldest finished rows beyond ``keep``; pending ones always stay."""

@@ -380,3 +380,17 @@ def test_sigkill_between_attempts_delivers_one_id(tmp_path, receivers):
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def test_outbox_prunes_finished_rows_and_fails_orphans(tmp_path):
+    outbox = Outbox(tmp_path / "o.sqlite")
+    for i in range(30):
+        outbox.add({"id": f"t{i}", "model": "m", "reason": "manual"}, "gone" if i == 29 else "h", None, time.time())
+        if i < 29:
+            outbox.record(f"t{i}", "delivered", 1, 200, None, None)
+        outbox.mark_published(f"t{i}")
+    assert outbox.orphans(["h"]) == 1 and outbox.get("t29")["state"] == "failed"
+    outbox.prune(keep=10)
+    ids = [row["id"] for row in outbox.recent(100)]
+    assert len(ids) == 10 and ids[0] == "t29"
+    outbox.close()
