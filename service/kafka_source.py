@@ -43,6 +43,9 @@ log = logging.getLogger("driftline.kafka")
 MAGIC = b"DLS1"
 OFFSETS_KEY = b"\x00offsets"  # no model name can be this (see events.MODEL_NAME)
 _HEADER = struct.Struct(">I")
+# A model's state holds its windows and the predictions waiting for labels (up to
+# labels.max_pending): megabytes. The changelog topic is created to accept records this big.
+MAX_STATE_BYTES = 64 * 1024 * 1024
 
 
 def encode_state(header: dict, state: bytes = b"") -> bytes:
@@ -99,7 +102,9 @@ class KafkaSource:
         self._producer = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()  # guards the bookkeeping below between poll thread and IO thread
+        # Held by the poll thread while it processes or checkpoints, and by the rebalance
+        # callbacks (on kafka-python's IO thread), so a checkpoint never sees half a batch.
+        self._work = threading.Lock()
         self._ready = False
         self._reason = "starting"
         self._last_ok = 0.0
@@ -159,13 +164,15 @@ class KafkaSource:
                     self._apply_assignment()
                     continue  # positions may have moved: drop what this poll fetched
                 if records:
-                    self._handle(records)
+                    with self._work:
+                        self._handle(records)
                     self._last_ok = time.monotonic()
                     self._ready, self._reason = True, "connected"
                 self._expire_cloudevents()
                 now = time.monotonic()
                 if self.changelog and now - self._last_checkpoint >= self.config.checkpoint_interval:
-                    self._checkpoint()
+                    with self._work:
+                        self._checkpoint()
                 if now - self._last_lag >= self.config.lag_interval:
                     self._last_lag = now
                     self._probe()
@@ -186,7 +193,8 @@ class KafkaSource:
         session_ms = int(self.config.session_timeout * 1000)
         self._producer = KafkaProducer(
             **options, client_id=f"{self.config.client_id}-producer", acks="all", linger_ms=5,
-            max_block_ms=10_000, request_timeout_ms=10_000, delivery_timeout_ms=30_000)
+            max_block_ms=10_000, request_timeout_ms=10_000, delivery_timeout_ms=30_000,
+            max_request_size=MAX_STATE_BYTES)
         try:
             self._ensure_topics()
         except Exception:
@@ -252,7 +260,8 @@ class KafkaSource:
             wanted = []
             if self.changelog and self.changelog not in existing:
                 wanted.append(NewTopic(self.changelog, width, 1, topic_configs={
-                    "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000"}))
+                    "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000",
+                    "max.message.bytes": str(MAX_STATE_BYTES)}))
             if self.config.dead_letter_topic and self.config.dead_letter_topic not in existing:
                 wanted.append(NewTopic(self.config.dead_letter_topic, 1, 1))
             for topic in wanted:
@@ -405,8 +414,18 @@ class KafkaSource:
         with self.engine.lock:
             dirty = set(self.engine.dirty)
         written_models: list[str] = []
-        futures = []
+        futures: list = []
         offsets_by_partition: dict[int, dict] = {}
+        try:
+            self._send_changelog(partitions, dirty, written_models, futures, offsets_by_partition)
+        except Exception as exc:  # too big, broker away for longer than max_block_ms
+            log.warning("kafka source: changelog write failed, input offsets not committed: %s", exc)
+            return False
+        if not futures:
+            return True
+        return self._await_changelog(written_models, futures, offsets_by_partition)
+
+    def _send_changelog(self, partitions, dirty, written_models, futures, offsets_by_partition) -> None:
         for p in partitions:
             offsets: dict[str, dict[str, int]] = defaultdict(dict)
             for tp, offset in self._applied.items():
@@ -427,12 +446,12 @@ class KafkaSource:
             if offsets and (written_models or self._marked.get(p) != offsets):
                 futures.append((p, self._producer.send(self.changelog, key=OFFSETS_KEY,
                                                        value=encode_state(header), partition=p)))
-        if not futures:
-            return True
+
+    def _await_changelog(self, written_models, futures, offsets_by_partition) -> bool:
         with self.engine.lock:
             self.engine.dirty.difference_update(written_models)
         try:
-            self._producer.flush(timeout=30)
+            self._producer.flush(timeout=60)
             ends = {}
             for p, future in futures:
                 metadata = future.get(timeout=1)
@@ -648,10 +667,16 @@ class _Listener(ConsumerRebalanceListener):
         self.source = source
 
     def on_partitions_revoked(self, revoked):
+        # Normally the poll thread is inside poll() now and the lock is free; the timeout
+        # only guards against a checkpoint waiting on this very IO thread.
+        locked = self.source._work.acquire(timeout=15)
         try:
             self.source._on_revoked(revoked)
         except Exception:
             log.exception("kafka source: checkpoint on revocation failed")
+        finally:
+            if locked:
+                self.source._work.release()
 
     def on_partitions_assigned(self, assigned):
         self.source._on_assigned(assigned)
