@@ -16,6 +16,7 @@ COMMANDS = {
     "demo": ("service.commands.demo", "run the service with synthetic drifting traffic and a webhook receiver"),
     "drift": ("service.commands.drift", "offline drift check of two files; a gate for CI pipelines"),
     "dashboards": ("service.commands.dashboards", "export the Grafana dashboards or push them to Grafana"),
+    "produce": ("service.commands.produce", "replay a file of events into a Kafka topic"),
 }
 
 
