@@ -26,7 +26,9 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
 from typing import Any, Iterable, Mapping
@@ -174,6 +176,24 @@ def count_categories(values: np.ndarray) -> tuple[list, np.ndarray, int]:
     return categories, np.asarray(counts, dtype=np.int64), missing
 
 
+_sorting_pool: ThreadPoolExecutor | None = None
+
+
+def summarise_columns(columns: Mapping, types: Mapping[str, str]) -> dict[str, ColumnSummary]:
+    """Summaries of many columns. numpy's sort releases the GIL, so numerical columns are
+    sorted on a small thread pool while categorical ones are counted on this thread."""
+    global _sorting_pool
+    if _sorting_pool is None:
+        _sorting_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="driftline")
+    sorting = {
+        name: _sorting_pool.submit(summarise, values, NUMERICAL)
+        for name, values in columns.items()
+        if types[name] == NUMERICAL and not isinstance(values, NumericalSummary)
+    }
+    counted = {name: summarise(values, types[name]) for name, values in columns.items() if name not in sorting}
+    return {name: sorting[name].result() if name in sorting else counted[name] for name in columns}
+
+
 def summarise(values, column_type: str) -> ColumnSummary:
     """Summary of a column; a column given already summarised (e.g. counted by pandas, or a
     streaming window that keeps category counts) passes through when its type matches."""
@@ -216,10 +236,8 @@ class ReferenceProfile:
     ) -> "ReferenceProfile":
         """Summarise column arrays; a column missing from ``types`` gets Evidently's inferred type."""
         types = dict(types or {})
-        summaries = {
-            name: summarise(values, types.get(name) or type_of(values))
-            for name, values in columns.items()
-        }
+        resolved = {name: types.get(name) or type_of(values) for name, values in columns.items()}
+        summaries = summarise_columns(columns, resolved)
         lengths = {summary.n + summary.n_missing for summary in summaries.values()}
         if len(lengths) > 1:
             raise ValueError(f"reference columns differ in length: {sorted(lengths)}")

@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
-from detectors.profile import ReferenceProfile, summarise
+from detectors.profile import ReferenceProfile, summarise_columns
 from detectors.selection import auto_method
 from detectors.stattests import METHODS
 
@@ -93,11 +93,12 @@ def compare(
     absent = [name for name in profile.columns if name not in current_columns]
     if absent:
         raise ValueError(f"current data lacks profiled column(s): {', '.join(absent)}")
-    features = {}
-    for name, ref in profile.columns.items():
-        column_type = profile.types[name]
-        cur = summarise(current_columns[name], column_type)
-        features[name] = _test_feature(ref, cur, column_type, per_feature_method.get(name, method), threshold, name)
+    types = profile.types
+    window = summarise_columns({name: current_columns[name] for name in profile.columns}, types)
+    features = {
+        name: _test_feature(ref, window[name], types[name], per_feature_method.get(name, method), threshold, name)
+        for name, ref in profile.columns.items()
+    }
     drifted = sum(feature.drift for feature in features.values())
     share = drifted / len(features) if features else 0.0
     return DriftReport(
