@@ -67,10 +67,9 @@ class DriftReport:
         }
 
 
-def check_method(name: str) -> str:
+def check_method(name: str) -> None:
     if name != "auto" and name not in METHODS:
         raise ValueError(f"unknown drift method {name!r}; use 'auto' or one of {', '.join(METHODS)}")
-    return name
 
 
 def compare(
@@ -90,6 +89,9 @@ def compare(
     check_method(method)
     for name in per_feature_method.values():
         check_method(name)
+    unknown = [name for name in per_feature_method if name not in profile.columns]
+    if unknown:
+        raise ValueError(f"per_feature_method names unprofiled column(s): {', '.join(unknown)}")
     absent = [name for name in profile.columns if name not in current_columns]
     if absent:
         raise ValueError(f"current data lacks profiled column(s): {', '.join(absent)}")

@@ -75,6 +75,8 @@ def test_errors_name_the_problem():
         profile.compare(window, method="tvd")
     with pytest.raises(ValueError, match="'ks' does not apply to categorical column 'c'"):
         profile.compare(window, method="ks")
+    with pytest.raises(ValueError, match="per_feature_method names unprofiled column\\(s\\): y"):
+        profile.compare(window, per_feature_method={"y": "psi"})
     with pytest.raises(ValueError, match="lacks profiled column"):
         profile.compare({"x": window["x"]})
     with pytest.raises(ValueError, match="unknown column"):
