@@ -107,7 +107,8 @@ class KafkaSource:
         self._work = threading.Lock()
         self._ready = False
         self._reason = "starting"
-        self._last_ok = 0.0
+        self._last_ok = time.monotonic()
+        self._silence_limit = max(10.0, 5 * self.config.lag_interval)
         # tp -> next offset to process (all below are in the engine's state)
         self._applied: dict[Any, int] = {}
         self._committed: dict[Any, int] = {}
@@ -146,9 +147,13 @@ class KafkaSource:
         self._thread = None
 
     def ready(self) -> tuple[bool, str]:
-        if self._ready:
-            return True, "connected"
-        return False, self._reason
+        if not self._ready:
+            return False, self._reason
+        silent = time.monotonic() - self._last_ok
+        if silent > self._silence_limit:
+            # The poll thread is stuck (e.g. waiting on an unreachable broker): not ready.
+            return False, f"no answer from the broker for {silent:.0f}s"
+        return True, "connected"
 
     # -- the loop -----------------------------------------------------------------------
 
@@ -170,7 +175,8 @@ class KafkaSource:
                     self._ready, self._reason = True, "connected"
                 self._expire_cloudevents()
                 now = time.monotonic()
-                if self.changelog and now - self._last_checkpoint >= self.config.checkpoint_interval:
+                if (self.changelog and self._ready
+                        and now - self._last_checkpoint >= self.config.checkpoint_interval):
                     with self._work:
                         self._checkpoint()
                 if now - self._last_lag >= self.config.lag_interval:
@@ -372,7 +378,7 @@ class KafkaSource:
         backlog, self._dead_backlog = self._dead_backlog, []
         for message in backlog:
             self._send_dead_letter(message)
-        self._producer.flush(timeout=30)
+        self._producer.flush(timeout=15)
         inflight, self._dead_inflight = self._dead_inflight, []
         for future, message in inflight:
             if not future.is_done:
@@ -451,7 +457,7 @@ class KafkaSource:
         with self.engine.lock:
             self.engine.dirty.difference_update(written_models)
         try:
-            self._producer.flush(timeout=60)
+            self._producer.flush(timeout=15)
             ends = {}
             for p, future in futures:
                 metadata = future.get(timeout=1)
@@ -656,6 +662,7 @@ class KafkaSource:
         except Exception as exc:
             self._ready, self._reason = False, f"broker unreachable ({type(exc).__name__}: {exc})"
             return
+        self._last_ok = time.monotonic()
         if self._pending_assignment is None:
             self._ready, self._reason = True, "connected"
 
