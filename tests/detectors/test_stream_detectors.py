@@ -43,6 +43,8 @@ SEEDS = range(6)
 PAIRS = {
     "adwin": (ADWIN, river_drift.ADWIN, {}),
     "adwin_clock1": (ADWIN, river_drift.ADWIN, {"clock": 1, "delta": 0.01}),
+    "adwin_small_buckets": (ADWIN, river_drift.ADWIN, {"max_buckets": 2, "clock": 7}),
+    "adwin_no_grace": (ADWIN, river_drift.ADWIN, {"min_window_length": 1, "grace_period": 0}),
     "page_hinkley": (PageHinkley, river_drift.PageHinkley, {}),
     "page_hinkley_up": (PageHinkley, river_drift.PageHinkley, {"mode": "up", "threshold": 20.0}),
     "page_hinkley_down": (PageHinkley, river_drift.PageHinkley, {"mode": "down", "threshold": 20.0}),
@@ -62,6 +64,15 @@ def test_same_detections_as_river(pair, stream, seed):
     detector = ours_cls(**params)
     assert detector.update_many(values).tolist() == expected
     assert detector.drift_detected == (bool(expected) and expected[-1] == values.size - 1)
+
+
+def test_long_stable_stream_then_small_change():
+    """60,000 values: windows far larger than one vectorised span of ADWIN."""
+    rng = np.random.default_rng(9)
+    values = np.concatenate([rng.random(40000) < 0.1, rng.random(20000) < 0.13]).astype(float)
+    for ours, theirs in ((ADWIN(), river_drift.ADWIN()), (DDM(), river_drift.binary.DDM()),
+                         (PageHinkley(), river_drift.PageHinkley())):
+        assert ours.update_many(values).tolist() == river_detections(theirs, values)
 
 
 @pytest.mark.parametrize("cls", [ADWIN, PageHinkley, DDM])
