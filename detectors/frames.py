@@ -35,8 +35,16 @@ from detectors.profile import (
 )
 
 
-def infer_frame_type(series) -> str | None:
-    """Evidently's type of a pandas column, or None for text, datetime and other columns."""
+def holds_objects(series) -> bool:
+    import pandas as pd
+
+    return series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
+
+
+def infer_frame_type(series, counted: CategoricalSummary | None = None) -> str | None:
+    """Evidently's type of a pandas column, or None for text, datetime and other columns.
+
+    ``counted`` is the column's ``count_series`` when already at hand (object columns)."""
     import pandas as pd
 
     dtype = series.dtype
@@ -46,22 +54,19 @@ def infer_frame_type(series) -> str | None:
         return NUMERICAL
     if pd.api.types.is_integer_dtype(dtype):
         return CATEGORICAL if series.nunique() <= INTEGER_CARDINALITY_LIMIT else NUMERICAL
-    if pd.api.types.is_string_dtype(dtype) or dtype == object:
-        present = series.dropna()
-        if present.empty or not (isinstance(present.iloc[0], str) and isinstance(present.iloc[-1], str)):
+    if holds_objects(series):
+        present = np.flatnonzero(series.notna().to_numpy())
+        if not present.size or not (isinstance(series.iat[present[0]], str) and isinstance(series.iat[present[-1]], str)):
             return None
-        return None if series.nunique() > series.count() * 0.5 else CATEGORICAL
+        counted = counted or count_series(series)
+        return None if counted.n_distinct > counted.n * 0.5 else CATEGORICAL
     return None
 
 
-def explicit_frame_type(series) -> str | None:
+def explicit_frame_type(series, counted: CategoricalSummary | None = None) -> str | None:
     """The type of a column asked for by name: strings and objects count as categorical."""
-    import pandas as pd
-
-    inferred = infer_frame_type(series)
-    if inferred is None and (pd.api.types.is_string_dtype(series.dtype) or series.dtype == object):
-        return CATEGORICAL
-    return inferred
+    inferred = infer_frame_type(series, counted)
+    return CATEGORICAL if inferred is None and holds_objects(series) else inferred
 
 
 def count_series(series) -> CategoricalSummary:
@@ -97,7 +102,9 @@ def frame_columns(
     resolved: dict[str, str] = {}
     for name in names:
         series = df[name]
-        column_type = types.get(name) or (infer_frame_type if columns is None else explicit_frame_type)(series)
+        counted = count_series(series) if holds_objects(series) else None
+        infer = infer_frame_type if columns is None else explicit_frame_type
+        column_type = types.get(name) or infer(series, counted)
         if column_type is None:
             if columns is None:
                 continue
@@ -108,6 +115,6 @@ def frame_columns(
             except (TypeError, ValueError):
                 raise ValueError(f"column {name!r} is not numerical in every data set") from None
         else:
-            arrays[name] = count_series(series)
+            arrays[name] = counted or count_series(series)
         resolved[name] = column_type
     return arrays, resolved
