@@ -497,6 +497,8 @@ class KafkaSource:
         # newest (nobody wrote their changelog since us) or must be restored.
         self._lost |= {tp.partition for tp in lost}
         self._assigned = self._assigned - set(lost)
+        for tp in lost:
+            _remove_lag(self.lag_gauge, tp)
 
     def _on_assigned(self, assigned) -> None:
         # Blocking work (restoring state) happens on the poll thread; until then fetch nothing.
@@ -538,6 +540,9 @@ class KafkaSource:
                 self._drop_partition(p)
             self._restore_partition(p, [tp for tp in assigned if tp.partition == p], ends.get(p, 0))
         self._lost.clear()
+        for tp in [tp for tp in self._applied if tp not in assigned]:
+            del self._applied[tp]
+            self._committed.pop(tp, None)
         self._resume(assigned)
 
     def _resume(self, assigned) -> None:

@@ -13,6 +13,8 @@ from kafka.partitioner.default import murmur2
 
 from tests.kafka.conftest import Replica, kafka_config, read_topic, send, total, wait_for
 
+pytestmark = pytest.mark.kafka
+
 T0 = 1_795_000_000.0  # event timestamps: fixed, so runs are comparable
 
 

@@ -5,10 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 
+import pytest
 from kafka.partitioner.default import murmur2
 
 from service.commands import produce
 from tests.kafka.conftest import read_topic
+
+pytestmark = pytest.mark.kafka
 
 
 def run(file, bootstrap, topic, key="model", rate=None) -> int:
