@@ -31,7 +31,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np
 
@@ -179,9 +179,12 @@ def count_categories(values: np.ndarray) -> tuple[list, np.ndarray, int]:
 _sorting_pool: ThreadPoolExecutor | None = None
 
 
-def summarise_columns(columns: Mapping, types: Mapping[str, str]) -> dict[str, ColumnSummary]:
-    """Summaries of many columns. numpy's sort releases the GIL, so numerical columns are
-    sorted on a small thread pool while categorical ones are counted on this thread."""
+def start_summaries(columns: Mapping, types: Mapping[str, str]) -> Callable[[], dict[str, ColumnSummary]]:
+    """Begin summarising many columns; the returned function waits for the summaries.
+
+    numpy's sort releases the GIL, so numerical columns are sorted on a small thread pool
+    while categorical ones are counted on this thread (and the caller can go on working
+    before it waits)."""
     global _sorting_pool
     if _sorting_pool is None:
         _sorting_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="driftline")
@@ -191,7 +194,11 @@ def summarise_columns(columns: Mapping, types: Mapping[str, str]) -> dict[str, C
         if types[name] == NUMERICAL and not isinstance(values, NumericalSummary)
     }
     counted = {name: summarise(values, types[name]) for name, values in columns.items() if name not in sorting}
-    return {name: sorting[name].result() if name in sorting else counted[name] for name in columns}
+    return lambda: {name: sorting[name].result() if name in sorting else counted[name] for name in columns}
+
+
+def summarise_columns(columns: Mapping, types: Mapping[str, str]) -> dict[str, ColumnSummary]:
+    return start_summaries(columns, types)()
 
 
 def summarise(values, column_type: str) -> ColumnSummary:

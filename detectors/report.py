@@ -32,7 +32,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Mapping
 
-from detectors.profile import ReferenceProfile, summarise_columns
+from detectors.profile import ReferenceProfile, start_summaries, summarise_columns
 from detectors.selection import auto_method
 from detectors.stattests import METHODS
 
@@ -148,6 +148,7 @@ def drift_report(
     absent = [name for name in current if name not in reference_df.columns]
     if absent:
         raise ValueError(f"reference data lacks column(s): {', '.join(map(str, absent))}")
+    current_summaries = start_summaries(current, types)  # sorts while the reference is read
     reference, _ = frame_columns(reference_df, list(current), types)
     profile = ReferenceProfile.from_columns(reference, types)
-    return compare(profile, current, method, threshold, drift_share)
+    return compare(profile, current_summaries(), method, threshold, drift_share)
