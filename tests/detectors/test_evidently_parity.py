@@ -9,6 +9,7 @@ unshifted and shifted, with small (<=1000 rows) and large references.
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -117,3 +118,9 @@ def test_profile_from_arrays_matches_dataframe_front_door():
     expected = drift_report(reference, current).to_dict()
     assert profile.compare(window).to_dict() == expected
     assert restored.compare(window).to_dict() == expected
+
+
+def test_shipped_example_matches_evidently():
+    examples = Path(__file__).resolve().parents[2] / "examples" / "drift"
+    reference, current = pd.read_csv(examples / "reference.csv"), pd.read_csv(examples / "current.csv")
+    assert_same_verdicts(drift_report(reference, current), run_evidently(reference, current))
