@@ -23,7 +23,9 @@ class RetrainRequest(BaseModel):
 def create_router(manager: TriggerManager) -> APIRouter:
     router = APIRouter(tags=["retraining"])
 
-    @router.post("/v1/models/{model}/retrain", status_code=202, dependencies=[Depends(require_admin)])
+    @router.post("/v1/models/{model}/retrain", status_code=202, dependencies=[Depends(require_admin)],
+                 openapi_extra={"requestBody": {"required": False, "content": {
+                     "application/json": {"schema": RetrainRequest.model_json_schema()}}}})
     async def retrain(request: Request, model: str) -> JSONResponse:
         """Start the model's retraining pipeline now (reason ``manual``; no cooldown applies,
         but it starts one). The optional JSON body carries ``note`` and ``model_version``."""
@@ -42,7 +44,11 @@ def create_router(manager: TriggerManager) -> APIRouter:
             raise HTTPException(503, outcome.suppressed or "trigger not raised")
         return JSONResponse(outcome.to_dict(), status_code=202)
 
-    @router.post("/v1/alertmanager", dependencies=[Depends(require_admin)])
+    @router.post("/v1/alertmanager", dependencies=[Depends(require_admin)],
+                 openapi_extra={"requestBody": {"required": True, "content": {
+                     "application/json": {"schema": {"type": "object", "required": ["alerts"], "properties": {
+                         "version": {"type": "string", "enum": ["4"]}, "status": {"type": "string"},
+                         "alerts": {"type": "array", "items": {"type": "object"}}}}}}}})
     async def alertmanager(request: Request) -> dict[str, Any]:
         """Alertmanager's webhook (payload version 4): each *firing* alert labelled
         ``<alertmanager.action_label>=<action_value>`` (default ``driftline_action="retrain"``)

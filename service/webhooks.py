@@ -108,8 +108,8 @@ class Prepared:
     url: str
     headers: dict[str, str]
     body: bytes
-    # Statuses that mean "already done" (Airflow: 409 for a dag_run_id that exists = our earlier attempt).
-    also_delivered: frozenset[int] = frozenset()
+    # Statuses that mean "already done" on a retry (Airflow: 409 for the dag_run_id of our earlier attempt).
+    also_delivered_on_retry: frozenset[int] = frozenset()
 
 
 @dataclass
@@ -164,8 +164,10 @@ def _base(url: str) -> str:
     return url.rstrip("/")
 
 
-def build_request(config: WebhookConfig, payload: dict, creds: Credentials) -> Prepared:
-    """The HTTP request of ``config.preset`` for this trigger, without signature headers."""
+def build_request(config: WebhookConfig, payload: dict, creds: Credentials, created: float | None = None) -> Prepared:
+    """The HTTP request of ``config.preset`` for this trigger, without signature headers.
+
+    ``created`` is the trigger's commit time (Airflow 3's ``logical_date``, to the microsecond)."""
     preset = config.preset
     json_headers = {"Content-Type": "application/json", "Accept": "application/json"}
     base = _base(config.url)
@@ -176,8 +178,8 @@ def build_request(config: WebhookConfig, payload: dict, creds: Credentials) -> P
         # Airflow 2 (/api/v1) and 3 (/api/v2); dag_run_id = the trigger id makes a repeat a 409.
         body: dict[str, Any] = {"dag_run_id": f"driftline__{payload['id']}", "conf": payload}
         if config.airflow_api == "v2":
-            # Required (nullable) in Airflow 3, which no longer needs it unique per DAG (AIP-83).
-            body["logical_date"] = payload["triggered_at"]
+            # Required (nullable) in Airflow 3; to the microsecond, so two triggers never share one.
+            body["logical_date"] = rfc3339(created, precise=True) if created is not None else payload["triggered_at"]
             body["note"] = f"driftline: {payload['reason']} on {payload['model']}"
         url = f"{base}/api/{config.airflow_api}/dags/{quote(config.dag_id, safe='')}/dagRuns"
         prepared = Prepared("POST", url, json_headers, _json(body))
@@ -225,7 +227,7 @@ def build_request(config: WebhookConfig, payload: dict, creds: Credentials) -> P
         prepared = Prepared("POST", f"{base}/api/v1/workflows/{namespace}/submit", json_headers, _json(body))
     else:  # pragma: no cover - the config's Literal rules it out
         raise ValueError(f"unknown preset {preset}")
-    prepared.also_delivered = also
+    prepared.also_delivered_on_retry = also
     _authorize(prepared, creds)
     prepared.headers["User-Agent"] = USER_AGENT
     return prepared
@@ -430,9 +432,10 @@ class Attempt:
     retry_after: float | None = None
 
 
-def attempt_delivery(client: httpx.Client, config: WebhookConfig, creds: Credentials, payload: dict) -> Attempt:
+def attempt_delivery(client: httpx.Client, config: WebhookConfig, creds: Credentials, payload: dict,
+                     attempt: int = 1, created: float | None = None) -> Attempt:
     """One attempt; never raises for network trouble."""
-    prepared = build_request(config, payload, creds)
+    prepared = build_request(config, payload, creds, created)
     headers = dict(prepared.headers)
     headers.update(signature_headers(creds.secret, payload["id"], prepared.body))
     try:
@@ -443,7 +446,7 @@ def attempt_delivery(client: httpx.Client, config: WebhookConfig, creds: Credent
     except httpx.TransportError as exc:
         return Attempt("retry", None, f"connection error: {type(exc).__name__}: {_short(exc)}")
     status = response.status_code
-    if 200 <= status < 300 or status in prepared.also_delivered:
+    if 200 <= status < 300 or (attempt > 1 and status in prepared.also_delivered_on_retry):
         return Attempt("delivered", status, None)
     detail = f"HTTP {status}: {_short(response.text)}"
     if status in RETRYABLE_STATUS or status >= 500:
@@ -533,7 +536,7 @@ class Dispatcher:
     def _deliver(self, client: httpx.Client, target: str, config: WebhookConfig, row: sqlite3.Row) -> None:
         payload = json.loads(row["payload"])
         attempts = row["attempts"] + 1
-        result = attempt_delivery(client, config, self.credentials[target], payload)
+        result = attempt_delivery(client, config, self.credentials[target], payload, attempts, row["created"])
         if result.outcome == "delivered":
             self.outbox.record(row["id"], "delivered", attempts, result.status, None, None)
             self._count(target, "delivered")

@@ -262,3 +262,15 @@ def test_the_strict_receiver_rejects_a_wrong_shape(live_server, api):
     state = wait_until("failed", lambda: (s := trigger_state(server, trigger_id))["state"] == "failed" and s)
     assert state["delivery"]["last_status"] == 404 and state["delivery"]["attempts"] == 1
     assert api.rejected and "path" in api.rejected[0]
+
+
+def test_airflow_409_on_a_first_attempt_is_a_failure(live_server, receivers):
+    """A 409 proves our run exists only when an earlier attempt may have created it."""
+    conflict = receivers(lambda r, n: (409, {}, b'{"detail": "DAGRun exists"}'))
+    hooks = preset_config(conflict.url)
+    server = live_server({"webhooks": {"airflow3": hooks["airflow3"]}, "models": {"m": {}}}, environ=TOKENS)
+    trigger_id = server.client.post("/v1/models/m/retrain").json()["id"]
+    state = wait_until("failed", lambda: (s := trigger_state(server, trigger_id))["state"] == "failed" and s)
+    assert state["delivery"]["attempts"] == 1 and state["delivery"]["last_status"] == 409
+    body = json.loads(conflict.requests[0].body)
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", body["logical_date"])
