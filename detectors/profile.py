@@ -3,8 +3,8 @@
 Each feature is reduced to what the univariate tests need, so comparing a window
 against the reference never touches the raw reference rows again:
 
-* a numerical feature keeps its sorted finite values, its population standard
-  deviation and its number of distinct values;
+* a numerical feature keeps its sorted finite values (its standard deviation and number
+  of distinct values are derived from them once, when first needed);
 * a categorical feature keeps each category with its count.
 
 Missing values (None, NaN and, as in Evidently, +/-inf) are excluded from every
@@ -177,6 +177,7 @@ def count_categories(values: np.ndarray) -> tuple[list, np.ndarray, int]:
 
 
 _sorting_pool: ThreadPoolExecutor | None = None
+_sorting_pool_pid = 0
 
 
 def start_summaries(columns: Mapping, types: Mapping[str, str]) -> Callable[[], dict[str, ColumnSummary]]:
@@ -185,9 +186,10 @@ def start_summaries(columns: Mapping, types: Mapping[str, str]) -> Callable[[], 
     numpy's sort releases the GIL, so numerical columns are sorted on a small thread pool
     while categorical ones are counted on this thread (and the caller can go on working
     before it waits)."""
-    global _sorting_pool
-    if _sorting_pool is None:
+    global _sorting_pool, _sorting_pool_pid
+    if _sorting_pool is None or _sorting_pool_pid != os.getpid():  # a forked child has no pool threads
         _sorting_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="driftline")
+        _sorting_pool_pid = os.getpid()
     sorting = {
         name: _sorting_pool.submit(summarise, values, NUMERICAL)
         for name, values in columns.items()

@@ -154,3 +154,12 @@ def test_no_columns_is_no_drift():
 def test_a_column_only_in_current_is_named():
     with pytest.raises(ValueError, match="reference data lacks column\\(s\\): extra"):
         drift_report(pd.DataFrame({"x": [1.0, 2.0]}), pd.DataFrame({"x": [1.0, 2.0], "extra": [0.5, 0.7]}))
+
+
+def test_profiles_work_in_a_forked_child():
+    import multiprocessing
+
+    profile = ReferenceProfile.from_columns({"x": np.arange(100.0)})  # the parent's pool exists now
+    with multiprocessing.get_context("fork").Pool(1) as pool:
+        report = pool.apply(profile.compare, ({"x": np.arange(100.0) + 1},))
+    assert report.features["x"].method == "ks"
