@@ -359,6 +359,9 @@ def test_sigkill_between_attempts_delivers_one_id(tmp_path, receivers):
         assert response.status_code == 202
         trigger_id = response.json()["id"]
         receiver.wait(1)  # the 500
+        # ... recorded in the outbox as a retry due in 1.5-3s: now driftline dies
+        wait_until("the retry scheduled", lambda: httpx.get(f"{base}/v1/triggers").json()["triggers"][0]
+                   ["delivery"]["attempts"] == 1, timeout=5, every=0.02)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(10)
         time.sleep(3.5)  # the retry would have been due now: nobody is there to send it
