@@ -283,3 +283,54 @@ def snapshot(client) -> dict:
             "features": {name: f["drift"] for name, f in body.get("features", {}).items()},
         }
     return out
+
+
+def test_replayed_records_already_in_the_changelog_state_are_not_applied_twice(broker, names, live_server):
+    """A crash between the changelog write and the offset commit: the next owner re-reads
+    records its restored state already holds, and skips them (state changes exactly once)."""
+    topic = broker.create_topic(names("replay"), partitions=1)
+    group, state_topic = names("group"), names("state")
+    rng = random.Random(4)
+    events = [prediction("solo", i, rng) for i in range(300)]
+    events += [{"kind": "label", "model": "solo", "id": f"solo-{i}", "label": 1, "timestamp": T0 + 900}
+               for i in range(50)]
+    send(broker.bootstrap, topic, events)
+    config = {"kafka": kafka_config(broker.bootstrap, [topic], group, state_topic, None),
+              "models": small_models()}
+    first = live_server(config)
+    admin = broker.admin()
+    try:
+        def committed() -> int:
+            offsets = admin.list_group_offsets(group).get(group, {})
+            return sum(meta.offset for meta in offsets.values())
+        wait_for(lambda: committed() == len(events), 60, message="everything checkpointed and committed")
+        before = snapshot(first.client)
+        first.stop()
+    finally:
+        admin.close()
+
+    # Simulate the crash window: offsets back to 0, and no partition marker in the changelog.
+    from kafka import KafkaConsumer, KafkaProducer
+    from kafka.structs import OffsetAndMetadata, TopicPartition
+
+    rewinder = KafkaConsumer(bootstrap_servers=broker.bootstrap, group_id=group, enable_auto_commit=False)
+    tp = TopicPartition(topic, 0)
+    rewinder.assign([tp])
+    rewinder.commit({tp: OffsetAndMetadata(0, "", -1)})
+    rewinder.close(autocommit=False)
+    producer = KafkaProducer(bootstrap_servers=broker.bootstrap)
+    producer.send(state_topic, key=b"\x00offsets", value=None, partition=0)
+    producer.flush()
+    producer.close()
+
+    second = live_server(config)
+    wait_for(lambda: snapshot(second.client) == before, 60, message="state restored from the changelog")
+    wait_for(lambda: total(second.metrics(), "driftline_consumer_lag_messages", topic=topic) == 0
+             and ("driftline_consumer_lag_messages", frozenset({("topic", topic), ("partition", "0")}))
+             in second.metrics(), 30, message="the replay read to the end")
+    time.sleep(1)
+    assert total(second.metrics(), "driftline_events_total") == 0  # every replayed record skipped
+    assert snapshot(second.client) == before
+    send(broker.bootstrap, topic, [prediction("solo", 1000 + i, rng) for i in range(10)])
+    wait_for(lambda: total(second.metrics(), "driftline_events_total", model="solo", kind="prediction") == 10, 30,
+             message="new records processed")
