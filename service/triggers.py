@@ -312,6 +312,7 @@ class TriggerManager:
 
     def _aftercare(self) -> None:
         failures: dict[str, int] = defaultdict(int)
+        sink_failures, sink_retry_at = 0, 0.0
         while not self._stop.is_set():
             self._after.wait(1.0)
             self._after.clear()
@@ -319,14 +320,21 @@ class TriggerManager:
             if outbox is None:
                 continue
             try:
-                for row in outbox.unpublished():
-                    payload = _loads(row["payload"])
-                    for sink in list(self.sinks):
+                if time.monotonic() >= sink_retry_at:
+                    for row in outbox.unpublished():
+                        payload = _loads(row["payload"])
                         try:
-                            sink(payload)
+                            for sink in list(self.sinks):
+                                sink(payload)
                         except Exception:
-                            log.exception("trigger sink %r failed on %s", sink, row["id"])
-                    outbox.mark_published(row["id"])
+                            # At-least-once: the row stays unpublished and every sink sees it again later.
+                            sink_failures += 1
+                            delay = min(60.0, 2.0 ** sink_failures)
+                            sink_retry_at = time.monotonic() + delay
+                            log.exception("trigger sink failed on %s; retrying in %.0fs", row["id"], delay)
+                            break
+                        sink_failures = 0
+                        outbox.mark_published(row["id"])
                 for row in outbox.evidence_due():
                     if self._stop.is_set():
                         break

@@ -192,3 +192,19 @@ def test_no_webhook_configured_records_the_trigger(live_server):
     [item] = triggers_of(server)
     assert item["delivery"]["state"] == "not_sent" and item["target"] is None
     assert server.client.get("/v1/triggers", params={"limit": 0}).status_code == 422
+
+
+def test_a_failing_sink_gets_the_trigger_again(live_server):
+    server = live_server({"models": {"m": {}}})
+    calls = []
+
+    def flaky(payload):
+        calls.append(payload["id"])
+        if len(calls) == 1:
+            raise RuntimeError("broker down")
+
+    server.runtime.triggers.sinks.append(flaky)
+    trigger_id = server.client.post("/v1/models/m/retrain").json()["id"]
+    wait_until("the second call", lambda: len(calls) >= 2, timeout=10)
+    time.sleep(2.5)
+    assert calls == [trigger_id, trigger_id]
