@@ -531,7 +531,14 @@ class Dispatcher:
                     wake.wait(wait)
                     wake.clear()
                     continue
-                self._deliver(client, target, config, row)
+                try:
+                    self._deliver(client, target, config, row)
+                except Exception as exc:  # a bug must not kill the thread and strand the outbox
+                    log.exception("webhook %s: delivering %s failed unexpectedly", target, row["id"])
+                    self.outbox.record(row["id"], "failed", row["attempts"] + 1, None,
+                                       f"internal error: {type(exc).__name__}", None)
+                    self._count(target, "failed")
+                    self.refresh_pending()
 
     def _deliver(self, client: httpx.Client, target: str, config: WebhookConfig, row: sqlite3.Row) -> None:
         payload = json.loads(row["payload"])

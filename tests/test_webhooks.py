@@ -376,6 +376,9 @@ def test_sigkill_between_attempts_delivers_one_id(tmp_path, receivers):
         assert all(r.signed and r.json()["id"] == trigger_id for r in receiver.requests)
         [listed] = httpx.get(f"{base}/v1/triggers").json()["triggers"]
         assert listed["delivery"]["attempts"] == 2
+        log = (tmp_path / "driftline.log").read_text()
+        assert "retrying in" in log and RAW_SECRET not in log
+        assert RAW_SECRET.encode() not in (tmp_path / "state" / "triggers.sqlite").read_bytes()
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
