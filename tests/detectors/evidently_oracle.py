@@ -95,11 +95,12 @@ def scores_agree(ours: float, theirs: float) -> bool:
     return math.isclose(ours, theirs, rel_tol=1e-6, abs_tol=1e-12)
 
 
-def skip_widget_rendering() -> None:
+def skip_widget_rendering(monkeypatch) -> None:
     """Evidently builds plotly widgets for every column, ~80% of its run time; the drift
-    numbers do not depend on them, so the tests turn them off."""
+    numbers do not depend on them, so these tests turn them off (for one test at a time:
+    the service's HTML report in other tests needs them)."""
     from evidently.metrics.column_statistics import ValueDriftCalculation
     from evidently.presets.drift import DataDriftPreset
 
-    ValueDriftCalculation._render = lambda self, *args, **kwargs: []
-    DataDriftPreset.render = lambda self, *args, **kwargs: []
+    monkeypatch.setattr(ValueDriftCalculation, "_render", lambda self, *args, **kwargs: [])
+    monkeypatch.setattr(DataDriftPreset, "render", lambda self, *args, **kwargs: [])
