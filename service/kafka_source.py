@@ -507,8 +507,10 @@ class KafkaSource:
             self._consumer.pause(*assigned)
 
     def _apply_assignment(self) -> None:
-        assigned = set(self._pending_assignment or [])
-        self._pending_assignment = None
+        """Restore and position newly assigned partitions (on the poll thread). On failure the
+        assignment stays pending and is retried; its partitions stay paused meanwhile."""
+        pending = self._pending_assignment
+        assigned = set(pending or [])
         previous = self._assigned
         for tp in previous - assigned:
             _remove_lag(self.lag_gauge, tp)
@@ -521,7 +523,7 @@ class KafkaSource:
                     self._consumer.seek(tp, self._applied[tp])
                 else:
                     self._position(tp, None)
-            self._resume(assigned)
+            self._resume(assigned, pending)
             return
         partitions = {tp.partition for tp in assigned}
         # Partitions this replica no longer has: forget their models.
@@ -533,8 +535,11 @@ class KafkaSource:
             if ours:
                 # Nobody wrote this partition's changelog since us: our state is the newest.
                 for tp in assigned:
-                    if tp.partition == p and tp in self._applied:
-                        self._consumer.seek(tp, self._applied[tp])
+                    if tp.partition == p:
+                        if tp in self._applied:
+                            self._consumer.seek(tp, self._applied[tp])
+                        else:
+                            self._position(tp, None)
                 continue
             if p in self._held:
                 self._drop_partition(p)
@@ -543,9 +548,11 @@ class KafkaSource:
         for tp in [tp for tp in self._applied if tp not in assigned]:
             del self._applied[tp]
             self._committed.pop(tp, None)
-        self._resume(assigned)
+        self._resume(assigned, pending)
 
-    def _resume(self, assigned) -> None:
+    def _resume(self, assigned, pending) -> None:
+        if self._pending_assignment is pending:  # not replaced by a newer rebalance meanwhile
+            self._pending_assignment = None
         if assigned:
             self._consumer.resume(*assigned)
         self._ready, self._reason = True, "connected"
