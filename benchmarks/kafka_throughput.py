@@ -88,7 +88,8 @@ def bare_consumer(bootstrap: str, topic: str, n: int) -> dict:
     elapsed = time.perf_counter() - first
     cpu = time.process_time() - cpu
     consumer.close()
-    return {"records": count, "seconds": elapsed, "records_per_s": count / elapsed, "cpu_us_per_record": cpu / count * 1e6}
+    return {"records": count, "seconds": elapsed, "records_per_s": count / elapsed,
+            "cpu_us_per_record": cpu / count * 1e6, "records_per_cpu_s": count / cpu}
 
 
 def driftline(bootstrap: str, topic: str, n: int, latency_events: int, latency_rate: float, state_dir: Path) -> dict:
@@ -132,7 +133,8 @@ def driftline(bootstrap: str, topic: str, n: int, latency_events: int, latency_r
     elapsed = marks["last"] - marks["first"]
     state = runtime.engine.models["bench-model"]
     throughput = {"records": marks["count"], "seconds": elapsed, "events_per_s": marks["count"] / elapsed,
-                  "cpu_us_per_event": cpu / max(1, marks["count"]) * 1e6, "evaluations": state.evaluations,
+                  "cpu_us_per_event": cpu / max(1, marks["count"]) * 1e6,
+                  "events_per_cpu_s": marks["count"] / cpu, "evaluations": state.evaluations,
                   "accepted": sum(v for (m, k), v in runtime.engine.events_total.items() if m == "bench-model")}
 
     # Latency: steady produce rate while driftline is caught up.
@@ -196,11 +198,13 @@ def main() -> int:
         log(f"  produced in {produce_s:.1f}s ({args.events / produce_s:,.0f}/s)")
         log("bare kafka-python consumer loop (the ceiling) ...")
         ceiling = bare_consumer(bootstrap, topic, args.events)
-        log(f"  {ceiling['records_per_s']:,.0f} records/s, {ceiling['cpu_us_per_record']:.1f} us CPU per record")
+        log(f"  {ceiling['records_per_s']:,.0f} records/s, {ceiling['cpu_us_per_record']:.1f} us CPU per record "
+            f"({ceiling['records_per_cpu_s']:,.0f} per CPU second)")
         log("driftline end to end (KafkaSource + engine, drift step 1000) ...")
         result = driftline(bootstrap, topic, args.events, args.latency_events, args.latency_rate, work / "state")
         t, lat = result["throughput"], result["latency"]
-        log(f"  {t['events_per_s']:,.0f} events/s, {t['cpu_us_per_event']:.1f} us CPU per event, "
+        log(f"  {t['events_per_s']:,.0f} events/s, {t['cpu_us_per_event']:.1f} us CPU per event "
+            f"({t['events_per_cpu_s']:,.0f} per CPU second), "
             f"{t['evaluations']} drift evaluations")
         log(f"  produce -> metric update at {lat['rate_per_s']:,.0f}/s: p50 {lat['p50_ms']:.1f} ms, "
             f"p99 {lat['p99_ms']:.1f} ms (max {lat['max_ms']:.1f} ms)")
