@@ -26,9 +26,10 @@ from detectors import ADWIN, DDM, DriftReport, FeatureDrift, PageHinkley, Refere
 from service.config import LimitsConfig, ModelConfig
 from service.events import Label, Prediction
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
-from service.window import RingColumns
+from service.window import CategoryCounts, RingColumns, SortedWindow
 
 OTHER = "__other__"
+_EMPTY = np.empty(0)
 PREDICTION, SCORE = "prediction", "score"
 # Columns of a reference file that are not features.
 # Reference rows kept as they are, for the Evidently HTML report (the profile keeps summaries).
@@ -122,6 +123,7 @@ class ModelState:
         self._collected: dict[str, list] = {}
         self._collected_rows = 0
         self.window: RingColumns | None = None
+        self.summaries: dict[str, SortedWindow | CategoryCounts] = {}
         self.since_evaluation = 0
         self.evaluations = 0
         self.report: DriftReport | None = None
@@ -188,6 +190,7 @@ class ModelState:
             self.reference_sample = encoded
         self._collected, self._collected_rows = {}, 0
         self.window = RingColumns(self.config.window.size, [*features, PREDICTION, SCORE, "__timestamp__"])
+        self._reset_summaries()
         self.since_evaluation = 0
         self.report = self.prediction_report = None
 
@@ -243,7 +246,11 @@ class ModelState:
             if self.task != "regression" else np.array(predictions[rest], dtype=np.float64)
         batch[SCORE] = np.array(scores[rest], dtype=np.float64)
         batch["__timestamp__"] = np.array(timestamps[rest], dtype=np.float64)
-        self.window.append(batch)
+        evicted = self.window.append(batch)
+        added = len(events) - start
+        keep = min(added, self.window.capacity)
+        for name, summary in self.summaries.items():
+            summary.update(batch[name][added - keep:], evicted.get(name, _EMPTY))
         self.since_evaluation += len(events) - start
         step = self.config.window.step
         if self.since_evaluation >= step and self.window.count >= min(step, self.window.capacity):
@@ -277,6 +284,14 @@ class ModelState:
                 out[name] = self.features[name].encode(list(column), self.limits.max_categories)
         return out
 
+    def _reset_summaries(self) -> None:
+        """Empty incremental summaries of the window's feature and prediction columns."""
+        kinds = {name: feature.kind for name, feature in self.features.items()}
+        kinds[PREDICTION] = "numerical" if self.task == "regression" else "categorical"
+        kinds[SCORE] = "numerical"
+        self.summaries = {name: SortedWindow() if kind == "numerical" else CategoryCounts()
+                          for name, kind in kinds.items()}
+
     def _index_features(self) -> None:
         self._numeric_names = [n for n, f in self.features.items() if f.kind == "numerical"]
         self._categorical_names = [n for n, f in self.features.items() if f.kind == "categorical"]
@@ -293,13 +308,18 @@ class ModelState:
             keep = timestamps >= timestamps.max() - self.config.window.max_age
             timestamps = timestamps[keep]
         drift = self.config.drift
-        current = {name: self.window.column(name)[keep] for name in self.features}
+        if self.config.window.max_age is None:
+            # The incrementally maintained summaries: no re-sorting of the window.
+            column = lambda name: self.summaries[name].summary()  # noqa: E731
+        else:
+            column = lambda name: self.window.column(name)[keep]  # noqa: E731
+        current = {name: column(name) for name in self.features}
         self.report = self.reference.compare(current, method=drift.method, threshold=drift.threshold,
                                              drift_share=drift.drift_share,
                                              per_feature_method=drift.per_feature or None)
         if self.prediction_reference is not None:
             self.prediction_report = self.prediction_reference.compare(
-                {name: self.window.column(name)[keep] for name in self.prediction_reference.columns},
+                {name: column(name) for name in self.prediction_reference.columns},
                 method=drift.method, threshold=drift.threshold)
         self.since_evaluation = 0
         self.evaluations += 1
@@ -468,6 +488,10 @@ class ModelState:
                 state.label_windows[key[len("labels/"):]] = RingColumns.from_bytes(blob, config.labels.window)
             elif key.startswith("sample/"):
                 state.reference_sample[key[len("sample/"):]] = np.frombuffer(blob, dtype=np.float64).copy()
+        if state.window is not None:
+            state._reset_summaries()
+            for name, summary in state.summaries.items():
+                summary.update(state.window.column(name), _EMPTY)
         if state.reference is not None and state.window is not None and state.window.count:
             state.evaluate_silently()
         return state

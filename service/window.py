@@ -12,12 +12,14 @@ import json
 
 import numpy as np
 
+from detectors import CategoricalSummary, NumericalSummary
+
 
 class RingColumns:
     """The last ``capacity`` rows of a set of float64 columns.
 
     >>> ring = RingColumns(3, ["x"])
-    >>> ring.append({"x": np.array([1.0, 2.0, 3.0, 4.0])})
+    >>> evicted = ring.append({"x": np.array([1.0, 2.0, 3.0, 4.0])})
     >>> ring.column("x").tolist()
     [2.0, 3.0, 4.0]
     """
@@ -37,12 +39,19 @@ class RingColumns:
         if name not in self._data:
             self._data[name] = np.full(self.capacity, np.nan)
 
-    def append(self, batch: dict[str, np.ndarray]) -> None:
-        """Append rows; ``batch`` maps column -> array, all of one length. Absent columns get NaN."""
+    def append(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Append rows; ``batch`` maps column -> array, all of one length. Absent columns get NaN.
+
+        Returns the rows pushed out of the window, per column, oldest first (so incremental
+        summaries can take them out)."""
         n = len(next(iter(batch.values()))) if batch else 0
         if n == 0:
-            return
+            return {}
         keep = min(n, self.capacity)
+        evicted_count = max(0, self.count + keep - self.capacity)
+        oldest = (self._next - self.count) % self.capacity
+        slots = (oldest + np.arange(evicted_count)) % self.capacity
+        evicted = {name: buffer[slots] for name, buffer in self._data.items()}
         start = self._next
         # Rows land at start..start+keep (mod capacity), in at most two slices.
         first = min(keep, self.capacity - start)
@@ -58,6 +67,7 @@ class RingColumns:
         self._next = (start + keep) % self.capacity
         self.count = min(self.capacity, self.count + n)
         self.total += n
+        return evicted
 
     def column(self, name: str) -> np.ndarray:
         """The column's rows oldest first (a copy)."""
@@ -83,3 +93,92 @@ class RingColumns:
             ring.append({name: archive[f"c{i}"] for i, name in enumerate(meta["columns"])})
         ring.total = meta["total"]
         return ring
+
+
+class SortedWindow:
+    """The sorted finite values of a sliding window, kept up to date by merging.
+
+    Re-sorting a 10,000-row window at every step costs O(n log n) per feature; merging the
+    new rows in (a stable sort of two runs, which numpy's timsort merges in linear time) and
+    taking the evicted ones out (binary search + one ``np.delete``) costs O(n). Changes are
+    gathered and applied when the summary is read, once per window step rather than once
+    per batch.
+
+    >>> window = SortedWindow()
+    >>> window.update(np.array([3.0, 1.0, np.nan]), np.array([]))
+    >>> window.update(np.array([2.0]), np.array([3.0]))
+    >>> window.summary().sorted_values.tolist(), window.summary().n_missing
+    ([1.0, 2.0], 1)
+    """
+
+    def __init__(self):
+        self.values = np.empty(0)
+        self.n_missing = 0
+        self._added: list[np.ndarray] = []
+        self._removed: list[np.ndarray] = []
+        self._pending = 0
+
+    def update(self, added: np.ndarray, removed: np.ndarray) -> None:
+        if added.size:
+            self._added.append(added)
+        if removed.size:
+            self._removed.append(removed)
+        self._pending += added.size + removed.size
+        if self._pending > max(4096, 2 * self.values.size):  # bound what waits
+            self._apply()
+
+    def _apply(self) -> None:
+        # Added first: a row may have come and gone between two reads.
+        if self._added:
+            added = np.concatenate(self._added)
+            finite = added[np.isfinite(added)]
+            self.n_missing += added.size - finite.size
+            if finite.size:
+                self.values = np.sort(np.concatenate((self.values, finite)), kind="stable")
+        if self._removed:
+            removed = np.concatenate(self._removed)
+            finite = removed[np.isfinite(removed)]
+            self.n_missing -= removed.size - finite.size
+            if finite.size:
+                gone = np.sort(finite)
+                # Equal values: the k-th copy of v removes the k-th slot holding v.
+                rank = np.arange(gone.size) - np.searchsorted(gone, gone, side="left")
+                self.values = np.delete(self.values, np.searchsorted(self.values, gone, side="left") + rank)
+        self._added, self._removed, self._pending = [], [], 0
+
+    def summary(self) -> NumericalSummary:
+        self._apply()
+        return NumericalSummary(self.values, self.n_missing)
+
+
+class CategoryCounts:
+    """Occurrences of each category code in a sliding window (codes are small integers).
+
+    >>> counts = CategoryCounts()
+    >>> counts.update(np.array([0.0, 2.0, 2.0, np.nan]), np.array([]))
+    >>> counts.update(np.array([]), np.array([0.0]))
+    >>> summary = counts.summary()
+    >>> summary.categories, summary.counts.tolist(), summary.n_missing
+    ([2.0], [2], 1)
+    """
+
+    def __init__(self):
+        self.counts = np.zeros(0, dtype=np.int64)
+        self.n_missing = 0
+
+    def update(self, added: np.ndarray, removed: np.ndarray) -> None:
+        for values, sign in ((added, 1), (removed, -1)):
+            if not values.size:
+                continue
+            valid = values[~np.isnan(values)]
+            self.n_missing += sign * (values.size - valid.size)
+            if valid.size:
+                tally = np.bincount(valid.astype(np.int64))
+                if tally.size > self.counts.size:
+                    self.counts = np.concatenate((self.counts, np.zeros(tally.size - self.counts.size, np.int64)))
+                self.counts[: tally.size] += sign * tally
+
+    def summary(self) -> CategoricalSummary:
+        # Categories as np.unique would list them from the codes: ascending, present ones only.
+        present = np.flatnonzero(self.counts)
+        return CategoricalSummary([float(code) for code in present], self.counts[present], self.n_missing)
