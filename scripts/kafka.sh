@@ -63,7 +63,7 @@ fetch() {
   echo "kafka.sh: fetching Apache Kafka $version jars into $libs" >&2
   rm -rf "$libs.partial"
   mkdir -p "$libs.partial"
-  mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$version" \
+  mvn -q -B -Dstyle.color=never -f "$here/kafka/pom.xml" -Dkafka.version="$version" \
     dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.partial" >&2
   ls "$libs.partial"/kafka_2.13-"$version".jar >/dev/null || die "kafka_2.13-$version.jar was not fetched"
   rm -rf "$libs"
