@@ -63,8 +63,9 @@ fetch() {
   echo "kafka.sh: fetching Apache Kafka $version jars into $libs" >&2
   rm -rf "$libs.partial"
   mkdir -p "$libs.partial"
-  mvn -q -B -Dstyle.color=never -f "$here/kafka/pom.xml" -Dkafka.version="$version" \
-    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.partial" >&2
+  mvn -q -B -f "$here/kafka/pom.xml" -Dkafka.version="$version" \
+    dependency:copy-dependencies -DincludeScope=runtime -DoutputDirectory="$libs.partial" \
+    > "$cache/mvn.log" 2>&1 || { cat "$cache/mvn.log" >&2; die "Maven could not fetch Kafka $version"; }
   ls "$libs.partial"/kafka_2.13-"$version".jar >/dev/null || die "kafka_2.13-$version.jar was not fetched"
   rm -rf "$libs"
   mv "$libs.partial" "$libs"
