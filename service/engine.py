@@ -103,9 +103,7 @@ class Engine:
             for rejection in decoded.rejected:
                 self.rejected_total[rejection.reason] = self.rejected_total.get(rejection.reason, 0) + 1
             for model, events in _by_model(decoded.predictions).items():
-                evaluation = self._predictions(model, events)
-                if evaluation is not None:
-                    evaluations.append(evaluation)
+                evaluations += self._predictions(model, events)
             for model, events in _by_model(decoded.labels).items():
                 evaluation = self._labels(model, events)
                 if evaluation is not None:
@@ -128,7 +126,7 @@ class Engine:
             state = self.models[model] = ModelState(model, self.settings.model(model), self.settings.limits)
         return state
 
-    def _predictions(self, model: str, events: list[Prediction]) -> Evaluation | None:
+    def _predictions(self, model: str, events: list[Prediction]) -> list[Evaluation]:
         state = self._state(model)
         label = model if state is not None else OTHER
         self.events_total[(label, "prediction")] += len(events)
@@ -151,7 +149,7 @@ class Engine:
             if failed or (label, version) not in self.prediction_errors:
                 self.prediction_errors[(label, version)] += failed
         if state is None:
-            return None
+            return []
         self.dirty.add(model)
         return state.add_predictions(events, versions)
 

@@ -220,7 +220,7 @@ class ModelState:
 
     # -- predictions --------------------------------------------------------------------
 
-    def add_predictions(self, events: list[Prediction], versions: list[str]) -> Evaluation | None:
+    def add_predictions(self, events: list[Prediction], versions: list[str]) -> list[Evaluation]:
         timestamps = [e.timestamp for e in events]
         predictions = [e.prediction for e in events]
         scores = [e.score for e in events]
@@ -236,26 +236,32 @@ class ModelState:
         start = 0
         if self.reference is None:
             if self.first_n is None:  # waiting for a file/MLflow reference: nothing to compare yet
-                return None
+                return []
             start = self._collect(features, predictions, scores)
             if self.reference is None or start == len(events):
-                return None
+                return []
         rest = slice(start, None)
         batch = self._encode_features(features[rest] if start else features)
         batch[PREDICTION] = self.prediction_feature.encode(predictions[rest], self.limits.max_categories) \
             if self.task != "regression" else np.array(predictions[rest], dtype=np.float64)
         batch[SCORE] = np.array(scores[rest], dtype=np.float64)
         batch["__timestamp__"] = np.array(timestamps[rest], dtype=np.float64)
-        evicted = self.window.append(batch)
-        added = len(events) - start
-        keep = min(added, self.window.capacity)
-        for name, summary in self.summaries.items():
-            summary.update(batch[name][added - keep:], evicted.get(name, _EMPTY))
-        self.since_evaluation += len(events) - start
-        step = self.config.window.step
-        if self.since_evaluation >= step and self.window.count >= min(step, self.window.capacity):
-            return self.evaluate()
-        return None
+        # Appended a step at a time, so that a window is evaluated every `step` predictions
+        # however the events were batched (HTTP bodies, Kafka polls of any size).
+        evaluations = []
+        step, total, offset = self.config.window.step, len(events) - start, 0
+        while offset < total:
+            take = min(total - offset, max(1, step - self.since_evaluation))
+            chunk = {name: values[offset:offset + take] for name, values in batch.items()}
+            evicted = self.window.append(chunk)
+            keep = min(take, self.window.capacity)
+            for name, summary in self.summaries.items():
+                summary.update(chunk[name][take - keep:], evicted.get(name, _EMPTY))
+            self.since_evaluation += take
+            offset += take
+            if self.since_evaluation >= step and self.window.count >= min(step, self.window.capacity):
+                evaluations.append(self.evaluate())
+        return evaluations
 
     def _encode_features(self, features: list[dict]) -> dict[str, np.ndarray]:
         """Feature dicts -> one float64 column per reference feature.
