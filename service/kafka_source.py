@@ -247,6 +247,17 @@ class KafkaSource:
         self._assigned = set()
         self._ready, self._reason = False, "stopped"
 
+    def publish_trigger(self, payload: dict) -> None:
+        """A trigger sink: every retraining trigger also goes to ``kafka.trigger_topic``, keyed
+        by model, for pipelines that listen on Kafka. Raising makes the trigger manager offer
+        the trigger again later (at-least-once)."""
+        producer = self._producer
+        if producer is None:
+            raise ConnectionError("not connected to Kafka yet; the trigger will be published when it is")
+        future = producer.send(self.config.trigger_topic, key=str(payload["model"]).encode(),
+                               value=orjson.dumps(payload), headers=[("type", str(payload.get("type", "")).encode())])
+        future.get(timeout=15)
+
     def _ensure_topics(self) -> None:
         """Create the changelog (compacted, as many partitions as the widest input topic) and the
         dead-letter topic when missing. Best effort: a broker that auto-creates topics, or an
@@ -268,8 +279,9 @@ class KafkaSource:
                 wanted.append(NewTopic(self.changelog, width, 1, topic_configs={
                     "cleanup.policy": "compact", "min.compaction.lag.ms": "0", "segment.ms": "600000",
                     "max.message.bytes": str(MAX_STATE_BYTES)}))
-            if self.config.dead_letter_topic and self.config.dead_letter_topic not in existing:
-                wanted.append(NewTopic(self.config.dead_letter_topic, 1, 1))
+            for topic in (self.config.dead_letter_topic, self.config.trigger_topic):
+                if topic and topic not in existing:
+                    wanted.append(NewTopic(topic, 1, 1))
             for topic in wanted:
                 try:
                     admin.create_topics([topic])

@@ -22,10 +22,12 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     from service.cloudevents import http_router as cloudevents_router  # noqa: PLC0415
 
     routers.append(cloudevents_router())
+    kafka = None
     if settings.kafka is not None:
         from service.kafka_source import KafkaSource  # noqa: PLC0415
 
-        runtime.add(KafkaSource(runtime))
+        kafka = KafkaSource(runtime)
+        runtime.add(kafka)
     # Retraining: policies, webhook outbox/dispatcher, MLflow evidence (issue 5).
     from service.api_triggers import create_router as triggers_router  # noqa: PLC0415
     from service.triggers import TriggerManager  # noqa: PLC0415
@@ -34,6 +36,8 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     runtime.add(runtime.triggers)
     runtime.engine.listeners.append(runtime.triggers.on_evaluation)
     routers.append(triggers_router(runtime.triggers))
+    if kafka is not None and settings.kafka.trigger_topic:
+        runtime.triggers.sinks.append(kafka.publish_trigger)
     return create_app(runtime, routers)
 
 

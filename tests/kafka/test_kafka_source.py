@@ -334,3 +334,19 @@ def test_replayed_records_already_in_the_changelog_state_are_not_applied_twice(b
     send(broker.bootstrap, topic, [prediction("solo", 1000 + i, rng) for i in range(10)])
     wait_for(lambda: total(second.metrics(), "driftline_events_total", model="solo", kind="prediction") == 10, 30,
              message="new records processed")
+
+
+def test_every_trigger_is_also_published_to_the_trigger_topic(broker, names, live_server):
+    topic = broker.create_topic(names("events"))
+    triggers = names("triggers")
+    server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], names("group"), None, None,
+                                                trigger_topic=triggers)})
+    wait_for(lambda: server.client.get("/readyz").status_code == 200, 30, message="ready")
+    assert server.client.post("/v1/events", content=orjson.dumps(prediction("fraud", 0, random.Random(0)))).status_code == 202
+    response = server.client.post("/v1/models/fraud/retrain", json={"note": "by hand"})
+    assert response.status_code == 202, response.text
+    [record] = read_topic(broker.bootstrap, triggers, expected=1)
+    payload = orjson.loads(record.value)
+    assert record.key == b"fraud"
+    assert payload["type"] == "driftline.retrain.requested" and payload["reason"] == "manual"
+    assert payload["id"] == server.client.get("/v1/triggers").json()["triggers"][0]["id"]
