@@ -55,3 +55,27 @@ def test_produce_json_array_keyed_by_id_with_a_rate(broker, names, tmp_path):
 def test_produce_reports_a_missing_file(tmp_path, capsys):
     assert run(tmp_path / "missing.ndjson", "127.0.0.1:1", "t") == 2
     assert "cannot read" in capsys.readouterr().err
+
+
+def test_the_readme_example_file_replays_and_driftline_consumes_it(broker, names, live_server):
+    """The README's `driftline produce ... examples/events.ndjson`, consumed by driftline."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from tests.kafka.conftest import kafka_config, wait_for
+
+    topic = broker.create_topic(names("readme"))
+    driftline = Path(sys.executable).parent / "driftline"
+    example = Path(__file__).resolve().parents[2] / "examples" / "events.ndjson"
+    result = subprocess.run([str(driftline), "produce", "--bootstrap", broker.bootstrap, "--topic", topic,
+                             str(example)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    lines = example.read_text().splitlines()
+    server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], names("group"), None, None),
+                          "models": {"default": {"reference": {"first_n": 100}, "window": {"size": 200}}}})
+    wait_for(lambda: server.metric("driftline_events_total", model="fraud", kind="prediction") == 300, 30,
+             message="all predictions consumed")
+    assert server.metric("driftline_labels_total", model="fraud", outcome="matched") == 100
+    assert server.metric("driftline_infra_events_total", model="fraud", event="deploy") == 1
+    assert len(lines) == 401
