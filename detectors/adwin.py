@@ -26,12 +26,13 @@ import math
 
 import numpy as np
 
-# Values handled per vectorised step; a detection discards the rest of its step.
-SPAN = 8192
+from detectors.base import StreamDetector
 
 
-class ADWIN:
+class ADWIN(StreamDetector):
     """River's defaults: ``delta=0.002, clock=32, max_buckets=5, min_window_length=5, grace_period=10``."""
+
+    span = 8192
 
     def __init__(
         self,
@@ -67,25 +68,6 @@ class ADWIN:
         """Mean of the current window."""
         return self._total / self._width if self._width else 0.0
 
-    def update(self, x: float) -> bool:
-        return bool(self.update_many(np.array([x], dtype=np.float64)).size)
-
-    def update_many(self, values) -> np.ndarray:
-        """Feed values in order; returns the indices (into ``values``) where drift was detected."""
-        values = np.asarray(values, dtype=np.float64)
-        detections = []
-        start = 0
-        while start < values.size:
-            span = values[start : start + SPAN]
-            hit = self._scan(span)
-            if hit < 0:
-                start += span.size
-                continue
-            detections.append(start + hit)
-            self._reset()
-            start += hit + 1
-        self.drift_detected = bool(detections) and detections[-1] == values.size - 1
-        return np.asarray(detections, dtype=np.int64)
 
     def _bucket_counts(self, widths: np.ndarray, levels: int) -> np.ndarray:
         """Buckets per level (columns) after ``widths`` values since the last reset (rows).

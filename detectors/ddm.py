@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-CHUNK = 4096
+from detectors.base import StreamDetector
 
 
-class DDM:
+class DDM(StreamDetector):
     """River's defaults: ``warm_start=30, warning_threshold=2, drift_threshold=3``."""
 
     def __init__(self, warm_start: int = 30, warning_threshold: float = 2.0, drift_threshold: float = 3.0):
@@ -37,32 +37,12 @@ class DDM:
         self._p_min = 0.0
         self._s_min = 0.0
         self._ps_min = float("inf")
+        self.warning_detected = False
 
-    def update(self, x: float) -> bool:
-        return bool(self.update_many(np.array([x], dtype=np.float64)).size)
-
-    def update_many(self, values) -> np.ndarray:
-        """Feed values in order; returns the indices (into ``values``) where drift was detected.
-
-        As in River, the detector starts afresh after each detection.
-        """
-        values = np.asarray(values, dtype=np.float64)
+    def _check(self, values: np.ndarray) -> np.ndarray:
         if values.size and not (values.min() >= 0.0 and values.max() <= 1.0):
             raise ValueError("DDM takes error indicators in [0, 1]; use ADWIN or PageHinkley for losses")
-        detections = []
-        start = 0
-        while start < values.size:
-            chunk = values[start : start + CHUNK]
-            hit = self._scan(chunk)
-            if hit < 0:
-                start += chunk.size
-                continue
-            detections.append(start + hit)
-            self._reset()
-            self.warning_detected = False
-            start += hit + 1
-        self.drift_detected = bool(detections) and detections[-1] == values.size - 1
-        return np.asarray(detections, dtype=np.int64)
+        return values
 
     def _scan(self, chunk: np.ndarray) -> int:
         counts = self._n + np.arange(1, chunk.size + 1, dtype=np.float64)

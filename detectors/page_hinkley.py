@@ -16,12 +16,13 @@ from __future__ import annotations
 import numpy as np
 from scipy.signal import lfilter
 
+from detectors.base import StreamDetector
+
 MODES = ("up", "down", "both")
 # Values processed per vectorised step; a detection discards the rest of its step.
-CHUNK = 4096
 
 
-class PageHinkley:
+class PageHinkley(StreamDetector):
     """River's defaults: ``min_instances=30, delta=0.005, threshold=50, alpha=1-1e-4, mode="both"``."""
 
     def __init__(
@@ -50,28 +51,6 @@ class PageHinkley:
         self._min_increase = float("inf")
         self._max_decrease = -1.0  # River starts the maximum at -1, not -inf
 
-    def update(self, x: float) -> bool:
-        return bool(self.update_many(np.array([x], dtype=np.float64)).size)
-
-    def update_many(self, values) -> np.ndarray:
-        """Feed values in order; returns the indices (into ``values``) where drift was detected.
-
-        As in River, the detector starts afresh after each detection.
-        """
-        values = np.asarray(values, dtype=np.float64)
-        detections = []
-        start = 0
-        while start < values.size:
-            chunk = values[start : start + CHUNK]
-            hit = self._scan(chunk)
-            if hit < 0:
-                start += chunk.size
-                continue
-            detections.append(start + hit)
-            self._reset()
-            start += hit + 1
-        self.drift_detected = bool(detections) and detections[-1] == values.size - 1
-        return np.asarray(detections, dtype=np.int64)
 
     def _scan(self, chunk: np.ndarray) -> int:
         """Advance over ``chunk``; return the first detection's offset (state left just before
