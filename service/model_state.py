@@ -421,6 +421,11 @@ class ModelState:
                           labels_in_window=ring.count if ring else 0, concept_drifts=concept_drifts or [])
 
     @property
+    def reference_rows_collected(self) -> int | None:
+        """Predictions gathered so far towards a first-N reference (None once it exists)."""
+        return None if self.reference is not None else self._collected_rows
+
+    @property
     def window_samples(self) -> int:
         return self.window.count if self.window else 0
 
