@@ -136,7 +136,9 @@ async def post_events(request: Request) -> JSONResponse:
     every event was rejected; the body lists the first rejections with their reasons."""
     runtime = runtime_of(request)
     body = await read_limited_body(request, runtime.settings.limits.max_body_bytes)
-    decoded = runtime.engine.ingest_body(body)
+    # Off the event loop: a drift evaluation, or the Kafka consumer holding the engine's lock,
+    # must not stall /healthz and /metrics.
+    decoded = await run_in_threadpool(runtime.engine.ingest_body, body)
     result = IngestResult(
         accepted=decoded.accepted, rejected=len(decoded.rejected),
         errors=[EventError(**r.to_dict()) for r in decoded.rejected[:MAX_ERRORS_RETURNED]])

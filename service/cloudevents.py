@@ -41,6 +41,7 @@ from typing import Any, Iterable, Mapping
 
 import orjson
 from fastapi import APIRouter, Depends, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from service.events import Decoded, Rejection, Validator
@@ -414,7 +415,7 @@ def http_router():
             headers, body = _structured(body)
         decoded = decode(joiner, headers, body)
         if decoded.accepted or decoded.rejected:
-            runtime.engine.process(decoded)
+            await run_in_threadpool(runtime.engine.process, decoded)  # off the event loop, as /v1/events
         errors = [r.to_dict() for r in decoded.rejected[:100]]
         status = 400 if decoded.rejected and not decoded.accepted else 202
         return JSONResponse({"accepted": decoded.accepted, "rejected": len(decoded.rejected),
