@@ -16,6 +16,7 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
+from itertools import chain
 from operator import itemgetter
 from typing import Any
 
@@ -30,6 +31,7 @@ from service.window import CategoryCounts, RingColumns, SortedWindow
 
 OTHER = "__other__"
 _EMPTY = np.empty(0)
+_NUMBER_TYPES = frozenset((int, float, bool, type(None)))  # booleans count as 0/1
 PREDICTION, SCORE = "prediction", "score"
 # Columns of a reference file that are not features.
 # Reference rows kept as they are, for the Evidently HTML report (the profile keeps summaries).
@@ -69,10 +71,9 @@ class Feature:
     def encode(self, values: list, max_categories: int) -> np.ndarray:
         """Raw JSON values -> float64 (numbers) or codes (categories), NaN = missing/mismatch."""
         if self.kind == "numerical":
-            kinds = set(map(type, values))
-            if str in kinds or bool in kinds:
+            if str in set(map(type, values)):
                 # A string where the reference had numbers is a type mismatch: count it missing.
-                values = [v if type(v) is int or type(v) is float else None for v in values]
+                values = [None if type(v) is str else v for v in values]
             return np.array(values, dtype=np.float64)
         get = self.vocab.get
         codes = list(map(get, values))
@@ -275,9 +276,13 @@ class ModelState:
         if numeric:
             try:
                 rows = list(map(self._numeric_getter, features))
+                values = chain.from_iterable(rows) if len(numeric) > 1 else rows
+                # np.array would also read "1.5" as a number: strings take the per-column path.
+                if not _NUMBER_TYPES.issuperset(map(type, values)):
+                    raise TypeError("a string in a numerical feature")
                 matrix = np.array(rows, dtype=np.float64).reshape(len(features), len(numeric))
                 out.update(zip(numeric, matrix.T))
-            except (KeyError, ValueError, TypeError):
+            except (KeyError, TypeError):
                 for name in numeric:
                     out[name] = self.features[name].encode([f.get(name) for f in features], self.limits.max_categories)
         if categorical:

@@ -50,3 +50,19 @@ def test_checkpoint_round_trip_keeps_window_reference_and_verdicts():
     engine.process(engine.validator.decode_lines(more, received_at=0.0))
     restored.process(restored.validator.decode_lines(more, received_at=0.0))
     assert again.report.to_dict() == state.report.to_dict()
+
+
+def test_a_string_in_a_numerical_feature_counts_as_missing_on_both_paths():
+    engine = Engine(SETTINGS)
+    engine.process(engine.validator.decode_lines(events(200), received_at=0.0))
+    state = engine.models["m"]
+
+    def x_after(rows):
+        lines = [orjson.dumps({"kind": "prediction", "model": "m", "features": f}) for f in rows]
+        engine.process(engine.validator.decode_lines(lines, received_at=0.0))
+        return state.window.column("x")[-len(rows):]
+
+    dense = [{"x": "1.5", "c": "a"}, {"x": True, "c": "a"}, {"x": 2, "c": "a"}, {"x": None, "c": "a"}]
+    # Every row has x: the one-matrix path. A row without x: the per-column path.
+    np.testing.assert_array_equal(x_after(dense), [np.nan, 1.0, 2.0, np.nan])
+    np.testing.assert_array_equal(x_after(dense + [{"c": "a"}]), [np.nan, 1.0, 2.0, np.nan, np.nan])
