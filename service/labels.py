@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Iterable
 
 import numpy as np
 from scipy.stats import rankdata
@@ -43,7 +43,7 @@ class PendingPredictions:
     def __len__(self) -> int:
         return len(self._pending)
 
-    def add(self, ids: list[str], rows: list[tuple]) -> None:
+    def add(self, ids: list[str], rows: Iterable[tuple]) -> None:
         self._pending.update(zip(ids, rows))
         overflow = len(self._pending) - self.max_pending
         for _ in range(max(0, overflow)):

@@ -229,9 +229,11 @@ class ModelState:
             self.task = infer_task(predictions)
         self.last_version = versions[-1]
         ids = [e.id for e in events]
-        if ids.count(None) < len(ids):
-            rows = zip(timestamps, versions, predictions, scores)
-            keyed = [(i, row) for i, row in zip(ids, rows) if i is not None]
+        missing_ids = ids.count(None)
+        if missing_ids == 0:  # the common case: every prediction can be joined to a label
+            self.pending.add(ids, zip(timestamps, versions, predictions, scores))
+        elif missing_ids < len(ids):
+            keyed = [(i, row) for i, row in zip(ids, zip(timestamps, versions, predictions, scores)) if i is not None]
             self.pending.add([k for k, _ in keyed], [r for _, r in keyed])
         features = [e.features for e in events]
         start = 0
