@@ -373,8 +373,8 @@ class Outbox:
         known = list(targets)
         marks = ",".join("?" * len(known))
         now = time.time()
-        return self._exec(f"UPDATE triggers SET state='failed', last_error='webhook no longer configured', "
-                          f"next_attempt=NULL, updated=? WHERE state='pending'"
+        return self._exec("UPDATE triggers SET state='failed', last_error='webhook no longer configured', "
+                          "next_attempt=NULL, updated=? WHERE state='pending'"
                           + (f" AND target NOT IN ({marks})" if known else ""), (now, *known))
 
     def prune(self, keep: int = KEEP_FINISHED) -> None:
