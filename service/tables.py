@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import io
 from pathlib import Path
 
@@ -25,17 +26,23 @@ def sniff_format(data: bytes, content_type: str | None = None) -> str:
     return "csv"
 
 
-def read_table(source: str | Path | bytes, fmt: str | None = None) -> pd.DataFrame:
-    """A DataFrame from a path (format from the extension) or from bytes (format sniffed)."""
+def read_table(source: str | Path | bytes, fmt: str | None = None, label: str = "file",
+               require_rows: bool = True) -> pd.DataFrame:
+    """A DataFrame from a path (format from the extension, ``.gz`` allowed) or from bytes
+    (format sniffed). ``label`` names the input in error messages ("reference file")."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
-            raise TableError(f"{path}: no such file")
-        fmt = fmt or FORMATS.get(path.suffix.lower())
+            raise TableError(f"{label} not found: {source}")
+        suffixes = [suffix.lower() for suffix in path.suffixes]
+        compressed = bool(suffixes) and suffixes[-1] == ".gz"
+        if compressed:
+            suffixes = suffixes[:-1]
+        fmt = fmt or FORMATS.get(suffixes[-1] if suffixes else "")
         if fmt is None:
-            raise TableError(f"{path}: unknown format (use .csv, .parquet or .jsonl)")
-        data = path.read_bytes()
-        name = str(path)
+            raise TableError(f"cannot read {label} {source}: use .csv, .parquet or .jsonl/.ndjson")
+        data = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
+        name = f"{label} {source}"
     else:
         data, name = source, "body"
         fmt = fmt or sniff_format(data)
@@ -43,12 +50,12 @@ def read_table(source: str | Path | bytes, fmt: str | None = None) -> pd.DataFra
         if fmt == "parquet":
             frame = pd.read_parquet(io.BytesIO(data))
         elif fmt == "jsonl":
-            text = data.lstrip()
-            frame = pd.read_json(io.BytesIO(data), lines=not text.startswith(b"["))
+            frame = pd.read_json(io.BytesIO(data), lines=not data.lstrip().startswith(b"["))
         else:
             frame = pd.read_csv(io.BytesIO(data))
     except Exception as exc:  # pandas raises many types for unreadable input
-        raise TableError(f"{name}: cannot read as {fmt}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
-    if frame.empty:
-        raise TableError(f"{name}: no rows")
+        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise TableError(f"cannot read {name} as {fmt}: {reason}") from None
+    if require_rows and frame.empty:
+        raise TableError(f"{name} has no rows")
     return frame

@@ -13,18 +13,9 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 
 from detectors.stattests import METHODS
-
-READERS = {
-    ".csv": "csv",
-    ".parquet": "parquet",
-    ".pq": "parquet",
-    ".jsonl": "jsonl",
-    ".ndjson": "jsonl",
-}
-
+from service import tables
 
 class UsageError(Exception):
     """A problem with the inputs, reported in one line with exit code 2."""
@@ -44,26 +35,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def read_table(path_text: str, role: str):
-    import pandas as pd
-
-    path = Path(path_text)
-    if not path.is_file():
-        raise UsageError(f"{role} file not found: {path_text}")
-    suffixes = [suffix.lower() for suffix in path.suffixes]
-    if suffixes and suffixes[-1] == ".gz":
-        suffixes = suffixes[:-1]
-    kind = READERS.get(suffixes[-1] if suffixes else "")
-    if kind is None:
-        raise UsageError(f"cannot read {role} file {path_text}: use .csv, .parquet or .jsonl/.ndjson")
     try:
-        if kind == "csv":
-            return pd.read_csv(path)
-        if kind == "parquet":
-            return pd.read_parquet(path)
-        return pd.read_json(path, lines=True)
-    except Exception as error:  # every parser's own error type: the reason is what matters
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise UsageError(f"cannot read {role} file {path_text} as {kind}: {reason}") from None
+        return tables.read_table(path_text, label=f"{role} file", require_rows=False)
+    except tables.TableError as error:
+        raise UsageError(str(error)) from None
 
 
 def choose_columns(reference, current, requested: str | None) -> list[str] | None:
