@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import hashlib
-import hmac
 import json
 import secrets
 import socket
@@ -31,6 +29,7 @@ import uvicorn
 
 from service.config import Settings
 from service.server import build_app
+from service.webhooks import secret_bytes, verify
 
 COUNTRIES = np.array(["DE", "FR", "US", "GB", "ES"])
 WEATHER = np.array(["clear", "rain", "snow"])
@@ -48,7 +47,7 @@ class Receiver:
     """A local retraining endpoint that checks the Standard Webhooks signature and prints."""
 
     def __init__(self, secret: str, out):
-        self.secret = base64.b64decode(secret.removeprefix("whsec_"))
+        self.secret = secret_bytes(secret)
         self.out = out
         self.received: list[dict] = []
         receiver = self
@@ -56,7 +55,7 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self):
                 body = self.rfile.read(int(self.headers.get("content-length", 0)))
-                ok = receiver.verify(self.headers, body)
+                ok = verify(receiver.secret, dict(self.headers), body)
                 self.send_response(200 if ok else 401)
                 self.end_headers()
                 if ok:
@@ -68,12 +67,6 @@ class Receiver:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/retrain"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def verify(self, headers, body: bytes) -> bool:
-        signed = f"{headers.get('webhook-id')}.{headers.get('webhook-timestamp')}.".encode() + body
-        expected = base64.b64encode(hmac.new(self.secret, signed, hashlib.sha256).digest()).decode()
-        offered = [s.split(",", 1)[1] for s in (headers.get("webhook-signature") or "").split() if "," in s]
-        return any(hmac.compare_digest(expected, s) for s in offered)
 
     def accept(self, payload: dict) -> None:
         self.received.append(payload)
