@@ -20,6 +20,7 @@ from pydantic import BaseModel
 from service import __version__
 from service.events import MODEL_NAME, Rejection
 from service.model_state import ModelState
+from service.reports import evidently_html
 from service.runtime import Runtime
 from service.tables import TableError, read_table
 
@@ -208,16 +209,8 @@ async def model_report(request: Request, model: str) -> HTMLResponse:
         if state.reference is None or state.window_samples == 0:
             raise HTTPException(409, f"{model!r} has no reference or no current window yet")
         reference, current = state.reference_frame(), state.current_frame()
-    html = await run_in_threadpool(_evidently_html, reference, current)
+    html = await run_in_threadpool(evidently_html, reference, current)
     return HTMLResponse(html)
-
-
-def _evidently_html(reference, current) -> str:
-    from evidently import Report  # noqa: PLC0415 - evidently takes seconds to import
-    from evidently.presets import DataDriftPreset  # noqa: PLC0415
-
-    snapshot = Report([DataDriftPreset()]).run(reference_data=reference, current_data=current)
-    return snapshot.get_html_str(as_iframe=False)
 
 
 @router.put("/v1/models/{model}/reference", response_model=ReferenceLoaded, tags=["models"],

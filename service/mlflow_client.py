@@ -34,6 +34,7 @@ from pathlib import Path
 import pandas as pd
 
 from service.config import MlflowConfig
+from service.reports import evidently_html
 from service.tables import FORMATS, TableError, read_table
 
 log = logging.getLogger("driftline.mlflow")
@@ -182,9 +183,7 @@ class EvidenceLogger:
                 client.log_text(run_id, sink.getvalue(), "drift/features.csv")
             client.log_text(run_id, json.dumps(payload, indent=2), "drift/trigger.json")
             if frames is not None:
-                from service.api import _evidently_html  # noqa: PLC0415 - evidently is slow to import
-
-                client.log_text(run_id, _evidently_html(*frames), "drift/report.html")
+                client.log_text(run_id, evidently_html(*frames), "drift/report.html")
             client.set_terminated(run_id, "FINISHED")
         except Exception:
             client.set_terminated(run_id, "FAILED")
