@@ -100,8 +100,7 @@ class Engine:
         started = time.perf_counter()
         evaluations: list[Evaluation] = []
         with self.lock:
-            for rejection in decoded.rejected:
-                self.rejected_total[rejection.reason] = self.rejected_total.get(rejection.reason, 0) + 1
+            self.reject(decoded.rejected)
             for model, events in _by_model(decoded.predictions).items():
                 evaluations += self._predictions(model, events)
             for model, events in _by_model(decoded.labels).items():
