@@ -42,9 +42,9 @@ REASONS = (
 
 KINDS = ("prediction", "label", "infra")
 INFRA_GAUGES = ("cpu_utilization", "memory_bytes", "gpu_utilization", "gpu_memory_bytes", "requests_in_flight")
-MODEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")
+MODEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # fullmatch; also checks names in URLs
 
-ModelName = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9_.:-]{1,128}$")]
+ModelName = Annotated[str, msgspec.Meta(pattern=f"^{MODEL_NAME.pattern}$")]
 Identifier = Union[Annotated[str, msgspec.Meta(min_length=1, max_length=256)], int]
 Timestamp = Union[datetime, float, None]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
