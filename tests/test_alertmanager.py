@@ -18,7 +18,7 @@ import pytest
 import yaml
 
 from tests.conftest import free_socket
-from tests.test_webhooks import wait_until
+from tests.test_webhooks import wait_until, wait_until_answers
 
 AM = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
 pytestmark = pytest.mark.skipif(AM is None, reason="needs `apt install prometheus-alertmanager`")
@@ -51,15 +51,9 @@ def alertmanager(tmp_path, live_server):
                              "--log.level=debug"], stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
-    def ready():
-        assert proc.poll() is None, (tmp_path / "alertmanager.log").read_text()[-2000:]
-        try:
-            return httpx.get(f"{url}/-/ready", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until("alertmanager ready", ready, timeout=30, every=0.1)
+        wait_until_answers("alertmanager ready", f"{url}/-/ready", proc, tmp_path / "alertmanager.log", timeout=30,
+                           every=0.1)
         yield server, url, tmp_path / "alertmanager.log"
     finally:
         proc.terminate()

@@ -14,7 +14,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
 import numpy as np
 import orjson
 import pandas as pd
@@ -23,7 +22,7 @@ import pytest
 from service.config import MlflowConfig
 from service.mlflow_client import download_reference, parse_uri
 from tests.conftest import free_socket
-from tests.test_webhooks import wait_until
+from tests.test_webhooks import wait_until, wait_until_answers
 
 MLFLOW = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
 pytestmark = pytest.mark.skipif(MLFLOW is None, reason="needs the mlflow package")
@@ -49,15 +48,8 @@ def mlflow_server(tmp_path_factory):
                             env=env, cwd=root, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
 
-    def up():
-        assert proc.poll() is None, (root / "mlflow.log").read_text()[-3000:]
-        try:
-            return httpx.get(f"{url}/health", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until("mlflow server", up, timeout=90, every=0.25)
+        wait_until_answers("mlflow server", f"{url}/health", proc, root / "mlflow.log", timeout=90, every=0.25)
         yield url, root
     finally:
         os.killpg(proc.pid, 15)

@@ -148,6 +148,19 @@ def wait_until(what: str, check: Callable, timeout: float = 20.0, every: float =
         time.sleep(every)
 
 
+def wait_until_answers(what: str, url: str, process: subprocess.Popen, log: Path, timeout: float,
+                       every: float = 0.2) -> None:
+    """Wait until ``url`` answers 200; fail at once, with the end of ``log``, if ``process`` died."""
+    def answers():
+        assert process.poll() is None, log.read_text()[-3000:]
+        try:
+            return httpx.get(url, timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    wait_until(what, answers, timeout=timeout, every=every)
+
+
 def trigger_state(server, trigger_id: str) -> dict:
     for item in server.client.get("/v1/triggers").json()["triggers"]:
         if item["id"] == trigger_id:
@@ -344,13 +357,7 @@ def test_sigkill_between_attempts_delivers_one_id(tmp_path, receivers):
                                  str(port)], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                                 stderr=open(tmp_path / "driftline.log", "ab"))
 
-        def up():
-            assert proc.poll() is None, (tmp_path / "driftline.log").read_text()[-2000:]
-            try:
-                return httpx.get(f"{base}/readyz", timeout=1).status_code == 200
-            except httpx.HTTPError:
-                return False
-        wait_until("driftline ready", up, timeout=60, every=0.2)
+        wait_until_answers("driftline ready", f"{base}/readyz", proc, tmp_path / "driftline.log", timeout=60)
         return proc
 
     proc = start()
