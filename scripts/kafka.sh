@@ -111,7 +111,13 @@ start() {
   echo "$cport" > "$run/controller-port"
   if [[ ! -f "$run/data/meta.properties" ]]; then
     local cluster_id
-    cluster_id="$(python3 -c 'import base64, uuid; print(base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("="))')"
+    # A cluster id is a base64url UUID; one in 64 starts with "-", which the argument parser
+    # takes for an option, so draw again, as Kafka's own Uuid.randomUuid() does.
+    cluster_id="$(python3 -c '
+import base64, uuid
+while (cid := base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")).startswith("-"):
+    pass
+print(cid)')"
     java_cmd kafka.tools.StorageTool format --ignore-formatted -t "$cluster_id" -c "$run/server.properties" \
       > "$run/format.log" 2>&1 || { cat "$run/format.log" >&2; die "formatting $run/data failed"; }
   fi
