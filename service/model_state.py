@@ -455,10 +455,10 @@ class ModelState:
             "evaluations": self.evaluations, "last_version": self.last_version,
             "features": {n: [f.kind, list(f.vocab)] for n, f in self.features.items()},
             "classes": list(self.classes), "collected": self._collected, "collected_rows": self._collected_rows,
-            "pending": self.pending.to_state(), "performance": self.performance,
+            "performance": self.performance,
             "concept": {n: d.to_state() for n, d in self.concept.items()}, "concept_counts": self.concept_counts,
         }
-        blobs = {"meta": json.dumps(meta).encode()}
+        blobs = {"meta": json.dumps(meta).encode(), "pending": self.pending.to_bytes()}
         if self.reference is not None:
             blobs["reference"] = self.reference.to_bytes()
         if self.prediction_reference is not None:
@@ -489,7 +489,7 @@ class ModelState:
         state._index_features()
         state.prediction_feature = Feature("categorical" if state.task != "regression" else "numerical", state.classes)
         state._collected, state._collected_rows = meta["collected"], meta["collected_rows"]
-        state.pending.load_state(meta["pending"])
+        state.pending.load_bytes(blobs["pending"])
         state.performance = meta["performance"]
         for name, detector_state in meta["concept"].items():
             if name in state.concept:
