@@ -18,8 +18,9 @@ import math
 from dataclasses import dataclass, field
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, Union
 
+import msgspec
 import numpy as np
 import pandas as pd
 
@@ -31,7 +32,7 @@ from service.window import CategoryCounts, RingColumns, SortedWindow
 
 OTHER = "__other__"
 _EMPTY = np.empty(0)
-_NUMBER_TYPES = frozenset((int, float, bool, type(None)))  # booleans count as 0/1
+_NUMBERS = list[Union[float, None]]  # what the fast path of _encode_features accepts
 PREDICTION, SCORE = "prediction", "score"
 # Columns of a reference file that are not features.
 # Reference rows kept as they are, for the Evidently HTML report (the profile keeps summaries).
@@ -270,21 +271,21 @@ class ModelState:
         """Feature dicts -> one float64 column per reference feature.
 
         The fast path pulls every numeric feature of every event with one ``itemgetter`` call
-        per event and converts the rows to a matrix in one ``np.array``; events lacking a
-        feature, or a string in a numeric feature, take the per-column path instead.
+        per event, has msgspec check in C that the flattened values are numbers or null, and
+        converts them to a matrix in one ``np.array``; events lacking a feature, or a string
+        or boolean in a numeric feature, take the per-column path instead.
         """
         out: dict[str, np.ndarray] = {}
         numeric, categorical = self._numeric_names, self._categorical_names
         if numeric:
             try:
-                rows = list(map(self._numeric_getter, features))
-                values = chain.from_iterable(rows) if len(numeric) > 1 else rows
-                # np.array would also read "1.5" as a number: strings take the per-column path.
-                if not _NUMBER_TYPES.issuperset(map(type, values)):
-                    raise TypeError("a string in a numerical feature")
-                matrix = np.array(rows, dtype=np.float64).reshape(len(features), len(numeric))
+                rows = map(self._numeric_getter, features)
+                values = list(chain.from_iterable(rows) if len(numeric) > 1 else rows)
+                # np.array would also read "1.5" as a number: strings must fail here.
+                values = msgspec.convert(values, _NUMBERS)
+                matrix = np.array(values, dtype=np.float64).reshape(len(features), len(numeric))
                 out.update(zip(numeric, matrix.T))
-            except (KeyError, TypeError):
+            except (KeyError, msgspec.ValidationError):
                 for name in numeric:
                     out[name] = self.features[name].encode([f.get(name) for f in features], self.limits.max_categories)
         if categorical:
