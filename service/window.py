@@ -99,10 +99,12 @@ class SortedWindow:
     """The sorted finite values of a sliding window, kept up to date by merging.
 
     Re-sorting a 10,000-row window at every step costs O(n log n) per feature; merging the
-    new rows in (a stable sort of two runs, which numpy's timsort merges in linear time) and
-    taking the evicted ones out (binary search + one ``np.delete``) costs O(n). Changes are
-    gathered and applied when the summary is read, once per window step rather than once
-    per batch.
+    new rows in costs O(n): they are sorted on their own (numpy's SIMD quicksort, ~5x faster
+    than its stable sort), and the window and that run are merged by a stable sort, which
+    numpy's timsort does in one linear pass over two sorted runs (``np.insert`` at
+    ``np.searchsorted`` positions measured slower). The evicted ones are taken out by binary
+    search and one boolean mask. Changes are gathered and applied when the summary is read,
+    once per window step rather than once per batch.
 
     >>> window = SortedWindow()
     >>> window.update(np.array([3.0, 1.0, np.nan]), np.array([]))
@@ -134,7 +136,7 @@ class SortedWindow:
             finite = added[np.isfinite(added)]
             self.n_missing += added.size - finite.size
             if finite.size:
-                self.values = np.sort(np.concatenate((self.values, finite)), kind="stable")
+                self.values = np.sort(np.concatenate((self.values, _sorted_stably(finite))), kind="stable")
         if self._removed:
             removed = np.concatenate(self._removed)
             finite = removed[np.isfinite(removed)]
@@ -143,12 +145,29 @@ class SortedWindow:
                 gone = np.sort(finite)
                 # Equal values: the k-th copy of v removes the k-th slot holding v.
                 rank = np.arange(gone.size) - np.searchsorted(gone, gone, side="left")
-                self.values = np.delete(self.values, np.searchsorted(self.values, gone, side="left") + rank)
+                keep = np.ones(self.values.size, dtype=bool)
+                keep[np.searchsorted(self.values, gone, side="left") + rank] = False
+                self.values = self.values[keep]
         self._added, self._removed, self._pending = [], [], 0
 
     def summary(self) -> NumericalSummary:
         self._apply()
         return NumericalSummary(self.values, self.n_missing)
+
+
+def _sorted_stably(finite: np.ndarray) -> np.ndarray:
+    """``np.sort(finite, kind="stable")`` by numpy's faster default sort.
+
+    Equal finite values are the same bits except 0.0 and -0.0, so only the zeros can come
+    out in another order (or, from a sorting network, another mix of signs): they are put
+    back as they came.
+    """
+    ordered = np.sort(finite)
+    zeros = finite[finite == 0]
+    if zeros.size > 1:
+        start = np.searchsorted(ordered, 0.0)
+        ordered[start:start + zeros.size] = zeros
+    return ordered
 
 
 class CategoryCounts:

@@ -46,3 +46,18 @@ def test_ring_keeps_the_newest_rows_and_reports_what_it_pushed_out():
     assert ring.column("x").tolist() == [6.0, 7.0, 8.0, 9.0]
     restored = RingColumns.from_bytes(ring.to_bytes(), capacity=3)
     assert restored.column("x").tolist() == [7.0, 8.0, 9.0] and restored.total == 15
+
+
+
+def test_sorted_values_are_those_of_a_stable_sort_down_to_the_sign_of_zero():
+    """0.0 and -0.0 are equal but not the same bits: they stay in the order they came."""
+    rng = np.random.default_rng(0)
+    window = SortedWindow()
+    first = rng.choice([0.0, -0.0, 1.5, -2.0, np.nan], 3000)
+    window.update(first, np.array([]))
+    expected = np.sort(first[~np.isnan(first)], kind="stable")
+    assert window.summary().sorted_values.tobytes() == expected.tobytes()
+    second = rng.choice([0.0, -0.0, 1.5], 1000)
+    window.update(second, np.array([]))
+    expected = np.sort(np.concatenate((expected, second)), kind="stable")  # window's copies first
+    assert window.summary().sorted_values.tobytes() == expected.tobytes()
