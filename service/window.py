@@ -184,11 +184,26 @@ class CategoryCounts:
     def __init__(self):
         self.counts = np.zeros(0, dtype=np.int64)
         self.n_missing = 0
+        # Batches wait and are tallied together when the summary is read (as in SortedWindow):
+        # one bincount per window step instead of two per batch and feature.
+        self._added: list[np.ndarray] = []
+        self._removed: list[np.ndarray] = []
+        self._pending = 0
 
     def update(self, added: np.ndarray, removed: np.ndarray) -> None:
-        for values, sign in ((added, 1), (removed, -1)):
-            if not values.size:
+        if added.size:
+            self._added.append(added)
+        if removed.size:
+            self._removed.append(removed)
+        self._pending += added.size + removed.size
+        if self._pending > 65_536:  # bound what waits
+            self._apply()
+
+    def _apply(self) -> None:
+        for batches, sign in ((self._added, 1), (self._removed, -1)):
+            if not batches:
                 continue
+            values = np.concatenate(batches) if len(batches) > 1 else batches[0]
             valid = values[~np.isnan(values)]
             self.n_missing += sign * (values.size - valid.size)
             if valid.size:
@@ -196,8 +211,10 @@ class CategoryCounts:
                 if tally.size > self.counts.size:
                     self.counts = np.concatenate((self.counts, np.zeros(tally.size - self.counts.size, np.int64)))
                 self.counts[: tally.size] += sign * tally
+        self._added, self._removed, self._pending = [], [], 0
 
     def summary(self) -> CategoricalSummary:
+        self._apply()
         # Categories as np.unique would list them from the codes: ascending, present ones only.
         present = np.flatnonzero(self.counts)
         return CategoricalSummary([float(code) for code in present], self.counts[present], self.n_missing)
