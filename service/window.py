@@ -95,7 +95,47 @@ class RingColumns:
         return ring
 
 
-class SortedWindow:
+class _GatheredChanges:
+    """Rows entering and leaving a window, gathered and applied together when the summary is
+    read: one numpy pass per window step instead of one per batch and feature.
+
+    Subclasses implement ``_apply(added, removed)``; ``_max_pending`` bounds what waits.
+    """
+
+    def __init__(self):
+        self._added: list[np.ndarray] = []
+        self._removed: list[np.ndarray] = []
+        self._pending = 0
+
+    def update(self, added: np.ndarray, removed: np.ndarray) -> None:
+        if added.size:
+            self._added.append(added)
+        if removed.size:
+            self._removed.append(removed)
+        self._pending += added.size + removed.size
+        if self._pending > self._max_pending():
+            self._flush()
+
+    def _max_pending(self) -> int:
+        return 65_536
+
+    def _flush(self) -> None:
+        # Added before removed: a row may have come and gone between two reads.
+        if self._added or self._removed:
+            self._apply(_joined(self._added), _joined(self._removed))
+        self._added, self._removed, self._pending = [], [], 0
+
+    def _apply(self, added: np.ndarray, removed: np.ndarray) -> None:
+        raise NotImplementedError
+
+
+def _joined(batches: list[np.ndarray]) -> np.ndarray:
+    if not batches:
+        return np.empty(0)
+    return np.concatenate(batches) if len(batches) > 1 else batches[0]
+
+
+class SortedWindow(_GatheredChanges):
     """The sorted finite values of a sliding window, kept up to date by merging.
 
     Re-sorting a 10,000-row window at every step costs O(n log n) per feature; merging the
@@ -114,44 +154,30 @@ class SortedWindow:
     """
 
     def __init__(self):
+        super().__init__()
         self.values = np.empty(0)
         self.n_missing = 0
-        self._added: list[np.ndarray] = []
-        self._removed: list[np.ndarray] = []
-        self._pending = 0
 
-    def update(self, added: np.ndarray, removed: np.ndarray) -> None:
-        if added.size:
-            self._added.append(added)
-        if removed.size:
-            self._removed.append(removed)
-        self._pending += added.size + removed.size
-        if self._pending > max(4096, 2 * self.values.size):  # bound what waits
-            self._apply()
+    def _max_pending(self) -> int:
+        return max(4096, 2 * self.values.size)
 
-    def _apply(self) -> None:
-        # Added first: a row may have come and gone between two reads.
-        if self._added:
-            added = np.concatenate(self._added)
-            finite = added[np.isfinite(added)]
-            self.n_missing += added.size - finite.size
-            if finite.size:
-                self.values = np.sort(np.concatenate((self.values, _sorted_stably(finite))), kind="stable")
-        if self._removed:
-            removed = np.concatenate(self._removed)
-            finite = removed[np.isfinite(removed)]
-            self.n_missing -= removed.size - finite.size
-            if finite.size:
-                gone = np.sort(finite)
-                # Equal values: the k-th copy of v removes the k-th slot holding v.
-                rank = np.arange(gone.size) - np.searchsorted(gone, gone, side="left")
-                keep = np.ones(self.values.size, dtype=bool)
-                keep[np.searchsorted(self.values, gone, side="left") + rank] = False
-                self.values = self.values[keep]
-        self._added, self._removed, self._pending = [], [], 0
+    def _apply(self, added: np.ndarray, removed: np.ndarray) -> None:
+        finite = added[np.isfinite(added)]
+        self.n_missing += added.size - finite.size
+        if finite.size:
+            self.values = np.sort(np.concatenate((self.values, _sorted_stably(finite))), kind="stable")
+        finite = removed[np.isfinite(removed)]
+        self.n_missing -= removed.size - finite.size
+        if finite.size:
+            gone = np.sort(finite)
+            # Equal values: the k-th copy of v removes the k-th slot holding v.
+            rank = np.arange(gone.size) - np.searchsorted(gone, gone, side="left")
+            keep = np.ones(self.values.size, dtype=bool)
+            keep[np.searchsorted(self.values, gone, side="left") + rank] = False
+            self.values = self.values[keep]
 
     def summary(self) -> NumericalSummary:
-        self._apply()
+        self._flush()
         return NumericalSummary(self.values, self.n_missing)
 
 
@@ -170,7 +196,7 @@ def _sorted_stably(finite: np.ndarray) -> np.ndarray:
     return ordered
 
 
-class CategoryCounts:
+class CategoryCounts(_GatheredChanges):
     """Occurrences of each category code in a sliding window (codes are small integers).
 
     >>> counts = CategoryCounts()
@@ -182,28 +208,12 @@ class CategoryCounts:
     """
 
     def __init__(self):
+        super().__init__()
         self.counts = np.zeros(0, dtype=np.int64)
         self.n_missing = 0
-        # Batches wait and are tallied together when the summary is read (as in SortedWindow):
-        # one bincount per window step instead of two per batch and feature.
-        self._added: list[np.ndarray] = []
-        self._removed: list[np.ndarray] = []
-        self._pending = 0
 
-    def update(self, added: np.ndarray, removed: np.ndarray) -> None:
-        if added.size:
-            self._added.append(added)
-        if removed.size:
-            self._removed.append(removed)
-        self._pending += added.size + removed.size
-        if self._pending > 65_536:  # bound what waits
-            self._apply()
-
-    def _apply(self) -> None:
-        for batches, sign in ((self._added, 1), (self._removed, -1)):
-            if not batches:
-                continue
-            values = np.concatenate(batches) if len(batches) > 1 else batches[0]
+    def _apply(self, added: np.ndarray, removed: np.ndarray) -> None:
+        for values, sign in ((added, 1), (removed, -1)):
             valid = values[~np.isnan(values)]
             self.n_missing += sign * (values.size - valid.size)
             if valid.size:
@@ -211,10 +221,9 @@ class CategoryCounts:
                 if tally.size > self.counts.size:
                     self.counts = np.concatenate((self.counts, np.zeros(tally.size - self.counts.size, np.int64)))
                 self.counts[: tally.size] += sign * tally
-        self._added, self._removed, self._pending = [], [], 0
 
     def summary(self) -> CategoricalSummary:
-        self._apply()
+        self._flush()
         # Categories as np.unique would list them from the codes: ascending, present ones only.
         present = np.flatnonzero(self.counts)
         return CategoricalSummary([float(code) for code in present], self.counts[present], self.n_missing)
