@@ -22,7 +22,8 @@ import numpy as np
 import pandas as pd
 
 from service.config import Settings
-from service.events import INFRA_GAUGES, REASONS, Decoded, Infra, Label, Prediction, Rejection, Validator
+from service.events import (INFRA_GAUGES, REASONS, Decoded, Infra, Label, Prediction, Rejection, Validator,
+                            group_by_model)
 from service.histogram import LABEL_DELAY_BUCKETS, LATENCY_BUCKETS, BatchHistogram
 from service.model_state import OTHER, Evaluation, ModelState
 
@@ -101,13 +102,13 @@ class Engine:
         evaluations: list[Evaluation] = []
         with self.lock:
             self.reject(decoded.rejected)
-            for model, events in _by_model(decoded.predictions).items():
+            for model, events in group_by_model(decoded.predictions).items():
                 evaluations += self._predictions(model, events)
-            for model, events in _by_model(decoded.labels).items():
+            for model, events in group_by_model(decoded.labels).items():
                 evaluation = self._labels(model, events)
                 if evaluation is not None:
                     evaluations.append(evaluation)
-            for model, events in _by_model(decoded.infra).items():
+            for model, events in group_by_model(decoded.infra).items():
                 self._infra(model, events)
             self.batch_seconds.observe((), np.array([time.perf_counter() - started]))
         for evaluation in evaluations:
@@ -221,15 +222,3 @@ class Engine:
             "instance": sum(b.overflowed for b in self._instances.values()),
             "event": sum(b.overflowed for b in self._infra_words.values()),
         }
-
-
-def _by_model(events: list) -> dict[str, list]:
-    groups: dict[str, list[dict]] = {}
-    for event in events:
-        model = event.model
-        group = groups.get(model)
-        if group is None:
-            groups[model] = [event]
-        else:
-            group.append(event)
-    return groups

@@ -27,6 +27,7 @@ import pandas as pd
 from detectors import ADWIN, DDM, DriftReport, FeatureDrift, PageHinkley, ReferenceProfile
 from service.config import LimitsConfig, ModelConfig
 from service.events import Label, Prediction
+from service.features import FeatureRow, as_dicts
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
 from service.window import CategoryCounts, RingColumns, SortedWindow
 
@@ -241,7 +242,7 @@ class ModelState:
         if self.reference is None:
             if self.first_n is None:  # waiting for a file/MLflow reference: nothing to compare yet
                 return []
-            start = self._collect(features, predictions, scores)
+            start = self._collect(as_dicts(features), predictions, scores)
             if self.reference is None or start == len(events):
                 return []
         rest = slice(start, None)
@@ -267,36 +268,65 @@ class ModelState:
                 evaluations.append(self.evaluate())
         return evaluations
 
-    def _encode_features(self, features: list[dict]) -> dict[str, np.ndarray]:
-        """Feature dicts -> one float64 column per reference feature.
+    def _encode_features(self, rows: list) -> dict[str, np.ndarray]:
+        """Feature rows (dicts, or :class:`~service.features.FeatureRow` structs of one type)
+        -> one float64 column per reference feature.
 
-        The fast path pulls every numeric feature of every event with one ``itemgetter`` call
-        per event, has msgspec check in C that the flattened values are numbers or null, and
-        converts them to a matrix in one ``np.array``; events lacking a feature, or a string
-        or boolean in a numeric feature, take the per-column path instead.
+        The fast path pulls all numeric features of a row with one getter call per row, has
+        them checked to be numbers or null (already done in C when the struct types them so,
+        else here by ``msgspec.convert``) and makes them a matrix in one ``np.array``. Rows
+        lacking a feature, or a string or boolean in a numeric feature, take the per-column
+        path instead.
         """
-        out: dict[str, np.ndarray] = {}
+        getters = self._getters(rows)
+        if getters is None:
+            return self._encode_columns(as_dicts(rows))
+        numeric_get, numbers_checked, categorical_get = getters
         numeric, categorical = self._numeric_names, self._categorical_names
-        if numeric:
-            try:
-                rows = map(self._numeric_getter, features)
-                values = list(chain.from_iterable(rows) if len(numeric) > 1 else rows)
-                # np.array would also read "1.5" as a number: strings must fail here.
-                values = msgspec.convert(values, _NUMBERS)
-                matrix = np.array(values, dtype=np.float64).reshape(len(features), len(numeric))
-                out.update(zip(numeric, matrix.T))
-            except (KeyError, msgspec.ValidationError):
-                for name in numeric:
-                    out[name] = self.features[name].encode([f.get(name) for f in features], self.limits.max_categories)
-        if categorical:
-            try:
-                rows = list(map(self._categorical_getter, features))
-                columns = zip(*rows) if len(categorical) > 1 else [rows]
-            except KeyError:
-                columns = [[f.get(name) for f in features] for name in categorical]
-            for name, column in zip(categorical, columns):
-                out[name] = self.features[name].encode(list(column), self.limits.max_categories)
+        out: dict[str, np.ndarray] = {}
+        try:
+            if numeric:
+                values = list(map(numeric_get, rows))
+                if not numbers_checked:
+                    # np.array would also read "1.5" as a number: strings must fail here.
+                    msgspec.convert(list(chain.from_iterable(values)) if len(numeric) > 1 else values, _NUMBERS)
+                out.update(zip(numeric, np.array(values, dtype=np.float64).reshape(len(rows), len(numeric)).T))
+            if categorical:
+                values = list(map(categorical_get, rows))
+                columns = zip(*values) if len(categorical) > 1 else [values]
+                for name, column in zip(categorical, columns):
+                    out[name] = self.features[name].encode(list(column), self.limits.max_categories)
+        except (KeyError, msgspec.ValidationError):
+            return self._encode_columns(as_dicts(rows))
         return out
+
+    def _encode_columns(self, rows: list[dict]) -> dict[str, np.ndarray]:
+        """The per-column path: any values, any feature missing from any row."""
+        return {name: feature.encode([row.get(name) for row in rows], self.limits.max_categories)
+                for name, feature in self.features.items()}
+
+    def _getters(self, rows: list) -> tuple | None:
+        """(numeric getter, whether the getter's values are known numbers, categorical getter)
+        for rows of one type that hold every reference feature; None otherwise."""
+        row_type = type(rows[0])
+        getters = self._getters_by_type.get(row_type, False)
+        if getters is False:
+            numeric, categorical = self._numeric_names, self._categorical_names
+            if row_type is dict:
+                getters = (itemgetter(*numeric) if numeric else None, False,
+                           itemgetter(*categorical) if categorical else None)
+            elif issubclass(row_type, FeatureRow):
+                numeric_get, categorical_get = row_type.getter(numeric), row_type.getter(categorical)
+                complete = (numeric_get is not None or not numeric) and (categorical_get is not None or not categorical)
+                getters = (numeric_get, row_type.numeric.issuperset(numeric), categorical_get) if complete else None
+            else:
+                getters = None
+            if len(self._getters_by_type) >= 8:  # structs relearned by the validator
+                self._getters_by_type.clear()
+            self._getters_by_type[row_type] = getters
+        if getters is not None and len(rows) > 1 and len(set(map(type, rows))) > 1:
+            return None
+        return getters
 
     def _reset_summaries(self) -> None:
         """Empty incremental summaries of the window's feature and prediction columns."""
@@ -309,8 +339,7 @@ class ModelState:
     def _index_features(self) -> None:
         self._numeric_names = [n for n, f in self.features.items() if f.kind == "numerical"]
         self._categorical_names = [n for n, f in self.features.items() if f.kind == "categorical"]
-        self._numeric_getter = itemgetter(*self._numeric_names) if self._numeric_names else None
-        self._categorical_getter = itemgetter(*self._categorical_names) if self._categorical_names else None
+        self._getters_by_type: dict[type, tuple | None] = {}
 
     def evaluate(self) -> Evaluation | None:
         """Compare the current window with the reference (data and prediction drift)."""

@@ -1,0 +1,174 @@
+"""The ``features`` of predictions, decoded a model's batch at a time into rows typed per model.
+
+:mod:`service.events` keeps each prediction's ``features`` object as raw JSON and hands a
+model's raw objects here. Building a dict per event and then looking every feature up by
+name took about half of the engine's time. Instead, once a model has sent a batch of
+features, a :class:`FeatureRow` struct is made for it: one field per feature name seen,
+numbers-only features typed as numbers, so msgspec decodes and type-checks a whole batch
+in C and the engine reads a column by attribute.
+
+A batch that does not fit its model's struct (a new feature name, a string where only
+numbers were seen) is decoded as dicts instead, which is always correct, and the struct is
+learned again from it; names and types only widen, so this settles. Both shapes mean the
+same: a feature absent from an event and one sent as ``null`` are both missing.
+
+>>> decoder = FeatureDecoder(max_features=10, learn_from=2)
+>>> rows, rejected = decoder.decode("m", [b'{"x": 1.5, "c": "DE"}', b'{"x": 2, "c": "FR"}'])
+>>> rows, rejected
+([{'x': 1.5, 'c': 'DE'}, {'x': 2, 'c': 'FR'}], [])
+>>> rows, _ = decoder.decode("m", [b'{"c": "DE", "x": -1.0}', b'{"x": null}'])
+>>> [row.as_dict() for row in rows], type(rows[0]).numeric
+([{'x': -1.0, 'c': 'DE'}, {'x': None, 'c': None}], frozenset({'x'}))
+>>> decoder.decode("m", [b'{"x": [1]}'])[1]
+[(0, 'invalid_type', 'Expected `bool | int | float | str | null`, got `array` - at `$.features[...]`')]
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from operator import attrgetter
+from typing import Any, Callable, ClassVar, Union
+
+import msgspec
+
+Scalar = Union[int, float, str, bool, None]
+Number = Union[int, float, None]
+
+_DICTS = msgspec.json.Decoder(list[dict[str, Scalar]])
+_DICT = msgspec.json.Decoder(dict[str, Scalar])
+_MAX_MODELS = 1024  # models with a learned struct; beyond it, all are forgotten and relearned
+_MAX_RELEARN = 16  # structs learned per model before it stays with dicts (features keep changing)
+
+
+class FeatureRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
+    """Base of the per-model structs: fields ``f0, f1, ...`` are the feature ``names``.
+
+    Fields are positional names because feature names need not be Python identifiers.
+    """
+
+    names: ClassVar[tuple[str, ...]] = ()
+    numeric: ClassVar[frozenset[str]] = frozenset()  # features typed int | float | None
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(zip(self.names, msgspec.structs.astuple(self)))
+
+    @classmethod
+    def getter(cls, names: list[str]) -> Callable[[Any], Any] | None:
+        """``operator.attrgetter`` of these features (a tuple per row, or the value for one
+        name), or None when the struct lacks one of them."""
+        position = {name: i for i, name in enumerate(cls.names)}
+        if not names or any(name not in position for name in names):
+            return None
+        return attrgetter(*(f"f{position[name]}" for name in names))
+
+
+class _Learned:
+    __slots__ = ("row", "decoder")
+
+    def __init__(self, row: type[FeatureRow]):
+        self.row = row
+        self.decoder = msgspec.json.Decoder(list[row])
+
+
+def make_row_type(types: dict[str, Any]) -> type[FeatureRow]:
+    """A :class:`FeatureRow` struct for features ``name -> type`` (Number or Scalar)."""
+    names = tuple(types)
+    return msgspec.defstruct(
+        "Features", [(f"f{i}", types[name], None) for i, name in enumerate(names)],
+        bases=(FeatureRow,), rename=dict(zip((f"f{i}" for i in range(len(names))), names)),
+        namespace={"names": names, "numeric": frozenset(n for n, t in types.items() if t is Number)},
+        forbid_unknown_fields=True, gc=False)
+
+
+class FeatureDecoder:
+    """Decodes the raw ``features`` objects of one model's predictions; learns a struct per model."""
+
+    def __init__(self, max_features: int, learn_from: int = 32):
+        self.max_features = max_features
+        self.learn_from = learn_from  # smallest batch a struct is learned from
+        # An object of k members has at least 5k + 1 bytes ({"":0,...}): below this length
+        # it cannot have too many features, so they need not be counted.
+        self._short = 5 * (max_features + 1) + 1
+        self._learned: dict[str, _Learned] = {}
+        self._relearned: dict[str, int] = {}
+
+    def decode(self, model: str, raws: list) -> tuple[list, list[tuple[int, str, str]]]:
+        """Rows (structs or dicts, ``None`` where rejected) and rejections (position, reason, detail)."""
+        short = all(len(raw) < self._short for raw in raws)
+        learned = self._learned.get(model)
+        if learned is not None and short:
+            try:
+                return learned.decoder.decode(_joined(raws)), []
+            except (msgspec.ValidationError, msgspec.DecodeError):
+                pass
+        rows, rejected = self._dicts(raws, short)
+        if len(raws) - len(rejected) >= self.learn_from:
+            self._learn(model, learned, rows)
+        return rows, rejected
+
+    def _dicts(self, raws: list, short: bool) -> tuple[list, list[tuple[int, str, str]]]:
+        try:
+            rows: list = _DICTS.decode(_joined(raws))
+            rejected = []
+        except (msgspec.ValidationError, msgspec.DecodeError):
+            rows, rejected = [], []
+            for position, raw in enumerate(raws):
+                try:
+                    rows.append(_DICT.decode(raw))
+                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                    rows.append(None)
+                    rejected.append((position, *_reason(raw, exc)))
+        if not short:
+            for position, row in enumerate(rows):
+                if row is not None and len(row) > self.max_features:
+                    rows[position] = None
+                    rejected.append((position, "too_many_features",
+                                     f"{len(row)} features exceed limits.max_features={self.max_features}"))
+            rejected.sort()
+        return rows, rejected
+
+    def _learn(self, model: str, learned: _Learned | None, rows: list) -> None:
+        relearned = self._relearned.get(model, 0)
+        if relearned >= _MAX_RELEARN:
+            return
+        types: dict[str, Any] = {}
+        if learned is not None:
+            types = {name: Number if name in learned.row.numeric else Scalar for name in learned.row.names}
+        for row in rows:
+            if row is None:
+                continue
+            for name, value in row.items():
+                if types.get(name, Number) is Number and (value is None or type(value) in (int, float)):
+                    types[name] = Number
+                else:
+                    types[name] = Scalar
+        if len(types) > self.max_features:
+            return
+        if len(self._learned) >= _MAX_MODELS and model not in self._learned:
+            self._learned.clear()
+            self._relearned.clear()
+        self._learned[model] = _Learned(make_row_type(types))
+        self._relearned[model] = relearned + 1
+
+
+def as_dicts(rows: list) -> list[dict]:
+    """Rows of either shape as dicts."""
+    return [row if type(row) is dict else row.as_dict() for row in rows]
+
+
+def _joined(raws: list) -> bytes:
+    return b"[" + b",".join(raws) + b"]"
+
+
+def _reason(raw: bytes, exc: Exception) -> tuple[str, str]:
+    """Why a ``features`` value is not an object of scalars: non_finite or invalid_type."""
+    try:
+        document = json.loads(bytes(raw))
+    except (ValueError, RecursionError):
+        document = None
+    if isinstance(document, dict):
+        for name, value in document.items():
+            if isinstance(value, float) and not math.isfinite(value):
+                return "non_finite", f"features.{name} is NaN or infinite"
+    return "invalid_type", str(exc).replace("`$", "`$.features")
