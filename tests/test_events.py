@@ -79,6 +79,14 @@ def test_non_finite_inside_a_json_array_rejects_only_that_element():
     assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "non_finite"), (2, "not_an_object")]
 
 
+def test_a_json_array_with_bad_elements_rejects_only_those():
+    body = orjson.dumps([prediction(), {"kind": "click", "model": "m"}, 5, prediction(features={"a": [1]})])
+    decoded = decode(body)
+    assert decoded.accepted == 1
+    assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "unknown_kind"), (2, "not_an_object"),
+                                                                (3, "invalid_type")]
+
+
 def test_kafka_records_keep_their_indices():
     validator = Validator()
     values = [orjson.dumps(prediction()), None, b"{oops", orjson.dumps(prediction(model=""))]
