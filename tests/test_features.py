@@ -98,3 +98,25 @@ def test_a_pretty_printed_event_and_blank_lines_are_read():
     event = {"kind": "prediction", "model": "m", "features": {"x": 1}}
     assert Validator().decode_body(json.dumps(event, indent=2).encode(), NOW).accepted == 1
     assert Validator().decode_body(b"\n\n" + line() + b"\n\n\r\n" + line() + b"\n", NOW).accepted == 2
+
+
+def test_corrupted_batches_never_raise_and_every_line_is_counted():
+    """Random byte edits of a batch whose model has a learned struct: each line ends up
+    accepted or rejected with a reason. (NDJSON is read leniently: msgspec would take two
+    objects on one line as two events, which these edits, seeded, never make.)"""
+    rng = np.random.default_rng(11)
+    validator = Validator(max_features=8)
+    good = [line(x=float(i), n=i, c="a", flag=True) for i in range(40)]
+    validator.decode_lines(good, NOW)  # learns a struct for m
+    alphabet = b'{}[]":,0123456789.eE-+ aflnrstux\\'
+    for _ in range(300):
+        lines = [bytearray(text) for text in good]
+        for _ in range(int(rng.integers(1, 6))):
+            target = lines[int(rng.integers(len(lines)))]
+            position = int(rng.integers(len(target)))
+            target[position:position + 1] = bytes([alphabet[int(rng.integers(len(alphabet)))]])
+        body = b"\n".join(bytes(text) for text in lines)
+        decoded = validator.decode_body(body, NOW)
+        assert decoded.accepted + len(decoded.rejected) == len(lines)
+        assert all(r.reason and r.detail for r in decoded.rejected)
+        assert sorted(r.index for r in decoded.rejected) == [r.index for r in decoded.rejected]
