@@ -133,6 +133,7 @@ class FeatureDecoder:
     def _learn(self, model: str, learned: _Learned | None, rows: list) -> None:
         relearned = self._relearned.get(model, 0)
         if relearned >= _MAX_RELEARN:
+            self._learned.pop(model, None)  # straight to dicts: no failing struct decode first
             return
         types: dict[str, Any] = {}
         if learned is not None:
