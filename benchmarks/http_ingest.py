@@ -41,6 +41,8 @@ from service.config import Settings  # noqa: E402
 from service.engine import Engine  # noqa: E402
 
 MODELS, NUMERIC, CATEGORICAL, BATCH = 10, 15, 5, 1000
+
+
 def config(reference_rows: int) -> dict:
     return {"models": {"default": {"reference": {"first_n": reference_rows},
                                    "window": {"size": 10_000, "step": 1000}}}, "log_level": "warning"}

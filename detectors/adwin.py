@@ -68,7 +68,6 @@ class ADWIN(StreamDetector):
         """Mean of the current window."""
         return self._total / self._width if self._width else 0.0
 
-
     def _bucket_counts(self, widths: np.ndarray, levels: int) -> np.ndarray:
         """Buckets per level (columns) after ``widths`` values since the last reset (rows).
 

@@ -19,7 +19,6 @@ from scipy.signal import lfilter
 from detectors.base import StreamDetector
 
 MODES = ("up", "down", "both")
-# Values processed per vectorised step; a detection discards the rest of its step.
 
 
 class PageHinkley(StreamDetector):
@@ -50,7 +49,6 @@ class PageHinkley(StreamDetector):
         self._sum_decrease = 0.0
         self._min_increase = float("inf")
         self._max_decrease = -1.0  # River starts the maximum at -1, not -inf
-
 
     def _scan(self, chunk: np.ndarray) -> int:
         """Advance over ``chunk``; return the first detection's offset (state left just before

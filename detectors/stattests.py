@@ -115,7 +115,7 @@ def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     depend on the sizes only. So the steps (which order statistics meet, and over what share
     of q) are worked out once per ``(n, m)`` and cached (a streaming window and its
     reference keep their sizes), and a call is two gathers, a subtraction, an absolute value
-    and one dot product: no sort. Results equal SciPy's up to rounding (~1e-15 relative).
+    and a weighted sum: no sort. Results equal SciPy's up to rounding (~1e-15 relative).
     """
     n, m = u.size, v.size
     if n == m:  # equal sizes: the mean distance between matching order statistics

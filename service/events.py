@@ -17,8 +17,6 @@ the standard library accepts; an event only the latter can read is rejected as
 
 from __future__ import annotations
 
-import json
-import math
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,6 +27,7 @@ import msgspec
 import numpy as np
 
 from service.features import FeatureDecoder, Scalar
+from service.json_values import lenient_document, non_finite_path
 
 # Every rejection reason; ``driftline_events_rejected_total{reason}`` takes only these.
 REASONS = (
@@ -141,7 +140,7 @@ class Validator:
             except msgspec.ValidationError:  # valid JSON: check its elements one by one
                 return self._one_by_one([bytes(raw) for raw in _ELEMENTS.decode(stripped)], received_at)
             except msgspec.DecodeError:
-                document = _lenient_document(stripped)
+                document = lenient_document(stripped)
                 if isinstance(document, list):  # an array only json reads: NaN/Infinity inside
                     return self.validate(document, received_at)
         if len(stripped) <= self.max_event_bytes or _longest_line(stripped) <= self.max_event_bytes:
@@ -179,7 +178,7 @@ class Validator:
         values, positions = [], []
         for index, obj in enumerate(objects):
             # Checked here: JSON encoding would turn NaN into null.
-            where = _find_non_finite(obj)
+            where = non_finite_path(obj)
             if where is not None:
                 out.rejected.append(Rejection(index, "non_finite", f"{where} is NaN or infinite"))
                 continue
@@ -213,8 +212,8 @@ class Validator:
                 positions.append(index)
             except (msgspec.ValidationError, msgspec.DecodeError) as exc:
                 # Out-of-range numbers fail validation, NaN fails decoding: both are non_finite.
-                document = _lenient_document(value)
-                where = None if document is None else _find_non_finite(document)
+                document = lenient_document(value)
+                where = None if document is None else non_finite_path(document)
                 if where is not None:
                     out.rejected.append(Rejection(index, "non_finite", f"{where} is NaN or infinite"))
                 elif isinstance(exc, msgspec.ValidationError):
@@ -330,27 +329,3 @@ def _classify(message: str, document: Any) -> Rejection:
 def _longest_line(body: bytes) -> int:
     breaks = np.flatnonzero(np.frombuffer(body, dtype=np.uint8) == ord("\n"))
     return int(np.diff(breaks, prepend=-1, append=len(body)).max()) - 1
-
-
-def _lenient_document(body: bytes) -> Any | None:
-    """The body as one JSON document read by :mod:`json` (accepts NaN), or None."""
-    try:
-        return json.loads(body)
-    except (ValueError, RecursionError):
-        return None
-
-
-def _find_non_finite(obj: Any, path: str = "") -> str | None:
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return path or "value"
-    if isinstance(obj, dict):
-        for key, value in obj.items():
-            found = _find_non_finite(value, f"{path}.{key}" if path else str(key))
-            if found:
-                return found
-    elif isinstance(obj, list):
-        for i, value in enumerate(obj):
-            found = _find_non_finite(value, f"{path}[{i}]")
-            if found:
-                return found
-    return None

@@ -27,12 +27,12 @@ same: a feature absent from an event and one sent as ``null`` are both missing.
 
 from __future__ import annotations
 
-import json
-import math
 from operator import attrgetter
 from typing import Any, Callable, ClassVar, Union
 
 import msgspec
+
+from service.json_values import lenient_document, non_finite_path
 
 Scalar = Union[int, float, str, bool, None]
 Number = Union[int, float, None]
@@ -166,12 +166,8 @@ def _joined(raws: list) -> bytes:
 
 def _reason(raw: bytes, exc: Exception) -> tuple[str, str]:
     """Why a ``features`` value is not an object of scalars: non_finite or invalid_type."""
-    try:
-        document = json.loads(bytes(raw))
-    except (ValueError, RecursionError):
-        document = None
-    if isinstance(document, dict):
-        for name, value in document.items():
-            if isinstance(value, float) and not math.isfinite(value):
-                return "non_finite", f"features.{name} is NaN or infinite"
+    document = lenient_document(bytes(raw))
+    where = None if document is None else non_finite_path(document, "features")
+    if where is not None:
+        return "non_finite", f"{where} is NaN or infinite"
     return "invalid_type", str(exc).replace("`$", "`$.features")

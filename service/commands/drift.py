@@ -17,6 +17,7 @@ import sys
 from detectors.stattests import METHODS
 from service import tables
 
+
 class UsageError(Exception):
     """A problem with the inputs, reported in one line with exit code 2."""
 
