@@ -54,6 +54,8 @@ def test_defaults_are_filled_and_timestamps_normalised():
     (b'{"kind": "prediction", "model": "m", "features": {"a": NaN}}', "non_finite"),
     (b'{"kind": "prediction", "model": "m", "latency_ms": Infinity}', "non_finite"),
     (b'{"kind": "prediction", "model": "m", "score": 1e999}', "non_finite"),
+    (b'{"kind": "prediction", "model": "m", "features": {"a": 1e999}}', "non_finite"),
+    (b'{"kind": "prediction", "model": "m", "features": [1e999]}', "non_finite"),
     (b'{"kind": "prediction", "model": "m", "features": {"a":1,"b":2,"c":3,"d":4,"e":5,"f":6}}', "too_many_features"),
     (b'{"kind": "label", "model": "m", "label": 1}', "missing_field"),
     (b'{"kind": "label", "model": "m", "id": "x"}', "missing_field"),
