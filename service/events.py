@@ -27,7 +27,7 @@ import msgspec
 import numpy as np
 
 from service.features import FeatureDecoder, Scalar
-from service.json_values import lenient_document, non_finite_path
+from service.json_values import DECODE_ERRORS, lenient_document, non_finite_path
 
 # Every rejection reason; ``driftline_events_rejected_total{reason}`` takes only these.
 REASONS = (
@@ -137,8 +137,11 @@ class Validator:
         if stripped[:1] == b"[":
             try:
                 return self._finish(_BATCH.decode(stripped), received_at)
-            except msgspec.ValidationError:  # valid JSON: check its elements one by one
-                return self._one_by_one([bytes(raw) for raw in _ELEMENTS.decode(stripped)], received_at)
+            except (msgspec.ValidationError, UnicodeDecodeError):  # an array: check its elements one by one
+                try:
+                    return self._one_by_one([bytes(raw) for raw in _ELEMENTS.decode(stripped)], received_at)
+                except msgspec.DecodeError:
+                    pass  # not an array after all (bad UTF-8 came before a syntax error)
             except msgspec.DecodeError:
                 document = lenient_document(stripped)
                 if isinstance(document, list):  # an array only json reads: NaN/Infinity inside
@@ -149,7 +152,7 @@ class Validator:
                 # array. msgspec is laxer than one value per line (it also reads two values on
                 # a line, or one across lines), but reads only well-formed events.
                 return self._finish(_ONE.decode_lines(stripped), received_at)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except DECODE_ERRORS:
                 pass  # read again line by line, to reject just the bad lines
         return self.decode_lines(stripped.split(b"\n"), received_at)
 
@@ -167,7 +170,7 @@ class Validator:
                 events = _BATCH.decode(b"[" + b",".join(values) + b"]")
                 if len(events) == len(values):
                     return self._finish(events, received_at)
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except DECODE_ERRORS:
                 pass
         return self._one_by_one(values, received_at)
 
@@ -210,7 +213,7 @@ class Validator:
             try:
                 events.append(_ONE.decode(value))
                 positions.append(index)
-            except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+            except DECODE_ERRORS as exc:
                 # Out-of-range numbers fail validation, NaN fails decoding: both are non_finite.
                 document = lenient_document(value)
                 where = None if document is None else non_finite_path(document)

@@ -32,7 +32,7 @@ from typing import Any, Callable, ClassVar, Union
 
 import msgspec
 
-from service.json_values import lenient_document, non_finite_path
+from service.json_values import DECODE_ERRORS, lenient_document, non_finite_path
 
 Scalar = Union[int, float, str, bool, None]
 Number = Union[int, float, None]
@@ -102,7 +102,7 @@ class FeatureDecoder:
         if learned is not None and short:
             try:
                 return learned.decoder.decode(_joined(raws)), []
-            except (msgspec.ValidationError, msgspec.DecodeError):
+            except DECODE_ERRORS:
                 pass
         rows, rejected = self._dicts(raws, short)
         if len(raws) - len(rejected) >= self.learn_from:
@@ -113,12 +113,12 @@ class FeatureDecoder:
         try:
             rows: list = _DICTS.decode(_joined(raws))
             rejected = []
-        except (msgspec.ValidationError, msgspec.DecodeError):
+        except DECODE_ERRORS:
             rows, rejected = [], []
             for position, raw in enumerate(raws):
                 try:
                     rows.append(_DICT.decode(raw))
-                except (msgspec.ValidationError, msgspec.DecodeError) as exc:
+                except DECODE_ERRORS as exc:
                     rows.append(None)
                     rejected.append((position, *_reason(raw, exc)))
         if not short:
@@ -165,7 +165,10 @@ def _joined(raws: list) -> bytes:
 
 
 def _reason(raw: bytes, exc: Exception) -> tuple[str, str]:
-    """Why a ``features`` value is not an object of scalars: non_finite or invalid_type."""
+    """Why a ``features`` value is not an object of scalars: non_finite, invalid_type, or
+    invalid_json where a string in it is not UTF-8."""
+    if isinstance(exc, UnicodeDecodeError):
+        return "invalid_json", f"features: {exc}"
     document = lenient_document(bytes(raw))
     where = None if document is None else non_finite_path(document, "features")
     if where is not None:

@@ -14,6 +14,12 @@ import json
 import math
 from typing import Any
 
+import msgspec
+
+# What msgspec raises on bad input: DecodeError (ValidationError is one), and
+# UnicodeDecodeError where a string is not UTF-8.
+DECODE_ERRORS = (msgspec.DecodeError, UnicodeDecodeError)
+
 
 def lenient_document(body: bytes) -> Any | None:
     """The body as one JSON document read by :mod:`json` (accepts NaN), or None."""

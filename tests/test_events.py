@@ -105,5 +105,18 @@ def test_adapters_can_validate_parsed_dicts():
     assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "missing_field"), (2, "non_finite")]
 
 
+@pytest.mark.parametrize("bad", [b'{"kind": "label", "model": "m\xc3", "id": "x", "label": 1}',
+                                 b'{"kind": "prediction", "model": "m", "features": {"c": "\xff"}}'])
+def test_invalid_utf8_in_a_string_is_rejected_as_invalid_json(bad):
+    good = orjson.dumps(prediction())
+    for body in (b"\n".join([good, bad, good]), b"[" + b",".join([good, bad, good]) + b"]"):
+        decoded = decode(body)
+        assert decoded.accepted == 2
+        assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "invalid_json")]
+    decoded = Validator().decode_records([good, bad], NOW)
+    assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "invalid_json")]
+    assert decode(b"[" + bad + b", {oops]").accepted == 0
+
+
 def test_empty_body_is_rejected():
     assert [r.reason for r in decode(b"  \n").rejected] == ["invalid_json"]
