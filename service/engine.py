@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from service.config import Settings
-from service.events import (INFRA_GAUGES, REASONS, Decoded, Infra, Label, Prediction, Rejection, Validator,
+from service.events import (INFRA_GAUGES, REASONS, Decoded, Infra, Label, PredictionBatch, Rejection, Validator,
                             group_by_model)
 from service.histogram import LABEL_DELAY_BUCKETS, LATENCY_BUCKETS, BatchHistogram
 from service.model_state import OTHER, Evaluation, ModelState
@@ -102,8 +102,8 @@ class Engine:
         evaluations: list[Evaluation] = []
         with self.lock:
             self.reject(decoded.rejected)
-            for model, events in group_by_model(decoded.predictions).items():
-                evaluations += self._predictions(model, events)
+            for batch in decoded.prediction_batches():
+                evaluations += self._predictions(batch)
             for model, events in group_by_model(decoded.labels).items():
                 evaluation = self._labels(model, events)
                 if evaluation is not None:
@@ -126,32 +126,29 @@ class Engine:
             state = self.models[model] = ModelState(model, self.settings.model(model), self.settings.limits)
         return state
 
-    def _predictions(self, model: str, events: list[Prediction]) -> list[Evaluation]:
+    def _predictions(self, batch: PredictionBatch) -> list[Evaluation]:
+        model = batch.model
         state = self._state(model)
         label = model if state is not None else OTHER
-        self.events_total[(label, "prediction")] += len(events)
+        self.events_total[(label, "prediction")] += len(batch)
         bound = self._versions[label].admit
-        distinct = {e.model_version for e in events}
+        distinct = set(batch.versions)
         if len(distinct) == 1:  # the common case: one version per batch
-            versions = [bound(distinct.pop())] * len(events)
+            versions = [bound(distinct.pop())] * len(batch)
         else:
-            versions = [bound(e.model_version) for e in events]
-        latency = np.array([e.latency_ms for e in events], dtype=np.float64) / 1000.0
-        errors = [e.status == "error" for e in events]
+            versions = [bound(v) for v in batch.versions]
+        latency = batch.latency_ms / 1000.0
         for version in dict.fromkeys(versions):
-            if len(versions) == 1 or all(v == version for v in versions):
-                mask = slice(None)
-                failed = sum(errors)
-            else:
-                mask = np.array([v == version for v in versions])
-                failed = int(np.sum(np.array(errors) & mask))
+            mask = slice(None) if len(versions) == 1 or all(v == version for v in versions) \
+                else np.array([v == version for v in versions])
+            failed = int(np.count_nonzero(batch.errors[mask]))
             self.latency.observe((label, version), latency[mask])
             if failed or (label, version) not in self.prediction_errors:
                 self.prediction_errors[(label, version)] += failed
         if state is None:
             return []
         self.dirty.add(model)
-        return state.add_predictions(events, versions)
+        return state.add_predictions(batch, versions)
 
     def _labels(self, model: str, events: list[Label]) -> Evaluation | None:
         state = self._state(model)

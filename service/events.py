@@ -6,6 +6,9 @@ values (one event each). Output is a :class:`Decoded` batch: valid events by kin
 ``timestamp`` (UNIX seconds), and a :class:`Rejection` with a reason for every event that is
 not valid. Nothing raises on bad input.
 
+The engine reads predictions as columns per model, :class:`PredictionBatch`
+(:meth:`Decoded.prediction_batches`).
+
 msgspec decodes *and* type-checks a whole batch in C, faster than orjson alone plus Python
 checks. A prediction's ``features`` object is kept as raw JSON in that pass and decoded
 afterwards a model at a time by :class:`~service.features.FeatureDecoder`, into a dict or
@@ -26,7 +29,7 @@ from typing import Annotated, Any, Iterable, Literal, Union
 import msgspec
 import numpy as np
 
-from service.features import FeatureDecoder, Scalar
+from service.features import FeatureColumns, FeatureDecoder, RowFeatures, Scalar
 from service.json_values import DECODE_ERRORS, lenient_document, non_finite_path
 
 # Every rejection reason; ``driftline_events_rejected_total{reason}`` takes only these.
@@ -106,6 +109,32 @@ class Rejection:
 
 
 @dataclass(slots=True)
+class PredictionBatch:
+    """One model's valid predictions of a batch, in input order, as columns."""
+
+    model: str
+    timestamps: np.ndarray  # float64 UNIX seconds
+    versions: list[str]
+    ids: list[str | None]
+    latency_ms: np.ndarray  # float64, NaN where not sent
+    errors: np.ndarray  # bool: status "error"
+    predictions: list  # JSON scalars, None where not sent
+    scores: np.ndarray  # float64, NaN where not sent
+    features: FeatureColumns
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @classmethod
+    def from_events(cls, model: str, events: list[Prediction]) -> PredictionBatch:
+        return cls(model, np.array([e.timestamp for e in events], dtype=np.float64),
+                   [e.model_version for e in events], [e.id for e in events],
+                   np.array([e.latency_ms for e in events], dtype=np.float64),
+                   np.array([e.status == "error" for e in events]), [e.prediction for e in events],
+                   np.array([e.score for e in events], dtype=np.float64), RowFeatures([e.features for e in events]))
+
+
+@dataclass(slots=True)
 class Decoded:
     predictions: list[Prediction] = field(default_factory=list)
     labels: list[Label] = field(default_factory=list)
@@ -115,6 +144,15 @@ class Decoded:
     @property
     def accepted(self) -> int:
         return len(self.predictions) + len(self.labels) + len(self.infra)
+
+    @property
+    def models(self) -> set[str]:
+        """Models of the valid events."""
+        return {event.model for events in (self.predictions, self.labels, self.infra) for event in events}
+
+    def prediction_batches(self) -> list[PredictionBatch]:
+        """All valid predictions, one batch per model, in input order."""
+        return [PredictionBatch.from_events(model, events) for model, events in group_by_model(self.predictions).items()]
 
 
 class Validator:

@@ -27,16 +27,19 @@ same: a feature absent from an event and one sent as ``null`` are both missing.
 
 from __future__ import annotations
 
-from operator import attrgetter
-from typing import Any, Callable, ClassVar, Union
+from itertools import chain
+from operator import attrgetter, itemgetter
+from typing import Any, Callable, ClassVar, Protocol, Union
 
 import msgspec
+import numpy as np
 
 from service.json_values import DECODE_ERRORS, lenient_document, non_finite_path
 
 Scalar = Union[int, float, str, bool, None]
 Number = Union[int, float, None]
 
+_NUMBERS = list[Union[float, None]]  # what RowFeatures.numbers checks values to be, in C
 _DICTS = msgspec.json.Decoder(list[dict[str, Scalar]])
 _DICT = msgspec.json.Decoder(dict[str, Scalar])
 _MAX_MODELS = 1024  # models with a learned struct; beyond it, all are forgotten and relearned
@@ -158,6 +161,92 @@ class FeatureDecoder:
 def as_dicts(rows: list) -> list[dict]:
     """Rows of either shape as dicts."""
     return [row if type(row) is dict else row.as_dict() for row in rows]
+
+
+class FeatureColumns(Protocol):
+    """The features of one model's predictions in a batch, read a column at a time: what
+    :class:`~service.model_state.ModelState` takes. :class:`RowFeatures` reads them from
+    decoded rows."""
+
+    def __len__(self) -> int: ...
+
+    def names(self, stop: int) -> list[str]:
+        """Features present (even as null) in a row before ``stop``, in order of appearance."""
+
+    def numbers(self, names: list[str], start: int) -> np.ndarray | bytes:
+        """A float64 matrix of one row per name, of the rows from ``start`` on (or its bytes):
+        numbers as floats, booleans as 1/0, strings and missing values as NaN."""
+
+    def categories(self, name: str, start: int) -> tuple[list, bytes | np.ndarray | None]:
+        """``(values, codes)``: distinct values and int32 codes of the rows from ``start``
+        on into them, -1 where missing; or ``(values, None)``, one value per row."""
+
+    def values(self, name: str, start: int, stop: int) -> list:
+        """The JSON values of rows ``start`` to ``stop``, None where missing."""
+
+
+class RowFeatures:
+    """:class:`FeatureColumns` of decoded rows: dicts, or :class:`FeatureRow` structs.
+
+    >>> features = RowFeatures([{"x": 1, "c": "DE"}, {"x": "oops", "y": True}])
+    >>> features.names(2), features.numbers(["x", "y"], 0).tolist()
+    (['x', 'c', 'y'], [[1.0, nan], [nan, 1.0]])
+    """
+
+    def __init__(self, rows: list):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def names(self, stop: int) -> list[str]:
+        return list(dict.fromkeys(chain.from_iterable(as_dicts(self.rows[:stop]))))
+
+    def numbers(self, names: list[str], start: int) -> np.ndarray:
+        rows = self.rows[start:] if start else self.rows
+        if not rows or not names:
+            return np.empty((len(names), len(rows)))
+        # Fast path: every row of one type holding every name, only numbers: one getter call
+        # per row and one np.array. Values are checked to be numbers in C (by the struct's
+        # types, or by msgspec.convert): np.array would read "1.5" as a number.
+        getter, checked = _getter(rows, names)
+        if getter is not None:
+            try:
+                values = list(map(getter, rows))
+                if not checked:
+                    msgspec.convert(list(chain.from_iterable(values)) if len(names) > 1 else values, _NUMBERS)
+                return np.array(values, dtype=np.float64).reshape(len(rows), len(names)).T
+            except (KeyError, msgspec.ValidationError):
+                pass
+        dicts = as_dicts(rows)
+        return np.array([[None if type(v) is str else v for v in (row.get(name) for row in dicts)] for name in names],
+                        dtype=np.float64)
+
+    def categories(self, name: str, start: int) -> tuple[list, None]:
+        return self.values(name, start, len(self.rows)), None
+
+    def values(self, name: str, start: int, stop: int) -> list:
+        rows = self.rows[start:stop]
+        getter, _ = _getter(rows, [name])
+        if getter is not None:
+            try:
+                return list(map(getter, rows))
+            except KeyError:
+                pass
+        return [row.get(name) for row in as_dicts(rows)]
+
+
+def _getter(rows: list, names: list[str]) -> tuple[Callable[[Any], Any] | None, bool]:
+    """A getter of these names (a tuple per row, or the value for one name) for rows of one
+    type, and whether its values are known to be numbers; (None, False) when there is none.
+    A dict row lacking a name raises KeyError in the getter."""
+    row_type = type(rows[0]) if rows else None
+    if row_type is None or any(type(row) is not row_type for row in rows):
+        return None, False
+    if row_type is dict:
+        return itemgetter(*names), False
+    getter = row_type.getter(names)
+    return getter, getter is not None and row_type.numeric.issuperset(names)
 
 
 def _joined(raws: list) -> bytes:

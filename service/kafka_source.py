@@ -328,9 +328,7 @@ class KafkaSource:
                 decoded.rejected += one.rejected
             self.engine.process(decoded)
             if self.changelog:
-                models = self._partition_models[tp.partition]
-                for events in (decoded.predictions, decoded.labels, decoded.infra):
-                    models.update(map(_event_model, events))
+                self._partition_models[tp.partition].update(decoded.models)
             for record, rejection in dead:
                 self._dead_letter(record, rejection)
             self._applied[tp] = batch[-1].offset + 1
@@ -714,11 +712,6 @@ class _Listener(ConsumerRebalanceListener):
 
     def on_partitions_lost(self, lost):
         self.source._on_lost(lost)
-
-
-def _event_model(event) -> str:
-    """The model of a decoded event (a dict, or a struct with a ``model`` attribute)."""
-    return event["model"] if type(event) is dict else event.model
 
 
 def _model_of(record) -> str | None:

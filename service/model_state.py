@@ -16,24 +16,20 @@ import io
 import json
 import math
 from dataclasses import dataclass, field
-from itertools import chain
-from operator import itemgetter
-from typing import Any, Union
+from typing import Any
 
-import msgspec
 import numpy as np
 import pandas as pd
 
 from detectors import (ADWIN, DDM, CategoricalSummary, DriftReport, FeatureDrift, NumericalSummary, PageHinkley,
                        ReferenceProfile)
 from service.config import LimitsConfig, ModelConfig
-from service.events import Label, Prediction
-from service.features import FeatureRow, as_dicts
+from service.events import Label, PredictionBatch
+from service.features import FeatureColumns
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
 from service.window import RingColumns, category_counts
 
 OTHER = "__other__"
-_NUMBERS = list[Union[float, None]]  # what the fast path of _encode_features accepts
 PREDICTION, SCORE = "prediction", "score"
 # Columns of a reference file that are not features.
 # Reference rows kept as they are, for the Evidently HTML report (the profile keeps summaries).
@@ -85,6 +81,15 @@ class Feature:
                     code = get(value)
                     codes[i] = code if code is not None else self._new_code(value, max_categories)
         return np.array(codes, dtype=np.float64)
+
+    def encode_categories(self, values: list, codes: bytes | np.ndarray | None, max_categories: int) -> np.ndarray:
+        """Distinct values and int32 codes into them (-1 = missing), or one value per row
+        when ``codes`` is None (see :meth:`~service.features.FeatureColumns.categories`)."""
+        encoded = self.encode(values, max_categories)
+        if codes is None:
+            return encoded
+        # Code -1 picks the NaN appended last.
+        return np.append(encoded, np.nan)[np.frombuffer(codes, dtype=np.int32)]
 
     def _new_code(self, value: Any, max_categories: int) -> int:
         if len(self.vocab) < max_categories:
@@ -195,23 +200,26 @@ class ModelState:
         self.since_evaluation = 0
         self.report = self.prediction_report = None
 
-    def _collect(self, features: list[dict], predictions: list, scores: list) -> int:
+    def _collect(self, features: FeatureColumns, predictions: list, scores: np.ndarray) -> int:
         """Take rows for the first-N reference; returns how many were taken."""
         take = min(len(features), self.config.reference.first_n - self._collected_rows)
         collected = self._collected
-        for name in set().union(*features[:take]):
+        predictions_key, scores_key = f"__{PREDICTION}__", f"__{SCORE}__"
+        for name in features.names(take):
             if name not in collected:
                 if len(collected) >= self.limits.max_features:
                     continue
                 collected[name] = [None] * self._collected_rows
         for name, values in collected.items():
-            values += [f.get(name) for f in features[:take]]
-        collected.setdefault(f"__{PREDICTION}__", [None] * self._collected_rows).extend(predictions[:take])
-        collected.setdefault(f"__{SCORE}__", [None] * self._collected_rows).extend(scores[:take])
+            if name not in (predictions_key, scores_key):
+                values += features.values(name, 0, take)
+        collected.setdefault(predictions_key, [None] * self._collected_rows).extend(predictions[:take])
+        collected.setdefault(scores_key, [None] * self._collected_rows).extend(
+            score if score == score else None for score in scores[:take].tolist())  # NaN: not sent
         self._collected_rows += take
         if self._collected_rows >= self.config.reference.first_n:
-            predictions_ref = collected.pop(f"__{PREDICTION}__")
-            scores_ref = collected.pop(f"__{SCORE}__")
+            predictions_ref = collected.pop(predictions_key)
+            scores_ref = collected.pop(scores_key)
             wanted = self.config.drift.features
             columns = {n: v for n, v in collected.items() if wanted is None or n in wanted}
             features_ref = {name: Feature(infer_kind(values)) for name, values in columns.items()}
@@ -221,111 +229,64 @@ class ModelState:
 
     # -- predictions --------------------------------------------------------------------
 
-    def add_predictions(self, events: list[Prediction], versions: list[str]) -> list[Evaluation]:
-        timestamps = [e.timestamp for e in events]
-        predictions = [e.prediction for e in events]
-        scores = [e.score for e in events]
+    def add_predictions(self, batch: PredictionBatch, versions: list[str]) -> list[Evaluation]:
+        timestamps, predictions, scores = batch.timestamps, batch.predictions, batch.scores
         if self.task is None and any(p is not None for p in predictions):
             self.task = infer_task(predictions)
         self.last_version = versions[-1]
-        ids = [e.id for e in events]
+        ids = batch.ids
         missing_ids = ids.count(None)
+        rows = zip(timestamps.tolist(), versions, predictions, scores.tolist())
         if missing_ids == 0:  # the common case: every prediction can be joined to a label
-            self.pending.add(ids, zip(timestamps, versions, predictions, scores))
+            self.pending.add(ids, rows)
         elif missing_ids < len(ids):
-            keyed = [(i, row) for i, row in zip(ids, zip(timestamps, versions, predictions, scores)) if i is not None]
+            keyed = [(i, row) for i, row in zip(ids, rows) if i is not None]
             self.pending.add([k for k, _ in keyed], [r for _, r in keyed])
-        features = [e.features for e in events]
         start = 0
         if self.reference is None:
             if self.first_n is None:  # waiting for a file/MLflow reference: nothing to compare yet
                 return []
-            start = self._collect(as_dicts(features), predictions, scores)
-            if self.reference is None or start == len(events):
+            start = self._collect(batch.features, predictions, scores)
+            if self.reference is None or start == len(batch):
                 return []
-        rest = slice(start, None)
-        batch = self._encode_features(features[rest] if start else features)
-        batch[PREDICTION] = self.prediction_feature.encode(predictions[rest], self.limits.max_categories) \
-            if self.task != "regression" else np.array(predictions[rest], dtype=np.float64)
-        batch[SCORE] = np.array(scores[rest], dtype=np.float64)
-        batch["__timestamp__"] = np.array(timestamps[rest], dtype=np.float64)
+        columns = self._encode_features(batch.features, start)
+        rest = predictions[start:] if start else predictions
+        columns[PREDICTION] = self.prediction_feature.encode(rest, self.limits.max_categories) \
+            if self.task != "regression" else np.array(rest, dtype=np.float64)
+        columns[SCORE] = scores[start:]
+        columns["__timestamp__"] = timestamps[start:]
         # Appended a step at a time, so that a window is evaluated every `step` predictions
         # however the events were batched (HTTP bodies, Kafka polls of any size).
         evaluations = []
-        step, total, offset = self.config.window.step, len(events) - start, 0
+        step, total, offset = self.config.window.step, len(batch) - start, 0
         while offset < total:
             take = min(total - offset, max(1, step - self.since_evaluation))
-            self.window.append({name: values[offset:offset + take] for name, values in batch.items()})
+            self.window.append({name: values[offset:offset + take] for name, values in columns.items()})
             self.since_evaluation += take
             offset += take
             if self.since_evaluation >= step and self.window.count >= min(step, self.window.capacity):
                 evaluations.append(self.evaluate())
         return evaluations
 
-    def _encode_features(self, rows: list) -> dict[str, np.ndarray]:
-        """Feature rows (dicts, or :class:`~service.features.FeatureRow` structs of one type)
-        -> one float64 column per reference feature.
-
-        The fast path pulls all numeric features of a row with one getter call per row, has
-        them checked to be numbers or null (already done in C when the struct types them so,
-        else here by ``msgspec.convert``) and makes them a matrix in one ``np.array``. Rows
-        lacking a feature, or a string or boolean in a numeric feature, take the per-column
-        path instead.
-        """
-        getters = self._getters(rows)
-        if getters is None:
-            return self._encode_columns(as_dicts(rows))
-        numeric_get, numbers_checked, categorical_get = getters
-        numeric, categorical = self._numeric_names, self._categorical_names
+    def _encode_features(self, features: FeatureColumns, start: int) -> dict[str, np.ndarray]:
+        """One float64 column per reference feature, of the rows from ``start`` on: numbers as
+        they are (a string in a numeric feature is a type mismatch, counted missing),
+        categories as codes of the feature's vocabulary."""
         out: dict[str, np.ndarray] = {}
-        try:
-            if numeric:
-                values = list(map(numeric_get, rows))
-                if not numbers_checked:
-                    # np.array would also read "1.5" as a number: strings must fail here.
-                    msgspec.convert(list(chain.from_iterable(values)) if len(numeric) > 1 else values, _NUMBERS)
-                out.update(zip(numeric, np.array(values, dtype=np.float64).reshape(len(rows), len(numeric)).T))
-            if categorical:
-                values = list(map(categorical_get, rows))
-                columns = zip(*values) if len(categorical) > 1 else [values]
-                for name, column in zip(categorical, columns):
-                    out[name] = self.features[name].encode(list(column), self.limits.max_categories)
-        except (KeyError, msgspec.ValidationError):
-            return self._encode_columns(as_dicts(rows))
+        numeric = self._numeric_names
+        if numeric:
+            matrix = features.numbers(numeric, start)
+            if not isinstance(matrix, np.ndarray):  # the native decoder's bytes
+                matrix = np.frombuffer(matrix, dtype=np.float64).reshape(len(numeric), -1)
+            out.update(zip(numeric, matrix))
+        for name in self._categorical_names:
+            values, codes = features.categories(name, start)
+            out[name] = self.features[name].encode_categories(values, codes, self.limits.max_categories)
         return out
-
-    def _encode_columns(self, rows: list[dict]) -> dict[str, np.ndarray]:
-        """The per-column path: any values, any feature missing from any row."""
-        return {name: feature.encode([row.get(name) for row in rows], self.limits.max_categories)
-                for name, feature in self.features.items()}
-
-    def _getters(self, rows: list) -> tuple | None:
-        """(numeric getter, whether the getter's values are known numbers, categorical getter)
-        for rows of one type that hold every reference feature; None otherwise."""
-        row_type = type(rows[0])
-        getters = self._getters_by_type.get(row_type, False)
-        if getters is False:
-            numeric, categorical = self._numeric_names, self._categorical_names
-            if row_type is dict:
-                getters = (itemgetter(*numeric) if numeric else None, False,
-                           itemgetter(*categorical) if categorical else None)
-            elif issubclass(row_type, FeatureRow):
-                numeric_get, categorical_get = row_type.getter(numeric), row_type.getter(categorical)
-                complete = (numeric_get is not None or not numeric) and (categorical_get is not None or not categorical)
-                getters = (numeric_get, row_type.numeric.issuperset(numeric), categorical_get) if complete else None
-            else:
-                getters = None
-            if len(self._getters_by_type) >= 8:  # structs relearned by the validator
-                self._getters_by_type.clear()
-            self._getters_by_type[row_type] = getters
-        if getters is not None and len(rows) > 1 and len(set(map(type, rows))) > 1:
-            return None
-        return getters
 
     def _index_features(self) -> None:
         self._numeric_names = [n for n, f in self.features.items() if f.kind == "numerical"]
         self._categorical_names = [n for n, f in self.features.items() if f.kind == "categorical"]
-        self._getters_by_type: dict[type, tuple | None] = {}
 
     def evaluate(self) -> Evaluation | None:
         """Compare the current window with the reference (data and prediction drift)."""

@@ -66,3 +66,10 @@ def test_a_string_in_a_numerical_feature_counts_as_missing_on_both_paths():
     # Every row has x: the one-matrix path. A row without x: the per-column path.
     np.testing.assert_array_equal(x_after(dense), [np.nan, 1.0, 2.0, np.nan])
     np.testing.assert_array_equal(x_after(dense + [{"c": "a"}]), [np.nan, 1.0, 2.0, np.nan, np.nan])
+
+
+def test_a_first_n_reference_gathered_over_several_batches_has_each_prediction_once():
+    for batch_size in (1, 37, 200):
+        engine, _ = feed(batch_size)
+        predictions = engine.models["m"].prediction_reference.columns["prediction"]
+        assert (int(predictions.counts.sum()), predictions.n_missing) == (200, 0), batch_size
