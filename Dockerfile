@@ -4,16 +4,31 @@
 #   docker run --rm -p 8000:8000 driftline:0.1.0
 #   docker run --rm -p 8000:8000 -v $PWD/config.yaml:/etc/driftline/config.yaml:ro driftline:0.1.0
 #
-# Stage 1 builds the driftline wheel and installs it, with its runtime dependencies only
-# (no test extras, no build tools), into a virtualenv; stage 2 copies that virtualenv
-# onto a clean slim image and runs as an unprivileged user.
+# Stage 1 builds the driftline wheel, with its native event decoder (native/, Rust), and
+# installs it, with its runtime dependencies only (no test extras, no build tools), into a
+# virtualenv; stage 2 copies that virtualenv onto a clean slim image and runs as an
+# unprivileged user.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+ARG RUST_IMAGE=rust:1.85-slim-bookworm
+
+FROM ${RUST_IMAGE} AS rust
 
 FROM ${PYTHON_IMAGE} AS build
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
-    PYTHONDONTWRITEBYTECODE=1
+    PYTHONDONTWRITEBYTECODE=1 \
+    RUSTUP_HOME=/usr/local/rustup \
+    CARGO_HOME=/usr/local/cargo \
+    PATH=/usr/local/cargo/bin:$PATH
+# The Rust toolchain, and a C linker for it, only in this stage. Unpinned: Debian's
+# security updates replace libc6-dev's exact version, and this stage is thrown away.
+COPY --from=rust /usr/local/rustup /usr/local/rustup
+COPY --from=rust /usr/local/cargo /usr/local/cargo
+# hadolint ignore=DL3008
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends gcc libc6-dev \
+ && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 # Runtime dependencies first (read from pyproject.toml's [project] dependencies, no
 # extras), in their own layer, so that source edits do not reinstall them.
@@ -27,7 +42,7 @@ RUN /opt/driftline/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/driftline/bin/pip install /wheels/driftline-*.whl \
  && /opt/driftline/bin/pip uninstall --yes pip setuptools wheel \
  && find /opt/driftline -name '__pycache__' -type d -prune -exec rm -rf {} + \
- && /opt/driftline/bin/python -P -c "import service, detectors"
+ && /opt/driftline/bin/python -P -c "import service, service._native, detectors"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG DRIFTLINE_UID=10001

@@ -8,7 +8,8 @@ reference, where ``auto`` picks KS and chi-square and SciPy's exact KS p-value d
 
 * ceiling: orjson-decode each batch and pull out its feature columns, nothing else;
 * engine: ``Validator.decode_body`` + ``Engine.process`` (validation, windows, drift, labels
-  store, histograms), in this process;
+  store, histograms), in this process; with the native decoder (``service._native``) where it
+  is built, and again with the Python decoder alone;
 * http: ``driftline serve`` in a subprocess, this process posting the same batches over two
   keep-alive connections; peak RSS of the server is read from /proc.
 
@@ -78,9 +79,11 @@ def ceiling(batches: list[bytes]) -> float:
     return time.perf_counter() - started
 
 
-def engine_alone(batches: list[bytes], reference_rows: int) -> tuple[float, float, int]:
+def engine_alone(batches: list[bytes], reference_rows: int, native: bool = True) -> tuple[float, float, int]:
     """Seconds in the engine and in the ceiling, batch by batch in turn; drift evaluations."""
     engine = Engine(Settings.model_validate(config(reference_rows)))
+    if not native:
+        engine.validator.native = None
     engine_s = ceiling_s = 0.0
     evaluations = 0
     for body in batches:
@@ -150,16 +153,19 @@ def main() -> int:
     print(f"{total:,} events, {size:.0f} bytes each, {MODELS} models x {NUMERIC + CATEGORICAL} features, "
           f"window 10,000, drift every 1,000; cpu count {os.cpu_count()}")
     engine_s, ceiling_s, evaluations = engine_alone(batches, 5000)
+    python_s, ceiling_python_s, _ = engine_alone(batches, 5000, native=False)
     engine_ks_s, ceiling_ks_s, evaluations_ks = engine_alone(batches, 1000)
     ceiling_before = ceiling(batches)
     http_s, peak_kib = http(batches, 5000)
     ceiling_http_s = (ceiling_before + ceiling(batches)) / 2
-    rows = [(f"engine alone, 5,000-row reference (drift x{evaluations})", engine_s, ceiling_s),
+    decoder = "native decoder" if Engine(Settings()).validator.native is not None else "native decoder NOT BUILT"
+    rows = [(f"engine alone, 5,000-row reference (drift x{evaluations}), {decoder}", engine_s, ceiling_s),
+            ("engine alone, 5,000-row reference, Python decoder", python_s, ceiling_python_s),
             (f"engine alone, 1,000-row reference: exact KS (drift x{evaluations_ks})", engine_ks_s, ceiling_ks_s),
             ("HTTP POST /v1/events, NDJSON x1000, 5,000-row reference", http_s, ceiling_http_s)]
-    print(f"{'':<66} events/s   ceiling events/s  ratio")
+    print(f"{'':<78} events/s   ceiling events/s  ratio")
     for name, seconds, ceiling_seconds in rows:
-        print(f"{name:<66} {total / seconds:>8,.0f}   {total / ceiling_seconds:>8,.0f}          "
+        print(f"{name:<78} {total / seconds:>8,.0f}   {total / ceiling_seconds:>8,.0f}          "
               f"{ceiling_seconds / seconds:.2f}x")
     print("(ceiling: orjson decode + feature columns, timed with each row)")
     print(f"peak RSS of the HTTP server: {peak_kib / 1024:.0f} MiB")

@@ -1,18 +1,26 @@
 #!/usr/bin/env bash
 # Set up a fresh machine and run every test: the README's second command, and what CI runs.
 #   scripts/test.sh [pytest args...]
-# Installs: the Python package with its test extras into .venv, Debian's prometheus and
+# Installs: the Python package with its test extras into .venv (building its native event
+# decoder with the machine's Rust toolchain, whose own tests run too), Debian's prometheus and
 # prometheus-alertmanager (promtool, amtool), Apache Kafka's jars (scripts/kafka.sh fetch),
 # and the helm CLI built from its Go module (scripts/install-helm.sh). Tests start and stop
 # the servers they need (Kafka, Prometheus, Alertmanager, MLflow, driftline) on loopback.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# rustup's cargo, where the login shell that puts it on PATH did not run.
+[[ -d "$HOME/.cargo/bin" ]] && PATH="$HOME/.cargo/bin:$PATH"
+
 if [[ ! -x .venv/bin/python ]]; then
   python3 -m venv .venv
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet -e '.[test]'
+cargo test --quiet --release --manifest-path native/Cargo.toml
+# The native decoder is optional for users (pip installs without it where there is no Rust);
+# here its absence fails the tests that compare it with the Python decoder.
+export DRIFTLINE_NATIVE_REQUIRED=1
 
 need_apt=()
 command -v promtool >/dev/null 2>&1 || need_apt+=(prometheus)

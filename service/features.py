@@ -166,7 +166,8 @@ def as_dicts(rows: list) -> list[dict]:
 class FeatureColumns(Protocol):
     """The features of one model's predictions in a batch, read a column at a time: what
     :class:`~service.model_state.ModelState` takes. :class:`RowFeatures` reads them from
-    decoded rows."""
+    decoded rows; ``service._native.NativeFeatures`` holds them as the native decoder
+    parsed them."""
 
     def __len__(self) -> int: ...
 

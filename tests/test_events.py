@@ -2,6 +2,7 @@ import orjson
 import pytest
 
 from service.events import REASONS, Validator
+from tests.decoding import decode_both
 
 NOW = 1_800_000_000.0
 
@@ -14,7 +15,7 @@ def prediction(**extra):
 
 
 def decode(body: bytes):
-    return Validator(max_features=5, max_event_bytes=4096).decode_body(body, received_at=NOW)
+    return decode_both("decode_body", body, NOW, max_features=5, max_event_bytes=4096)
 
 
 def test_single_object_array_and_ndjson_are_accepted():
@@ -90,9 +91,8 @@ def test_a_json_array_with_bad_elements_rejects_only_those():
 
 
 def test_kafka_records_keep_their_indices():
-    validator = Validator()
     values = [orjson.dumps(prediction()), None, b"{oops", orjson.dumps(prediction(model=""))]
-    decoded = validator.decode_records(values, received_at=NOW)
+    decoded = decode_both("decode_records", values, NOW)
     assert decoded.accepted == 1
     assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "invalid_json"), (2, "invalid_json"),
                                                                 (3, "invalid_model")]
@@ -113,7 +113,7 @@ def test_invalid_utf8_in_a_string_is_rejected_as_invalid_json(bad):
         decoded = decode(body)
         assert decoded.accepted == 2
         assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "invalid_json")]
-    decoded = Validator().decode_records([good, bad], NOW)
+    decoded = decode_both("decode_records", [good, bad], NOW)
     assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "invalid_json")]
     assert decode(b"[" + bad + b", {oops]").accepted == 0
 

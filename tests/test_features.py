@@ -1,4 +1,5 @@
-"""Features decoded into per-model structs mean exactly what the same features as dicts mean."""
+"""Features decoded into per-model structs, or by the native decoder, mean exactly what the
+same features as dicts mean."""
 
 import json
 
@@ -9,6 +10,7 @@ from service.config import Settings
 from service.engine import Engine
 from service.events import Validator
 from service.features import FeatureDecoder, FeatureRow
+from tests.decoding import native_available
 
 NOW = 1_800_000_000.0
 
@@ -34,19 +36,26 @@ def test_a_learned_struct_gives_the_same_windows_and_verdicts_as_dicts():
         lines.append(orjson.dumps({"kind": "prediction", "model": "m", "id": str(i), "timestamp": NOW + i,
                                    "features": features, "prediction": int(rng.random() < 0.5)}))
     results = []
-    for learn_from in (10**9, 32):  # never a struct; a struct from the first batch on
+    for decoder in ("dicts", "structs", "native"):
+        if decoder == "native" and not native_available():
+            continue
         engine = Engine(settings)
-        engine.validator.features.learn_from = learn_from
-        rows = []
+        if decoder != "native":
+            engine.validator.native = None
+        engine.validator.features.learn_from = 32 if decoder == "structs" else 10**9
+        shapes = set()
         for start in range(0, len(lines), 100):
             decoded = engine.validator.decode_lines(lines[start:start + 100], received_at=NOW)
-            rows.append(type(decoded.predictions[0].features))
+            shapes.add("native" if decoded.batches else "struct" if isinstance(decoded.predictions[0].features,
+                                                                               FeatureRow) else "dict")
             engine.process(decoded)
         state = engine.models["m"]
         results.append(({name: state.window.column(name).tolist() for name in state.window.columns},
-                        state.report.to_dict(), {n: f.vocab for n, f in state.features.items()}))
-        assert any(issubclass(r, FeatureRow) for r in rows) == (learn_from == 32)
-    np.testing.assert_equal(results[0], results[1])
+                        state.report.to_dict(), state.prediction_report.to_dict(),
+                        {n: f.vocab for n, f in state.features.items()}, list(state.pending._pending.items())))
+        assert shapes == {"dicts": {"dict"}, "structs": {"dict", "struct"}, "native": {"native"}}[decoder]
+    for other in results[1:]:
+        np.testing.assert_equal(other, results[0])
 
 
 def test_bad_features_after_a_struct_is_learned_reject_only_their_events():
