@@ -178,9 +178,10 @@ class FeatureColumns(Protocol):
         """A float64 matrix of one row per name, of the rows from ``start`` on (or its bytes):
         numbers as floats, booleans as 1/0, strings and missing values as NaN."""
 
-    def categories(self, name: str, start: int) -> tuple[list, bytes | np.ndarray | None]:
-        """``(values, codes)``: distinct values and int32 codes of the rows from ``start``
-        on into them, -1 where missing; or ``(values, None)``, one value per row."""
+    def codes(self, name: str, vocabulary: dict, start: int) -> np.ndarray | bytes | None:
+        """Each row's code in ``vocabulary`` (value -> code) as float64 (or its bytes), NaN
+        where missing; or None, when a value is not in it or the codes are no quicker to get
+        than by encoding :meth:`values`."""
 
     def values(self, name: str, start: int, stop: int) -> list:
         """The JSON values of rows ``start`` to ``stop``, None where missing."""
@@ -223,8 +224,8 @@ class RowFeatures:
         return np.array([[None if type(v) is str else v for v in (row.get(name) for row in dicts)] for name in names],
                         dtype=np.float64)
 
-    def categories(self, name: str, start: int) -> tuple[list, None]:
-        return self.values(name, start, len(self.rows)), None
+    def codes(self, name: str, vocabulary: dict, start: int) -> None:
+        return None
 
     def values(self, name: str, start: int, stop: int) -> list:
         rows = self.rows[start:stop]

@@ -82,15 +82,6 @@ class Feature:
                     codes[i] = code if code is not None else self._new_code(value, max_categories)
         return np.array(codes, dtype=np.float64)
 
-    def encode_categories(self, values: list, codes: bytes | np.ndarray | None, max_categories: int) -> np.ndarray:
-        """Distinct values and int32 codes into them (-1 = missing), or one value per row
-        when ``codes`` is None (see :meth:`~service.features.FeatureColumns.categories`)."""
-        encoded = self.encode(values, max_categories)
-        if codes is None:
-            return encoded
-        # Code -1 picks the NaN appended last.
-        return np.append(encoded, np.nan)[np.frombuffer(codes, dtype=np.int32)]
-
     def _new_code(self, value: Any, max_categories: int) -> int:
         if len(self.vocab) < max_categories:
             code = self.vocab[value] = len(self.vocab)
@@ -280,8 +271,11 @@ class ModelState:
                 matrix = np.frombuffer(matrix, dtype=np.float64).reshape(len(numeric), -1)
             out.update(zip(numeric, matrix))
         for name in self._categorical_names:
-            values, codes = features.categories(name, start)
-            out[name] = self.features[name].encode_categories(values, codes, self.limits.max_categories)
+            feature = self.features[name]
+            codes = features.codes(name, feature.vocab, start)
+            if codes is None:
+                codes = feature.encode(features.values(name, start, len(features)), self.limits.max_categories)
+            out[name] = np.frombuffer(codes) if isinstance(codes, bytes) else codes
         return out
 
     def _index_features(self) -> None:
