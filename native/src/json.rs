@@ -136,29 +136,24 @@ impl<'a> Reader<'a> {
         }
     }
 
+    #[inline]
     fn string(&mut self) -> Option<Cow<'a, str>> {
         self.eat(b'"')?;
         let start = self.pos;
-        let length = self.bytes[start..].iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20)?;
-        self.pos += length;
-        if self.bytes[self.pos] != b'"' {
+        self.pos += plain_run(&self.bytes[start..]);
+        if *self.bytes.get(self.pos)? != b'"' {
             return self.escaped(start).map(Cow::Owned);
         }
         self.pos += 1;
         // SAFETY: the text is UTF-8 and both ends of the slice are next to ASCII bytes.
-        Some(Cow::Borrowed(unsafe { self.text.get_unchecked(start..start + length) }))
+        Some(Cow::Borrowed(unsafe { self.text.get_unchecked(start..self.pos - 1) }))
     }
 
     fn escaped(&mut self, start: usize) -> Option<String> {
         let mut out = String::from(&self.text[start..self.pos]);
         loop {
             let run = self.pos;
-            while let Some(&b) = self.bytes.get(self.pos) {
-                if b == b'"' || b == b'\\' || b < 0x20 {
-                    break;
-                }
-                self.pos += 1;
-            }
+            self.pos += plain_run(&self.bytes[run..]);
             out.push_str(&self.text[run..self.pos]);
             match self.peek()? {
                 b'"' => {
@@ -230,37 +225,31 @@ impl<'a> Reader<'a> {
         if negative {
             self.pos += 1;
         }
+        // The digits go into `mantissa` (wrapping: beyond 19 digits the slow path reads the text).
         let mut mantissa: u64 = 0;
-        let mut significant = 0; // digits in the mantissa
-        match self.peek()? {
-            b'0' => self.pos += 1,
-            b'1'..=b'9' => {
-                while let Some(&d @ b'0'..=b'9') = self.bytes.get(self.pos) {
-                    mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
-                    significant += 1;
-                    self.pos += 1;
-                }
+        let integer_digits = match self.peek()? {
+            b'0' => {
+                self.pos += 1;
+                0
             }
+            b'1'..=b'9' => self.accumulate(&mut mantissa),
             _ => return None,
-        }
+        };
+        let mut fraction_digits = 0;
+        let mut leading_zeros = 0; // of the fraction, when the integer part is 0
         let mut float = false;
-        let mut exponent: i64 = 0;
         if self.peek() == Some(b'.') {
             self.pos += 1;
-            let fraction = self.pos;
-            while let Some(&d @ b'0'..=b'9') = self.bytes.get(self.pos) {
-                mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(d - b'0'));
-                if mantissa != 0 {
-                    significant += 1;
-                }
-                self.pos += 1;
+            if integer_digits == 0 {
+                leading_zeros = self.bytes[self.pos..].iter().take_while(|&&b| b == b'0').count();
             }
-            if self.pos == fraction {
+            fraction_digits = self.accumulate(&mut mantissa);
+            if fraction_digits == 0 {
                 return None;
             }
-            exponent = -((self.pos - fraction) as i64);
             float = true;
         }
+        let mut exponent = false;
         if let Some(b'e' | b'E') = self.peek() {
             self.pos += 1;
             if let Some(b'+' | b'-') = self.peek() {
@@ -270,8 +259,9 @@ impl<'a> Reader<'a> {
                 return None;
             }
             float = true;
-            significant = usize::MAX; // the slow path reads the exponent
+            exponent = true;
         }
+        let significant = integer_digits + fraction_digits - leading_zeros;
         if !float {
             return if significant <= 18 {
                 let value = mantissa as i64;
@@ -286,13 +276,34 @@ impl<'a> Reader<'a> {
             1e0, 1e1, 1e2, 1e3, 1e4, 1e5, 1e6, 1e7, 1e8, 1e9, 1e10, 1e11, 1e12, 1e13, 1e14, 1e15, 1e16, 1e17, 1e18,
             1e19, 1e20, 1e21, 1e22,
         ];
-        if significant <= 15 && -exponent <= 22 {
-            let value = mantissa as f64 / POWERS[(-exponent) as usize];
+        if !exponent && significant <= 15 && fraction_digits <= 22 {
+            let value = mantissa as f64 / POWERS[fraction_digits];
             return Some(Value::Float(if negative { -value } else { value }));
         }
         let value: f64 = self.text[start..self.pos].parse().ok()?;
         value.is_finite().then_some(Value::Float(value))
     }
+
+    /// Reads digits into `mantissa`; how many.
+    fn accumulate(&mut self, mantissa: &mut u64) -> usize {
+        let start = self.pos;
+        while let Some(&b) = self.bytes.get(self.pos) {
+            let digit = b.wrapping_sub(b'0');
+            if digit > 9 {
+                break;
+            }
+            *mantissa = mantissa.wrapping_mul(10).wrapping_add(u64::from(digit));
+            self.pos += 1;
+        }
+        self.pos - start
+    }
+}
+
+/// Length of the run of bytes that need no attention in a string: all but `"`, `\\` and
+/// control characters. (Eight bytes at a time was slower: most strings here are names of
+/// a few bytes.)
+fn plain_run(bytes: &[u8]) -> usize {
+    bytes.iter().position(|&b| b == b'"' || b == b'\\' || b < 0x20).unwrap_or(bytes.len())
 }
 
 #[cfg(test)]

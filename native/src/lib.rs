@@ -225,15 +225,15 @@ struct Column {
     strings: Interner,
 }
 
-/// One model's predictions of a batch, in input order.
+/// One model's predictions of a batch, in input order; ids borrow from the input.
 #[derive(Default)]
-struct ModelColumns {
+struct ModelColumns<'a> {
     model: String,
     rows: usize,
     timestamps: Vec<f64>,
     versions: Vec<u32>,
     version_names: Interner,
-    ids: Vec<Option<String>>,
+    ids: Vec<Option<Cow<'a, str>>>,
     latency_ms: Vec<f64>,
     errors: Vec<u8>,
     predictions: Vec<Cell>,
@@ -246,7 +246,7 @@ struct ModelColumns {
     last_order: Vec<usize>,
 }
 
-impl ModelColumns {
+impl ModelColumns<'_> {
     /// Adds the row's features; false on a name given twice.
     fn add_features(&mut self, features: &[(Cow<str>, Value)]) -> bool {
         let row = self.rows;
@@ -298,7 +298,7 @@ enum Outcome {
 struct BatchDecoder<'a> {
     received_at: f64,
     max_features: usize,
-    models: Vec<ModelColumns>,
+    models: Vec<ModelColumns<'a>>,
     model_index: HashMap<String, usize>,
     features: Vec<(Cow<'a, str>, Value<'a>)>,
 }
@@ -346,8 +346,8 @@ impl<'a> BatchDecoder<'a> {
         };
         let id = match fields.id {
             None | Some(Value::Null) => None,
-            Some(Value::Str(v)) if (1..=MAX_ID_CHARS).contains(&v.chars().count()) => Some(v.into_owned()),
-            Some(Value::Int(v)) => Some(v.to_string()),
+            Some(Value::Str(v)) if (1..=MAX_ID_CHARS).contains(&v.chars().count()) => Some(v),
+            Some(Value::Int(v)) => Some(Cow::Owned(v.to_string())),
             _ => return false,
         };
         let latency = match fields.latency_ms {
@@ -411,7 +411,7 @@ fn decode<'a>(
     received_at: f64,
     max_event_bytes: usize,
     max_features: usize,
-) -> Option<(Vec<ModelColumns>, Vec<Left>)> {
+) -> Option<(Vec<ModelColumns<'a>>, Vec<Left>)> {
     let mut decoder = BatchDecoder {
         received_at,
         max_features,
@@ -661,29 +661,5 @@ mod tests {
         assert_eq!(rfc3339("2023-02-29T00:00:00Z"), None);
         assert_eq!(rfc3339("2026-11-28 08:00:00Z"), None);
         assert_eq!(rfc3339("2026-11-28T08:00:00.1234567Z"), None);
-    }
-}
-
-#[cfg(test)]
-mod bench {
-    #[test]
-    #[ignore]
-    fn bench_decode() {
-        let body = std::fs::read("/tmp/b.ndjson").unwrap();
-        let started = std::time::Instant::now();
-        let rounds = 20;
-        let mut rows = 0;
-        for _ in 0..rounds {
-            let mut start = 0;
-            let lines = memchr::memchr_iter(b'\n', &body).chain([body.len()]).map(|end| {
-                let line = (start, &body[start..end]);
-                start = end + 1;
-                line
-            });
-            let lines = lines.enumerate().map(|(i, (s, l))| (i, s, l));
-            let (models, _) = super::decode(lines, 0.0, 1 << 20, 500).unwrap();
-            rows += models.iter().map(|m| m.rows).sum::<usize>();
-        }
-        eprintln!("{:.3} us/event", started.elapsed().as_secs_f64() * 1e6 / rows as f64);
     }
 }
