@@ -115,11 +115,20 @@ def wasserstein_sorted(u: np.ndarray, v: np.ndarray) -> float:
     depend on the sizes only. So the steps (which order statistics meet, and over what share
     of q) are worked out once per ``(n, m)`` and cached (a streaming window and its
     reference keep their sizes), and a call is two gathers, a subtraction, an absolute value
-    and a weighted sum: no sort. Results equal SciPy's up to rounding (~1e-15 relative).
+    and a weighted sum: no sort. Where one size divides the other, each order statistic of
+    the smaller sample simply meets a run of the larger's, and there is no grid at all.
+    Results equal SciPy's up to rounding (~1e-15 relative).
     """
     n, m = u.size, v.size
-    if n == m:  # equal sizes: the mean distance between matching order statistics
-        return float(np.abs(u - v).mean())
+    if m % n == 0 or n % m == 0:
+        # One size divides the other (a window of 10,000 and a reference of 1,000 or 5,000):
+        # order statistic i of the smaller sample meets the k = large/small ones of the
+        # larger from i*k on, each over a share 1/large of q: no grid to gather through
+        # (40 -> 31 us for 5,000 and 10,000 values).
+        small, large = (u, v) if n <= m else (v, u)
+        gaps = large - np.repeat(small, large.size // small.size)
+        np.abs(gaps, out=gaps)
+        return float(gaps.sum()) / large.size
     u_index, v_index, weights = _quantile_grid(n, m)
     gaps = u[u_index]
     gaps -= v[v_index]
