@@ -124,7 +124,7 @@ class CategoricalSummary:
     def from_values(cls, values: np.ndarray) -> "CategoricalSummary":
         return cls(*count_categories(values))
 
-    @property
+    @cached_property
     def n(self) -> int:
         return int(self.counts.sum())
 

@@ -32,10 +32,13 @@ FEW_NUMERICAL_VALUES = 5
 
 def distinct_values(ref: ColumnSummary, cur: ColumnSummary) -> int:
     """Distinct values over both samples, exact up to 5 and a lower bound above (all the
-    rule needs), so a continuous column costs no union of its values."""
+    rule needs), so a continuous column costs no union of its values, and no count of the
+    window's either when the reference's (counted once) is above 5 already."""
     if isinstance(ref, NumericalSummary):
-        if max(ref.n_distinct, cur.n_distinct) > FEW_NUMERICAL_VALUES:
-            return max(ref.n_distinct, cur.n_distinct)
+        if ref.n_distinct > FEW_NUMERICAL_VALUES:
+            return ref.n_distinct
+        if cur.n_distinct > FEW_NUMERICAL_VALUES:
+            return cur.n_distinct
         return int(np.union1d(ref.distinct_counts()[0], cur.distinct_counts()[0]).size)
     assert isinstance(cur, CategoricalSummary)
     return len(set(ref.categories).union(cur.categories))
