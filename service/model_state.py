@@ -242,8 +242,9 @@ class ModelState:
                 return []
         columns = self._encode_features(batch.features, start)
         rest = predictions[start:] if start else predictions
-        columns[PREDICTION] = self.prediction_feature.encode(rest, self.limits.max_categories) \
-            if self.task != "regression" else np.array(rest, dtype=np.float64)
+        # Regression: as in a numerical feature, a prediction that is not a number is missing.
+        prediction_feature = self.prediction_feature if self.task != "regression" else Feature("numerical")
+        columns[PREDICTION] = prediction_feature.encode(rest, self.limits.max_categories)
         columns[SCORE] = scores[start:]
         columns["__timestamp__"] = timestamps[start:]
         # Appended a step at a time, so that a window is evaluated every `step` predictions

@@ -73,3 +73,16 @@ def test_a_first_n_reference_gathered_over_several_batches_has_each_prediction_o
         engine, _ = feed(batch_size)
         predictions = engine.models["m"].prediction_reference.columns["prediction"]
         assert (int(predictions.counts.sum()), predictions.n_missing) == (200, 0), batch_size
+
+
+def test_a_string_predicted_by_a_regression_model_counts_as_missing():
+    engine = Engine(SETTINGS)
+    lines = [orjson.dumps({"kind": "prediction", "model": "r", "features": {"x": i}, "prediction": i + 0.5})
+             for i in range(200)]
+    engine.process(engine.validator.decode_lines(lines, received_at=0.0))
+    odd = [orjson.dumps({"kind": "prediction", "model": "r", "features": {"x": 1}, "prediction": p})
+           for p in ("cat", 2.5, True)]
+    engine.process(engine.validator.decode_lines(odd, received_at=0.0))
+    state = engine.models["r"]
+    assert state.task == "regression"
+    np.testing.assert_array_equal(state.window.column("prediction")[-3:], [np.nan, 2.5, 1.0])
