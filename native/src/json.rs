@@ -63,9 +63,7 @@ impl<'a> Reader<'a> {
     pub fn object(&mut self, mut member: impl FnMut(&mut Self, Cow<'a, str>) -> Option<()>) -> Option<()> {
         self.ws();
         self.eat(b'{')?;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.pos += 1;
+        if self.closed(b'}')? {
             return Some(());
         }
         loop {
@@ -74,15 +72,30 @@ impl<'a> Reader<'a> {
             self.ws();
             self.eat(b':')?;
             member(self, key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => self.pos += 1,
-                b'}' => {
-                    self.pos += 1;
-                    return Some(());
-                }
-                _ => return None,
+            if self.separated(b'}')? {
+                return Some(());
             }
+        }
+    }
+
+    /// Right after an opening bracket: is it closed at once?
+    fn closed(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let at_close = self.peek()? == close;
+        if at_close {
+            self.pos += 1;
+        }
+        Some(at_close)
+    }
+
+    /// After a member or element: `,` (false: another follows) or the closing bracket (true).
+    fn separated(&mut self, close: u8) -> Option<bool> {
+        self.ws();
+        let byte = self.peek()?;
+        self.pos += 1;
+        match byte {
+            b',' => Some(false),
+            _ => (byte == close).then_some(true),
         }
     }
 
@@ -114,21 +127,13 @@ impl<'a> Reader<'a> {
             b'{' => self.object(|reader, _| reader.skip(depth + 1)),
             b'[' => {
                 self.pos += 1;
-                self.ws();
-                if self.peek()? == b']' {
-                    self.pos += 1;
+                if self.closed(b']')? {
                     return Some(());
                 }
                 loop {
                     self.skip(depth + 1)?;
-                    self.ws();
-                    match self.peek()? {
-                        b',' => self.pos += 1,
-                        b']' => {
-                            self.pos += 1;
-                            return Some(());
-                        }
-                        _ => return None,
+                    if self.separated(b']')? {
+                        return Some(());
                     }
                 }
             }
