@@ -229,15 +229,7 @@ class Validator:
             columns = self.native.decode_records(values, received_at, self.max_event_bytes, self.max_features)
             if columns is not None:
                 return self._from_native(columns, lambda index, _, __: values[index], received_at)
-        if values and all(v and len(v) <= self.max_event_bytes for v in values):
-            try:
-                # One decode of the joined batch: ~2x faster than one call per record.
-                events = _BATCH.decode(b"[" + b",".join(values) + b"]")
-                if len(events) == len(values):
-                    return self._finish(events, received_at)
-            except DECODE_ERRORS:
-                pass
-        return self._one_by_one(values, received_at)
+        return self._records(values, received_at)
 
     def validate(self, objects: list[Any], received_at: float | None = None) -> Decoded:
         """Already-parsed JSON values (dicts), e.g. built by an adapter, checked and converted."""
@@ -265,8 +257,22 @@ class Validator:
         batches, left = columns
         out = Decoded(batches=[PredictionBatch.from_native(*batch) for batch in batches])
         if left:
-            self._one_by_one([event_bytes(*where) for where in left], received_at, out, [index for index, _, _ in left])
+            self._records([event_bytes(*where) for where in left], received_at, out, [index for index, _, _ in left])
         return out
+
+    def _records(self, values: list[bytes | None], received_at: float, out: Decoded | None = None,
+                 at: list[int] | None = None) -> Decoded:
+        """Values of one event each, by msgspec: in one call for the joined batch (~2x faster
+        than one call per value), or one at a time when that fails, to reject just the bad
+        ones. ``at`` as for :meth:`_one_by_one`."""
+        if values and all(v and len(v) <= self.max_event_bytes for v in values):
+            try:
+                events = _BATCH.decode(b"[" + b",".join(values) + b"]")
+                if len(events) == len(values):
+                    return self._finish(events, received_at, out, at)
+            except DECODE_ERRORS:
+                pass
+        return self._one_by_one(values, received_at, out, at)
 
     def _one_by_one(self, values: list[bytes | None], received_at: float, out: Decoded | None = None,
                     at: list[int] | None = None) -> Decoded:
