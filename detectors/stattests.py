@@ -188,10 +188,22 @@ _KS_PVALUES_MAX = 65_536
 
 
 def ks_statistic(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
-    """The two-sided KS statistic with SciPy's own arithmetic (so it is bit-identical)."""
+    """The two-sided KS statistic with ``scipy.stats.ks_2samp``'s arithmetic: the largest
+    ``i/n1 - j/n2`` either way, i and j counting each sample's values <= x, for x over both
+    samples (bit-identical to it).
+
+    SciPy finds i and j by two binary searches per value. Both samples are sorted already,
+    so here one stable merge of the two runs (timsort: linear) and a running count give
+    them, taken at the last of each run of equal values: 110 -> 74 us for 1,000 and 1,000
+    values, 507 -> 241 us for 1,000 and 10,000.
+    """
+    n1, n2 = ref_sorted.size, cur_sorted.size
     data_all = np.concatenate([ref_sorted, cur_sorted])
-    cddiffs = (np.searchsorted(ref_sorted, data_all, side="right") / ref_sorted.size
-               - np.searchsorted(cur_sorted, data_all, side="right") / cur_sorted.size)
+    order = np.argsort(data_all, kind="stable")
+    merged = data_all[order]
+    last = np.flatnonzero(np.append(merged[1:] != merged[:-1], True))
+    ref_counts = np.cumsum(order < n1)[last]
+    cddiffs = ref_counts / n1 - (last + 1 - ref_counts) / n2
     return float(max(np.clip(-cddiffs.min(), 0, 1), cddiffs.max()))
 
 

@@ -10,7 +10,7 @@ import pytest
 from scipy import stats
 
 from detectors import METHODS, ReferenceProfile, drift_report
-from detectors.stattests import histogram_sorted, sturges_edges, wasserstein_sorted
+from detectors.stattests import histogram_sorted, ks_statistic, sturges_edges, wasserstein_sorted
 
 
 @pytest.mark.parametrize("method", ["auto", "jensenshannon", "psi", "hellinger", "kl_div", "ks", "wasserstein"])
@@ -163,3 +163,16 @@ def test_profiles_work_in_a_forked_child():
     with multiprocessing.get_context("fork").Pool(1) as pool:
         report = pool.apply(profile.compare, ({"x": np.arange(100.0) + 1},))
     assert report.features["x"].method == "ks"
+
+
+@pytest.mark.parametrize("values", ["continuous", "rounded", "few"])
+def test_ks_statistic_is_scipys_arithmetic_bit_for_bit(values):
+    rng = np.random.default_rng(len(values))
+    for _ in range(300):
+        n, m = rng.integers(1, 400, 2)
+        draw = {"continuous": lambda size: rng.normal(size=size), "rounded": lambda size: rng.normal(size=size).round(1),
+                "few": lambda size: rng.integers(0, 4, size).astype(float)}[values]
+        u, v = np.sort(draw(n)), np.sort(draw(m) + rng.choice([0.0, 0.5]))
+        data_all = np.concatenate([u, v])  # scipy.stats.ks_2samp's own lines
+        cddiffs = np.searchsorted(u, data_all, side="right") / n - np.searchsorted(v, data_all, side="right") / m
+        assert ks_statistic(u, v) == max(np.clip(-cddiffs.min(), 0, 1), cddiffs.max())
