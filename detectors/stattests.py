@@ -20,6 +20,7 @@ A test is called as ``METHODS[name].score(reference, current, column_type)``; it
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 from dataclasses import dataclass
 from typing import Callable
@@ -185,6 +186,10 @@ _cached_quantile_grid = functools.lru_cache(maxsize=16)(_build_quantile_grid)
 # statistic takes few distinct values (multiples of 1/lcm(n, m)), so most checks hit.
 _KS_PVALUES: dict[tuple[int, int, float], float] = {}
 _KS_PVALUES_MAX = 65_536
+# ks_2samp without its decorators (axis and NaN handling, renamed arguments): ~0.5 ms a call
+# of argument inspection, as long as the exact p-value of two 1,000-value samples itself.
+# The samples here are 1-D, sorted and finite; tests compare the two on random samples.
+_KS_2SAMP = inspect.unwrap(stats.ks_2samp)
 
 
 def ks_statistic(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
@@ -194,24 +199,28 @@ def ks_statistic(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
 
     SciPy finds i and j by two binary searches per value. Both samples are sorted already,
     so here one stable merge of the two runs (timsort: linear) and a running count give
-    them, taken at the last of each run of equal values: 110 -> 74 us for 1,000 and 1,000
-    values, 507 -> 241 us for 1,000 and 10,000.
+    them, taken at the last of each run of equal values (where there are ties): 110 -> 62 us
+    for 1,000 and 1,000 values, 480 -> 191 us for 1,000 and 10,000.
     """
     n1, n2 = ref_sorted.size, cur_sorted.size
     data_all = np.concatenate([ref_sorted, cur_sorted])
     order = np.argsort(data_all, kind="stable")
     merged = data_all[order]
-    last = np.flatnonzero(np.append(merged[1:] != merged[:-1], True))
-    ref_counts = np.cumsum(order < n1)[last]
-    cddiffs = ref_counts / n1 - (last + 1 - ref_counts) / n2
-    return float(max(np.clip(-cddiffs.min(), 0, 1), cddiffs.max()))
+    ref_counts = np.cumsum(order < n1)
+    all_counts = np.arange(1, n1 + n2 + 1)
+    distinct = merged[1:] != merged[:-1]
+    if not distinct.all():  # ties: the counts after the last of each run of equal values
+        last = np.flatnonzero(np.concatenate((distinct, [True])))
+        ref_counts, all_counts = ref_counts[last], last + 1
+    cddiffs = ref_counts / n1 - (all_counts - ref_counts) / n2
+    return float(max(-cddiffs.min(), 0.0, cddiffs.max()))  # SciPy's clip to [0, 1], never above 1
 
 
 def ks_pvalue(ref: NumericalSummary, cur: NumericalSummary, column_type: str) -> float:
     key = (ref.n, cur.n, ks_statistic(ref.sorted_values, cur.sorted_values))
     pvalue = _KS_PVALUES.get(key)
     if pvalue is None:
-        pvalue = float(stats.ks_2samp(ref.sorted_values, cur.sorted_values).pvalue)
+        pvalue = float(_KS_2SAMP(ref.sorted_values, cur.sorted_values).pvalue)
         if len(_KS_PVALUES) >= _KS_PVALUES_MAX:
             _KS_PVALUES.clear()
         _KS_PVALUES[key] = pvalue

@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from detectors import METHODS, ReferenceProfile, drift_report
-from detectors.stattests import histogram_sorted, ks_statistic, sturges_edges, wasserstein_sorted
+from detectors.profile import NumericalSummary
+from detectors.stattests import histogram_sorted, ks_pvalue, ks_statistic, sturges_edges, wasserstein_sorted
 
 
 @pytest.mark.parametrize("method", ["auto", "jensenshannon", "psi", "hellinger", "kl_div", "ks", "wasserstein"])
@@ -176,3 +177,11 @@ def test_ks_statistic_is_scipys_arithmetic_bit_for_bit(values):
         data_all = np.concatenate([u, v])  # scipy.stats.ks_2samp's own lines
         cddiffs = np.searchsorted(u, data_all, side="right") / n - np.searchsorted(v, data_all, side="right") / m
         assert ks_statistic(u, v) == max(np.clip(-cddiffs.min(), 0, 1), cddiffs.max())
+
+
+@pytest.mark.parametrize("n,m", [(1000, 1000), (40, 90), (300, 1000), (7, 3)])
+def test_ks_pvalue_is_scipys_public_ks_2samp(n, m):
+    rng = np.random.default_rng(n * m)
+    for shift, digits in ((0.0, 1), (0.2, 3), (0.5, 12)):
+        u, v = np.sort(rng.normal(size=n).round(digits)), np.sort(rng.normal(shift, size=m).round(digits))
+        assert ks_pvalue(NumericalSummary(u), NumericalSummary(v), "numerical") == stats.ks_2samp(u, v).pvalue
