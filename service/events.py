@@ -203,7 +203,7 @@ class Validator:
                 document = lenient_document(stripped)
                 if isinstance(document, list):  # an array only json reads: NaN/Infinity inside
                     return self.validate(document, received_at)
-        if self.native is not None:
+        if self.native is not None and type(stripped) is bytes:  # it reads bytes, not bytearrays
             columns = self.native.decode_ndjson(stripped, received_at, self.max_event_bytes, self.max_features)
             if columns is not None:
                 return self._from_native(columns, lambda _, start, end: stripped[start:end], received_at)

@@ -143,3 +143,11 @@ def test_anything_unusual_gives_the_whole_batch_back(line):
     body = b"\n".join([good, line, good])
     assert Validator().native.decode_ndjson(body, NOW, 1 << 20, 500) is None
     decode_both("decode_body", body, NOW)
+
+
+def test_a_bytearray_body_and_records_are_read_as_bytes_are():
+    lines = [orjson.dumps({"kind": "prediction", "model": "m", "features": {"x": 1.5}}),
+             orjson.dumps({"kind": "label", "model": "m", "id": "a", "label": 1})]
+    expected = canonical(Validator(native=False).decode_body(b"\n".join(lines), NOW))
+    assert canonical(Validator().decode_body(bytearray(b"\n".join(lines)), NOW)) == expected
+    assert canonical(Validator().decode_records([bytearray(line) for line in lines], NOW)) == expected
