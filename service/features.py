@@ -221,8 +221,7 @@ class RowFeatures:
             except (KeyError, msgspec.ValidationError):
                 pass
         dicts = as_dicts(rows)
-        return np.array([[None if type(v) is str else v for v in (row.get(name) for row in dicts)] for name in names],
-                        dtype=np.float64)
+        return np.array([as_numbers([row.get(name) for row in dicts]) for name in names])
 
     def codes(self, name: str, vocabulary: dict, start: int) -> None:
         return None
@@ -236,6 +235,14 @@ class RowFeatures:
             except KeyError:
                 pass
         return [row.get(name) for row in as_dicts(rows)]
+
+
+def as_numbers(values: list) -> np.ndarray:
+    """A numerical feature's JSON values as float64: booleans as 1/0, None as NaN, and a
+    string, a type mismatch where the reference had numbers, counted missing (NaN) too."""
+    if str in set(map(type, values)):
+        values = [None if type(v) is str else v for v in values]
+    return np.array(values, dtype=np.float64)
 
 
 def _getter(rows: list, names: list[str]) -> tuple[Callable[[Any], Any] | None, bool]:

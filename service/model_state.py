@@ -25,7 +25,7 @@ from detectors import (ADWIN, DDM, CategoricalSummary, DriftReport, FeatureDrift
                        ReferenceProfile)
 from service.config import LimitsConfig, ModelConfig
 from service.events import Label, PredictionBatch
-from service.features import FeatureColumns
+from service.features import FeatureColumns, as_numbers
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
 from service.window import RingColumns, category_counts
 
@@ -69,10 +69,7 @@ class Feature:
     def encode(self, values: list, max_categories: int) -> np.ndarray:
         """Raw JSON values -> float64 (numbers) or codes (categories), NaN = missing/mismatch."""
         if self.kind == "numerical":
-            if str in set(map(type, values)):
-                # A string where the reference had numbers is a type mismatch: count it missing.
-                values = [None if type(v) is str else v for v in values]
-            return np.array(values, dtype=np.float64)
+            return as_numbers(values)
         get = self.vocab.get
         codes = list(map(get, values))
         if None in codes:
@@ -243,8 +240,8 @@ class ModelState:
         columns = self._encode_features(batch.features, start)
         rest = predictions[start:] if start else predictions
         # Regression: as in a numerical feature, a prediction that is not a number is missing.
-        prediction_feature = self.prediction_feature if self.task != "regression" else Feature("numerical")
-        columns[PREDICTION] = prediction_feature.encode(rest, self.limits.max_categories)
+        columns[PREDICTION] = as_numbers(rest) if self.task == "regression" \
+            else self.prediction_feature.encode(rest, self.limits.max_categories)
         columns[SCORE] = scores[start:]
         columns["__timestamp__"] = timestamps[start:]
         # Appended a step at a time, so that a window is evaluated every `step` predictions
