@@ -569,8 +569,7 @@ fn to_python<'py>(py: Python<'py>, models: Vec<ModelColumns>, left: Vec<Left>) -
         let ids = PyList::new(py, m.ids.iter().map(|id| id.as_deref()))?;
         let predictions =
             m.predictions.iter().map(|cell| cell.to_python(py, &m.prediction_strings)).collect::<PyResult<Vec<_>>>()?;
-        let index = m.columns.iter().enumerate().map(|(i, c)| (c.name.clone(), i)).collect();
-        let features = NativeFeatures { rows: m.rows, columns: m.columns, index };
+        let features = NativeFeatures { rows: m.rows, columns: m.columns, index: m.column_index };
         let batch = (
             m.model,
             f64_bytes(py, &m.timestamps),
