@@ -17,9 +17,9 @@ msgspec decodes *and* type-checks a whole batch in C, faster than orjson alone p
 checks. A prediction's ``features`` object is kept as raw JSON in that pass and decoded
 afterwards a model at a time by :class:`~service.features.FeatureDecoder`, into a dict or
 a struct typed for the model. Only when a batch fails is it decoded again event by event,
-to reject just the bad ones with a reason. msgspec refuses ``NaN``, ``Infinity`` and out-of-range numbers, which
-the standard library accepts; an event only the latter can read is rejected as
-``non_finite`` rather than ``invalid_json``.
+to reject just the bad ones with a reason. msgspec refuses ``NaN``, ``Infinity`` and
+out-of-range numbers, which the standard library accepts; an event only the latter can read
+is rejected as ``non_finite`` rather than ``invalid_json``.
 """
 
 from __future__ import annotations
