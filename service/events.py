@@ -173,6 +173,14 @@ class Decoded:
                                for model, events in group_by_model(self.predictions).items()]
 
 
+def _array_elements(body: bytes) -> list[bytes] | None:
+    """The raw elements of a JSON array, or None where ``body`` is not one (a syntax error)."""
+    try:
+        return [bytes(raw) for raw in _ELEMENTS.decode(body)]
+    except DECODE_ERRORS:
+        return None
+
+
 class Validator:
     """Decodes and checks batches of events; holds its limits and the model names seen valid."""
 
@@ -194,12 +202,13 @@ class Validator:
         if stripped[:1] == b"[":
             try:
                 return self._finish(_BATCH.decode(stripped), received_at)
-            except (msgspec.ValidationError, UnicodeDecodeError):  # an array: check its elements one by one
-                try:
-                    return self._one_by_one([bytes(raw) for raw in _ELEMENTS.decode(stripped)], received_at)
-                except msgspec.DecodeError:
-                    pass  # not an array after all (bad UTF-8 came before a syntax error)
-            except msgspec.DecodeError:
+            except DECODE_ERRORS:
+                # Whatever failed (a bad element, or a string that is not UTF-8: msgspec raises
+                # UnicodeDecodeError before 0.19 and DecodeError since), an array whose
+                # elements can be delimited is checked element by element.
+                elements = _array_elements(stripped)
+                if elements is not None:
+                    return self._one_by_one(elements, received_at)
                 document = lenient_document(stripped)
                 if isinstance(document, list):  # an array only json reads: NaN/Infinity inside
                     return self.validate(document, received_at)

@@ -265,8 +265,12 @@ def _joined(raws: list) -> bytes:
 def _reason(raw: bytes, exc: Exception) -> tuple[str, str]:
     """Why a ``features`` value is not an object of scalars: non_finite, invalid_type, or
     invalid_json where a string in it is not UTF-8."""
-    if isinstance(exc, UnicodeDecodeError):
-        return "invalid_json", f"features: {exc}"
+    # Checked on the bytes: msgspec raises UnicodeDecodeError for bad UTF-8 before 0.19 and
+    # a plain DecodeError since.
+    try:
+        bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as bad_utf8:
+        return "invalid_json", f"features: {bad_utf8}"
     document = lenient_document(bytes(raw))
     where = None if document is None else non_finite_path(document, "features")
     if where is not None:
