@@ -32,11 +32,12 @@ RUN apt-get update \
 WORKDIR /src
 # Runtime dependencies first (read from pyproject.toml's [project] dependencies, no
 # extras), in their own layer, so that source edits do not reinstall them.
-COPY pyproject.toml ./
+# Pinned to the tested versions of constraints.txt.
+COPY pyproject.toml constraints.txt ./
 RUN python -m venv /opt/driftline \
  && /opt/driftline/bin/pip install --upgrade "pip>=24" "setuptools>=68" wheel \
  && python -c "import tomllib; print('\n'.join(tomllib.load(open('pyproject.toml', 'rb'))['project']['dependencies']))" > /tmp/runtime-requirements.txt \
- && /opt/driftline/bin/pip install -r /tmp/runtime-requirements.txt
+ && /opt/driftline/bin/pip install -c constraints.txt -r /tmp/runtime-requirements.txt
 COPY . .
 RUN /opt/driftline/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/driftline/bin/pip install /wheels/driftline-*.whl \

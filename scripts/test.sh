@@ -12,11 +12,16 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 # rustup's cargo, where the login shell that puts it on PATH did not run.
 [[ -d "$HOME/.cargo/bin" ]] && PATH="$HOME/.cargo/bin:$PATH"
 
-if [[ ! -x .venv/bin/python ]]; then
-  python3 -m venv .venv
+# Python packages at the tested versions of constraints.txt; DRIFTLINE_LATEST=1 instead
+# installs the newest versions pyproject.toml allows into .venv-latest, to try a refresh
+# (scripts/refresh-constraints.sh) before making it.
+venv=.venv pins=(-c constraints.txt)
+if [[ "${DRIFTLINE_LATEST:-}" == 1 ]]; then
+  venv=.venv-latest pins=(--upgrade --upgrade-strategy eager)
 fi
-.venv/bin/python -m pip install --quiet --upgrade pip
-.venv/bin/python -m pip install --quiet -e '.[test]'
+[[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
+"$venv/bin/python" -m pip install --quiet --upgrade pip
+"$venv/bin/python" -m pip install --quiet "${pins[@]}" -e '.[test]'
 cargo test --quiet --release --manifest-path native/Cargo.toml
 # The native decoder is optional for users (pip installs without it where there is no Rust);
 # here its absence fails the tests that compare it with the Python decoder.
@@ -36,6 +41,8 @@ if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet prometheu
 fi
 
 scripts/kafka.sh fetch
-export HELM="$(scripts/install-helm.sh)"
+# Assigned apart from `export`, which would swallow a failed build's exit status.
+HELM="$(scripts/install-helm.sh)"
+export HELM
 
-exec .venv/bin/python -m pytest "$@"
+exec "$venv/bin/python" -m pytest "$@"

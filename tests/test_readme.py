@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
@@ -34,7 +35,8 @@ def test_the_curl_example_is_accepted(live_server):
 
 def test_the_quick_start_commands_are_the_ones_tested():
     sh = blocks("sh")
-    assert "python3 -m venv .venv && .venv/bin/pip install -e . && .venv/bin/driftline serve" in sh[0]
+    assert ("python3 -m venv .venv && .venv/bin/pip install -c constraints.txt -e . && .venv/bin/driftline serve"
+            in sh[0])
     assert sh[1].strip() == "scripts/test.sh"  # .ci/run runs exactly this
     assert "scripts/test.sh" in (Path(__file__).resolve().parents[1] / ".ci" / "run").read_text()
 
@@ -45,3 +47,25 @@ def test_the_demo_shows_drift_and_the_signed_retraining_request():
     assert result.returncode == 0, result.stderr
     assert "DRIFT INJECTED" in result.stdout and "YES" in result.stdout
     assert "retraining request received (signature verified): model=fraud" in result.stdout
+
+
+def test_every_install_uses_the_tested_pins_and_they_satisfy_pyproject():
+    from packaging.requirements import Requirement
+    from packaging.utils import canonicalize_name
+
+    root = Path(__file__).resolve().parents[1]
+    assert "-c constraints.txt" in blocks("sh")[0]
+    assert '"${pins[@]}" -e' in (root / "scripts" / "test.sh").read_text()
+    assert "pins=(-c constraints.txt)" in (root / "scripts" / "test.sh").read_text()
+    assert "pip install -c constraints.txt -r" in (root / "Dockerfile").read_text()
+    pins = {}
+    for line in (root / "constraints.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split("==")
+            pins[canonicalize_name(name)] = version
+    project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
+    wanted = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
+    for requirement in map(Requirement, wanted):
+        name = canonicalize_name(requirement.name)
+        assert name in pins, f"{name} is not pinned in constraints.txt"
+        assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
