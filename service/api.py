@@ -71,7 +71,12 @@ def _bearer(request: Request) -> str | None:
 
 
 def _check(presented: str | None, *accepted: str | None) -> bool:
-    return presented is not None and any(t is not None and hmac.compare_digest(presented, t) for t in accepted)
+    # Compared as bytes (compare_digest refuses non-ASCII str): the header's own bytes, which
+    # Starlette decoded as latin-1, against the configured token's UTF-8.
+    if presented is None:
+        return False
+    raw = presented.encode("latin-1")
+    return any(t is not None and hmac.compare_digest(raw, t.encode()) for t in accepted)
 
 
 def require_admin(request: Request) -> None:

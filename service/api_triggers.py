@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from service.api import read_limited_body, require_admin, runtime_of
 from service.events import MODEL_NAME
@@ -18,6 +18,27 @@ from service.triggers import TriggerManager
 class RetrainRequest(BaseModel):
     note: str | None = Field(None, max_length=2000, description="free text carried in evidence.note")
     model_version: str | None = Field(None, max_length=128, description="default: the last version seen")
+
+
+class AlertmanagerAlert(BaseModel):
+    """The fields of an alert in Alertmanager's webhook payload that driftline reads."""
+
+    status: str | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    annotations: dict[str, str] = Field(default_factory=dict)
+    startsAt: str | None = None
+    generatorURL: str | None = None
+    fingerprint: str | None = None
+
+
+_ALERTS = TypeAdapter(list[AlertmanagerAlert])
+_STATUS = TypeAdapter(str | None)
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+    return f"alerts{where}: {error['msg']}" if where.startswith("[") else f"status: {error['msg']}"
 
 
 def create_router(manager: TriggerManager) -> APIRouter:
@@ -65,6 +86,14 @@ def create_router(manager: TriggerManager) -> APIRouter:
         version = str(payload.get("version", "4"))
         if version != "4":
             raise HTTPException(422, f"Alertmanager webhook payload version {version} is not supported (4 is)")
+        limit = runtime.settings.alertmanager.max_alerts
+        if len(payload.get("alerts") or []) > limit:
+            raise HTTPException(413, f"{len(payload['alerts'])} alerts exceed alertmanager.max_alerts={limit}")
+        try:
+            _ALERTS.validate_python(payload.get("alerts") or [])
+            _STATUS.validate_python(payload.get("status"))
+        except ValidationError as exc:
+            raise HTTPException(422, f"not an Alertmanager webhook payload: {_first_error(exc)}") from None
         return await run_in_threadpool(manager.alertmanager, payload)
 
     @router.get("/v1/triggers")

@@ -257,6 +257,8 @@ class AlertmanagerConfig(Strict):
     model_label: str = "model"
     # Alerts remembered for deduplication (by fingerprint and startsAt).
     dedup_size: int = Field(10000, ge=10)
+    # Alerts in one notification; a larger one is refused (413).
+    max_alerts: int = Field(1000, ge=1)
 
 
 class Settings(Strict):

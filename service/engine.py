@@ -119,6 +119,12 @@ class Engine:
                     log.exception("listener failed on %s evaluation of %s", evaluation.kind, evaluation.model)
         return evaluations
 
+    def admit(self, model: str) -> bool:
+        """Whether the model is tracked, or can be within ``limits.max_models`` (which it then
+        counts against): for names from outside events, such as alerts' model labels."""
+        with self.lock:
+            return model in self.models or self.model_names.admit(model) != OTHER
+
     def _state(self, model: str) -> ModelState | None:
         """The model's state, created on first sight; None when over ``limits.max_models``."""
         state = self.models.get(model)

@@ -150,11 +150,17 @@ class ModelState:
             series = frame[name]
             numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
             values = series.astype(object).where(series.notna(), None).tolist()
+            if not numeric:
+                values = _scalars(name, values)
             features[str(name)] = Feature("numerical" if numeric else "categorical")
             columns[str(name)] = values
-        predictions = frame[PREDICTION].astype(object).where(frame[PREDICTION].notna(), None).tolist() \
-            if PREDICTION in frame.columns else []
-        scores = frame[SCORE].tolist() if SCORE in frame.columns else []
+        predictions = _scalars(PREDICTION, frame[PREDICTION].astype(object).where(frame[PREDICTION].notna(), None)
+                               .tolist()) if PREDICTION in frame.columns else []
+        scores = []
+        if SCORE in frame.columns:
+            if not pd.api.types.is_numeric_dtype(frame[SCORE]) and frame[SCORE].notna().any():
+                raise ValueError(f"reference column {SCORE!r} must hold numbers")
+            scores = frame[SCORE].tolist()
         if predictions and self.task is None:
             self.task = infer_task(predictions)
         self._build_reference(features, columns, predictions, scores, len(frame), source)
@@ -488,6 +494,21 @@ class ModelState:
         since, evaluations = self.since_evaluation, self.evaluations
         self.evaluate()
         self.since_evaluation, self.evaluations = since, evaluations
+
+
+_JSON_SCALARS = {str, int, float, bool, type(None)}
+_NESTED = (dict, list, tuple, set, np.ndarray)
+
+
+def _scalars(column: Any, values: list) -> list:
+    """A reference column's values as JSON scalars, as events carry them: nested values
+    (objects, arrays) are refused; other types (dates, decimals, bytes) become strings."""
+    if set(map(type, values)) <= _JSON_SCALARS:
+        return values
+    if any(isinstance(value, _NESTED) for value in values):
+        raise ValueError(f"reference column {str(column)!r} holds nested values (objects or arrays); "
+                         "a column holds numbers, strings, booleans or nulls")
+    return [value if type(value) in _JSON_SCALARS else str(value) for value in values]
 
 
 def _number(value: Any) -> float:

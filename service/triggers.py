@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from service.config import Settings, TriggersConfig
+from service.events import MODEL_NAME
 from service.model_state import Evaluation, ModelState
 from service.webhooks import Dispatcher, Outbox, now_payload, rfc3339
 
@@ -263,7 +264,8 @@ class TriggerManager:
         return self.raise_trigger(model, "manual", extra=extra, model_version=model_version, bypass_cooldown=True)
 
     def alertmanager(self, body: dict) -> dict:
-        """An Alertmanager webhook (payload version 4) -> triggers for firing, labelled alerts."""
+        """An Alertmanager webhook (payload version 4, its shape checked by the route) -> triggers
+        for firing, labelled alerts of valid model names within ``limits.max_models``."""
         config = self.settings.alertmanager
         triggered, ignored = [], []
         for alert in body.get("alerts") or []:
@@ -283,6 +285,14 @@ class TriggerManager:
             model = labels.get(config.model_label)
             if not model:
                 ignored.append({"fingerprint": fingerprint, "alertname": name, "why": f"no {config.model_label} label"})
+                continue
+            if not MODEL_NAME.fullmatch(model):
+                ignored.append({"fingerprint": fingerprint, "alertname": name,
+                                "why": f"{config.model_label} label is not a model name ([A-Za-z0-9_.:-]{{1,128}})"})
+                continue
+            if not self.engine.admit(model):
+                ignored.append({"fingerprint": fingerprint, "alertname": name,
+                                "why": f"limits.max_models={self.settings.limits.max_models} models are tracked already"})
                 continue
             with self._lock:
                 if key is not None and key in self._alerts_seen:

@@ -1,0 +1,111 @@
+"""Hostile or malformed input at every edge: a 4xx or a counted rejection with a reason, never
+a 500, and memory bounded by bytes as well as by counts."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.test_triggers import alert, webhook
+
+TOKEN = "t0ken"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+# -- references -------------------------------------------------------------------------
+
+
+def test_a_reference_with_nested_values_is_a_422_naming_the_column(live_server):
+    server = live_server()
+    body = b'{"a": {"x": 1}, "b": 1.5}\n{"a": {"x": 2}, "b": 2.5}\n'
+    response = server.client.put("/v1/models/m/reference", content=body)
+    assert response.status_code == 422, response.text
+    assert "'a'" in response.json()["detail"] and "nested" in response.json()["detail"]
+    lists = server.client.put("/v1/models/m/reference", content=b'{"a": [1, 2]}\n{"a": [3]}\n')
+    assert lists.status_code == 422 and "'a'" in lists.json()["detail"]
+
+
+# -- authentication ---------------------------------------------------------------------
+
+
+def test_a_non_ascii_bearer_token_is_a_401(live_server):
+    server = live_server(environ={"DRIFTLINE_TOKEN": TOKEN, "DRIFTLINE_INGEST_TOKEN": "ingest"})
+    for token in ("tökén".encode(), "日本".encode(), b"\xff\xfe"):
+        headers = [(b"authorization", b"Bearer " + token)]
+        assert server.client.put("/v1/models/m/reference", content=b"a\n1\n", headers=headers).status_code == 401
+        assert server.client.post("/v1/events", content=b"{}", headers=headers).status_code == 401
+
+
+def test_a_non_ascii_configured_token_matches_its_utf8_bytes(live_server):
+    server = live_server(environ={"DRIFTLINE_TOKEN": "gehéim"})
+    headers = [(b"authorization", "Bearer gehéim".encode())]
+    assert server.client.put("/v1/models/m/reference", content=b"a\n1\n2\n", headers=headers).status_code == 200
+    latin1 = [(b"authorization", "Bearer gehéim".encode("latin-1"))]
+    assert server.client.put("/v1/models/m/reference", content=b"a\n1\n2\n", headers=latin1).status_code == 401
+
+
+# -- Alertmanager -----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("broken", [
+    {"labels": "oops"},
+    {"labels": {"alertname": "A", "driftline_action": "retrain", "model": {"x": 1}}},
+    {"labels": {"alertname": "A", "driftline_action": "retrain", "model": ["m"]}},
+    {"labels": {"alertname": "A", "driftline_action": "retrain", "model": 7}},
+    {"annotations": ["a"]},
+    {"status": {"firing": True}},
+    {"fingerprint": ["f"]},
+])
+def test_malformed_alertmanager_bodies_are_422(live_server, broken):
+    server = live_server()
+    response = server.client.post("/v1/alertmanager", json=webhook({**alert("f1"), **broken}))
+    assert response.status_code == 422, response.text
+    assert response.json()["detail"]
+    assert server.client.post("/v1/alertmanager", json=webhook("not an alert")).status_code == 422
+    assert server.client.post("/v1/alertmanager", json={"alerts": "nope"}).status_code == 422
+    assert server.client.get("/v1/triggers").json()["triggers"] == []
+
+
+def test_alertmanager_model_label_must_be_a_model_name(live_server):
+    server = live_server()
+    body = server.client.post("/v1/alertmanager", json=webhook(
+        alert("f1", model="bad name"), alert("f2", model="x" * 129), alert("f3", model="ok"))).json()
+    assert [t["model"] for t in body["triggered"]] == ["ok"]
+    assert [i["why"] for i in body["ignored"]] == ["model label is not a model name ([A-Za-z0-9_.:-]{1,128})"] * 2
+    assert all(t["model"] == "ok" for t in server.client.get("/v1/triggers").json()["triggers"])
+
+
+def test_alertmanager_honours_max_models_and_bounds_alerts_per_request(live_server):
+    server = live_server({"limits": {"max_models": 3}, "alertmanager": {"max_alerts": 10},
+                          "models": {"default": {"triggers": {"cooldown": 0}}}})
+    body = server.client.post("/v1/alertmanager", json=webhook(*(alert(f"f{i}", model=f"m{i}") for i in range(5))))
+    assert body.status_code == 200
+    assert [t["model"] for t in body.json()["triggered"]] == ["m0", "m1", "m2"]
+    assert [i["why"] for i in body.json()["ignored"]] == ["limits.max_models=3 models are tracked already"] * 2
+    # The models already tracked still take alerts.
+    again = server.client.post("/v1/alertmanager", json=webhook(alert("g0", model="m0"))).json()
+    assert [t["model"] for t in again["triggered"]] == ["m0"]
+    series = [line for line in server.client.get("/metrics").text.splitlines()
+              if line.startswith("driftline_retrain_triggers_total{")]
+    assert len(series) == 3
+    too_many = server.client.post("/v1/alertmanager", json=webhook(*(alert(f"h{i}", model="m0") for i in range(11))))
+    assert too_many.status_code == 413 and "alertmanager.max_alerts=10" in too_many.json()["detail"]
+
+
+def test_alertmanager_alerts_count_against_max_models_shared_with_events(live_server):
+    server = live_server({"limits": {"max_models": 1}})
+    assert server.client.post("/v1/events", json={"kind": "prediction", "model": "seen",
+                                                  "features": {"a": 1}}).status_code == 202
+    body = server.client.post("/v1/alertmanager", json=webhook(alert("f1", model="new"),
+                                                               alert("f2", model="seen"))).json()
+    assert [t["model"] for t in body["triggered"]] == ["seen"]
+    assert server.client.get("/v1/models/new/drift").status_code == 404
+    assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_a_reference_with_nested_predictions_or_text_scores_is_a_422(live_server):
+    server = live_server()
+    nested = server.client.put("/v1/models/m/reference", content=b'{"a": 1, "prediction": {"x": 1}}\n{"a": 2}\n')
+    assert nested.status_code == 422 and "'prediction'" in nested.json()["detail"]
+    text = server.client.put("/v1/models/m/reference", content=b"a,score\n1,high\n2,low\n")
+    assert text.status_code == 422 and "'score'" in text.json()["detail"]
