@@ -46,6 +46,7 @@ _HEADER = struct.Struct(">I")
 # A model's state holds its windows and the predictions waiting for labels (up to
 # labels.max_pending): megabytes. The changelog topic is created to accept records this big.
 MAX_STATE_BYTES = 64 * 1024 * 1024
+BOOTSTRAP_TIMEOUT_MS = 3000
 
 
 def encode_state(header: dict, state: bytes = b"") -> bytes:
@@ -68,6 +69,9 @@ def client_options(config) -> dict[str, Any]:
         "security_protocol": config.security_protocol,
         "reconnect_backoff_ms": 100,
         "reconnect_backoff_max_ms": 2000,
+        # Each client waits this long for a first broker, then the source backs off and tries
+        # again; short, so that stopping while the broker is down takes seconds, not 30.
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
     }
     if config.sasl_mechanism:
         options["sasl_mechanism"] = config.sasl_mechanism
@@ -107,6 +111,7 @@ class KafkaSource:
         self._work = threading.Lock()
         self._ready = False
         self._reason = "starting"
+        self._broker_failing = False  # the last attempt to reach the broker failed
         self._last_ok = time.monotonic()
         self._silence_limit = max(10.0, 5 * self.config.lag_interval)
         # tp -> next offset to process (all below are in the engine's state)
@@ -143,7 +148,9 @@ class KafkaSource:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            self._thread.join(timeout=30)
+            # Not connected: nothing to checkpoint, and the thread may be inside a client's
+            # bootstrap, which the stop flag cannot interrupt (it is a daemon thread).
+            self._thread.join(timeout=30 if self._consumer is not None else 1)
         self._thread = None
 
     def ready(self) -> tuple[bool, str]:
@@ -172,7 +179,7 @@ class KafkaSource:
                     with self._work:
                         self._handle(records)
                     self._last_ok = time.monotonic()
-                    self._ready, self._reason = True, "connected"
+                    self._ready, self._reason, self._broker_failing = True, "connected", False
                 self._expire_cloudevents()
                 now = time.monotonic()
                 if (self.changelog and self._ready
@@ -184,9 +191,10 @@ class KafkaSource:
                     self._probe()
                 backoff = 0.5
             except Exception as exc:  # the loop never dies: log, back off, reconnect
-                self._ready, self._reason = False, f"{type(exc).__name__}: {exc}"
-                log.warning("kafka source: %s; retrying in %.1fs", self._reason, backoff,
-                            exc_info=not isinstance(exc, _kafka_error()))
+                self._ready, self._broker_failing = False, True
+                self._reason = f"broker {self.config.bootstrap_servers} unreachable: {_describe(exc)}"
+                # service.logs throttles this line while the broker stays away.
+                log.warning("kafka source: %s; retrying", self._reason, exc_info=not isinstance(exc, _kafka_error()))
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self._close(checkpoint=True)
@@ -196,6 +204,8 @@ class KafkaSource:
         from kafka.coordinator.assignors.range import RangePartitionAssignor  # noqa: PLC0415
 
         options = client_options(self.config)
+        if self._reason == "starting":
+            self._reason = f"connecting to {self.config.bootstrap_servers}"
         session_ms = int(self.config.session_timeout * 1000)
         self._producer = KafkaProducer(
             **options, client_id=f"{self.config.client_id}-producer", acks="all", linger_ms=5,
@@ -217,6 +227,7 @@ class KafkaSource:
             partition_assignment_strategy=[RangePartitionAssignor])
         consumer.subscribe(self.config.topics, listener=_Listener(self))
         self._consumer = consumer
+        self._broker_failing = False
         self._reason = "joining the consumer group"
         log.info("kafka source: consuming %s as group %s from %s", ",".join(self.config.topics),
                  self.config.group_id, self.config.bootstrap_servers)
@@ -224,21 +235,27 @@ class KafkaSource:
     def _close(self, checkpoint: bool) -> None:
         consumer, producer = self._consumer, self._producer
         self._consumer = None
+        # With the broker away a final checkpoint would only wait out its timeouts; the input
+        # since the last checkpoint is replayed instead (at-least-once, see docs/kafka.md).
+        reachable = not self._broker_failing
         if consumer is not None:
             try:
-                if checkpoint and self.changelog:
+                if not reachable:
+                    log.warning("kafka source: broker unreachable at stop; input since the last checkpoint "
+                                "will be read again")
+                elif checkpoint and self.changelog:
                     self._checkpoint()
                 elif checkpoint:
                     self._commit()
             except Exception as exc:
                 log.warning("kafka source: final checkpoint failed: %s", exc)
             try:
-                consumer.close(autocommit=False, timeout_ms=5000)
+                consumer.close(autocommit=False, timeout_ms=5000 if reachable else 1000)
             except Exception:
                 log.debug("closing the consumer failed", exc_info=True)
         if producer is not None:
             try:
-                producer.close(timeout=5)
+                producer.close(timeout=5 if reachable else 1)
             except Exception:
                 log.debug("closing the producer failed", exc_info=True)
             self._producer = None
@@ -682,8 +699,10 @@ class KafkaSource:
             else:
                 consumer.topics()  # a metadata round trip
         except Exception as exc:
-            self._ready, self._reason = False, f"broker unreachable ({type(exc).__name__}: {exc})"
+            self._ready, self._broker_failing = False, True
+            self._reason = f"broker {self.config.bootstrap_servers} unreachable: {_describe(exc)}"
             return
+        self._broker_failing = False
         self._last_ok = time.monotonic()
         if self._pending_assignment is None:
             self._ready, self._reason = True, "connected"
@@ -732,6 +751,13 @@ def _remove_lag(gauge, tp) -> None:
         gauge.remove(tp.topic, str(tp.partition))
     except KeyError:
         pass
+
+
+def _describe(exc: BaseException) -> str:
+    """``Name: message``; kafka-python's errors already start with their name."""
+    text = str(exc)
+    name = type(exc).__name__
+    return text if text.startswith(name) else f"{name}: {text}" if text else name
 
 
 def _kafka_error() -> tuple[type, ...]:

@@ -1,0 +1,68 @@
+"""A broker that is down from the start: ``driftline serve`` (the real CLI, the real kafka-python
+client) pointed at a loopback port where nothing listens."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import httpx
+import yaml
+
+from tests.kafka.conftest import REPO, wait_for
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def test_a_broker_that_is_down_gives_no_log_flood_a_clear_reason_and_a_quick_ctrl_c(tmp_path):
+    dead_port, port = _free_port(), _free_port()
+    config = tmp_path / "driftline.yaml"
+    config.write_text(yaml.safe_dump({
+        "state_dir": str(tmp_path / "state"),
+        "kafka": {"bootstrap_servers": f"127.0.0.1:{dead_port}", "topics": ["model-events"]}}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--config", str(config),
+                                    "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        started = time.monotonic()
+        client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+        wait_for(lambda: client.get("/healthz").status_code == 200, timeout=30, message="the server")
+
+        def broker_reason():
+            reasons = client.get("/readyz").json()["reasons"]
+            return [r for r in reasons if "starting" not in r and "connecting" not in r] and reasons
+
+        reasons = wait_for(broker_reason, timeout=15, message="a readiness reason about the broker")
+        (reason,) = reasons
+        assert reason.startswith("kafka: ") and f"127.0.0.1:{dead_port}" in reason, reason
+        # "kafka: KafkaTimeoutError: KafkaTimeoutError: ..." said the error's name twice.
+        assert not re.search(r"(\b\w+: )\1", reason), reason
+        time.sleep(max(0.0, started + 20 - time.monotonic()))
+        assert client.get("/readyz").status_code == 503
+
+        asked = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        assert time.monotonic() - asked < 5.0, f"Ctrl-C took {time.monotonic() - asked:.1f}s"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+    lines = [line for line in log_path.read_text(errors="replace").splitlines()
+             if re.match(r"\d{4}-\d\d-\d\d ", line)]
+    # 20 seconds of an unreachable broker: each distinct message once, however often it recurs.
+    templates = [re.sub(r"\d+(\.\d+)?", "#", line.split(" ", 2)[2]) for line in lines]
+    repeated = {t for t in templates if templates.count(t) > 1}
+    assert not repeated, "\n".join(lines)
+    assert len(lines) <= 12, "\n".join(lines)
