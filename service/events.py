@@ -41,6 +41,11 @@ try:
 except ImportError:  # installed without a Rust toolchain: the Python decoder does it all
     _native = None
 
+
+def native_decoder_available() -> bool:
+    return _native is not None
+
+
 # Every rejection reason; ``driftline_events_rejected_total{reason}`` takes only these.
 REASONS = (
     "invalid_json",       # not parseable as JSON

@@ -3,14 +3,19 @@
 from __future__ import annotations
 
 import logging
+import socket
+from pathlib import Path
 
 import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
+from service import __version__, events, logs
 from service.api import create_app
 from service.config import Settings
 from service.runtime import Runtime
+
+log = logging.getLogger("driftline")
 
 
 def build_app(settings: Settings, registry: CollectorRegistry | None = None,
@@ -41,8 +46,39 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     return create_app(runtime, routers)
 
 
-def serve(settings: Settings) -> None:
-    logging.basicConfig(level=settings.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+class ListenError(Exception):
+    """The service's address cannot be bound (in use, not an address of this host, ...)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A socket bound to host:port."""
+    sock = None
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+        sock = socket.socket(family, kind, proto)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+    except OSError as exc:
+        if sock is not None:
+            sock.close()
+        raise ListenError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
+    return sock
+
+
+def serve(settings: Settings, config_path: str | Path | None = None) -> None:
+    """Run the service until stopped. The port is bound first, so a second instance on a taken
+    port stops (ListenError) before it opens the state directory or connects to Kafka."""
+    logs.configure(settings.log_level)
+    sock = listen(settings.host, settings.port)
+    host, port = sock.getsockname()[:2]
+    address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+    kafka = (f"kafka {settings.kafka.bootstrap_servers} topics {','.join(settings.kafka.topics)}"
+             if settings.kafka is not None else "no kafka (HTTP ingest only)")
+    native = ("native decoder active" if events.native_decoder_available()
+              else "native decoder absent (Python decoder)")
+    log.info("driftline %s: config %s, state_dir %s, listening on http://%s, %s, %s", __version__,
+             config_path or "(built-in defaults)", settings.state_dir.resolve(), address, kafka, native)
     app = build_app(settings)
-    uvicorn.run(app, host=settings.host, port=settings.port, log_level=settings.log_level,
-                access_log=settings.log_level == "debug")
+    config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.log_level == "debug")
+    uvicorn.Server(config).run(sockets=[sock])

@@ -23,7 +23,11 @@ def run(args: argparse.Namespace) -> int:
     overrides = {k: v for k, v in (("host", args.host), ("port", args.port)) if v is not None}
     if overrides:
         settings = settings.model_copy(update=overrides)
-    from service.server import serve  # noqa: PLC0415 - keep `driftline --help` fast
+    from service.server import ListenError, serve  # noqa: PLC0415 - keep `driftline --help` fast
 
-    serve(settings)
+    try:
+        serve(settings, args.config)
+    except ListenError as exc:
+        print(f"driftline: {exc}", file=sys.stderr)
+        return 2
     return 0
