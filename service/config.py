@@ -15,7 +15,7 @@ import copy
 import os
 import re
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
@@ -335,6 +335,11 @@ def _yaml(text: str) -> Any:
     return yaml.load(text, Loader=_Yaml12Loader)  # noqa: S506 - a SafeLoader subclass
 
 
+# DRIFTLINE_* variables of driftline's build and test scripts (scripts/test.sh, tests/decoding.py),
+# not of the service; a shell that ran the test suite still has them set.
+TOOLING_VARIABLES = frozenset({"DRIFTLINE_NATIVE_REQUIRED", "DRIFTLINE_LATEST"})
+
+
 def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
     top_level = set(Settings.model_fields)
     overrides = []
@@ -342,11 +347,59 @@ def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
         if not name.startswith("DRIFTLINE_"):
             continue
         path = [part.lower() for part in name[len("DRIFTLINE_"):].split("__")]
-        # DRIFTLINE_TOKEN and friends hold secrets, not configuration keys.
+        # DRIFTLINE_TOKEN and friends hold secrets, not configuration keys (see _unknown_variables).
         if path[0] not in top_level:
             continue
         overrides.append((path, _yaml(raw) if raw.strip() else None))
     return sorted(overrides, key=lambda item: len(item[0]))
+
+
+def named_variables(settings: Settings) -> set[str]:
+    """Environment variables the configuration reads by name: every ``*_env`` key's value as
+    configured, and its default in every section (DRIFTLINE_WEBHOOK_SECRET is read by any
+    webhook added later, and deployments set it before they configure one)."""
+    names: set[str] = set()
+
+    def classes(annotation: Any):
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            yield annotation
+        for arg in get_args(annotation):
+            yield from classes(arg)
+
+    seen: set[type] = set()
+    pending = [Settings]
+    while pending:
+        cls = pending.pop()
+        if cls in seen:
+            continue
+        seen.add(cls)
+        for field_name, field in cls.model_fields.items():
+            if field_name.endswith("_env") and isinstance(field.default, str):
+                names.add(field.default)
+            pending.extend(classes(field.annotation))
+
+    def configured(node: Any) -> None:
+        if isinstance(node, BaseModel):
+            for field_name in type(node).model_fields:
+                value = getattr(node, field_name)
+                if field_name.endswith("_env") and isinstance(value, str):
+                    names.add(value)
+                configured(value)
+        elif isinstance(node, dict):
+            for value in node.values():
+                configured(value)
+
+    configured(settings)
+    return names
+
+
+def _unknown_variables(settings: Settings, environ: dict[str, str]) -> list[str]:
+    """``DRIFTLINE_*`` variables that are neither a configuration key nor read by name: most
+    often a key with a single underscore where ``__`` was meant (DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS)."""
+    top_level = set(Settings.model_fields)
+    known = named_variables(settings) | TOOLING_VARIABLES
+    return sorted(name for name in environ if name.startswith("DRIFTLINE_") and name not in known
+                  and name[len("DRIFTLINE_"):].split("__")[0].lower() not in top_level)
 
 
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
@@ -373,9 +426,16 @@ def load_settings(path: str | Path | None = None, environ: dict[str, str] | None
             node = node[key]
         node[keys[-1]] = value
     try:
-        return Settings.model_validate(data)
+        settings = Settings.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_describe(exc)) from None
+    unknown = _unknown_variables(settings, environ)
+    if unknown:
+        raise ConfigError("invalid configuration: " + "; ".join(
+            f"{name}: unknown variable (a key is DRIFTLINE_ + its path joined by __, e.g. "
+            f"DRIFTLINE_KAFKA__BOOTSTRAP_SERVERS; top-level keys: {', '.join(Settings.model_fields)})"
+            for name in unknown))
+    return settings
 
 
 def _describe(exc: ValidationError) -> str:

@@ -81,3 +81,23 @@ def test_the_shipped_example_config_is_valid():
 def test_yaml_on_is_a_key_not_a_boolean(tmp_path):
     settings = load_settings(write(tmp_path, "models: {default: {triggers: {on: [concept_drift]}}}\n"), environ={})
     assert settings.model("x").triggers.on == ["concept_drift"]
+
+
+@pytest.mark.parametrize("name", ["DRIFTLINE_KAFKA_BOOTSTRAP_SERVERS", "DRIFTLINE_STATEDIR", "DRIFTLINE_FOO"])
+def test_an_unknown_driftline_variable_stops_start_up_naming_it(name):
+    with pytest.raises(ConfigError, match=f"{name}: unknown variable"):
+        load_settings(None, environ={name: "x"})
+
+
+def test_variables_the_configuration_reads_by_name_are_not_unknown(tmp_path):
+    path = write(tmp_path, """
+auth: {token_env: DRIFTLINE_ADMIN}
+webhooks:
+  hook: {url: "http://x", secret_env: DRIFTLINE_HOOK_SECRET, auth: {bearer_env: DRIFTLINE_HOOK_TOKEN}}
+""")
+    environ = {name: "x" for name in ("DRIFTLINE_ADMIN", "DRIFTLINE_HOOK_SECRET", "DRIFTLINE_HOOK_TOKEN",
+                                      "DRIFTLINE_INGEST_TOKEN", "DRIFTLINE_NATIVE_REQUIRED")}
+    settings = load_settings(path, environ=environ)
+    assert settings.auth.token_env == "DRIFTLINE_ADMIN"
+    # Defaults of *_env keys are read by name even when their section is not configured yet.
+    assert load_settings(None, environ={"DRIFTLINE_TOKEN": "t", "DRIFTLINE_WEBHOOK_SECRET": "s"}).webhooks == {}
