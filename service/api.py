@@ -22,7 +22,7 @@ from service.events import MODEL_NAME, Rejection
 from service.model_state import ModelState
 from service.reports import evidently_html
 from service.runtime import Runtime
-from service.tables import TableError, read_table
+from service.tables import TableError, TooLarge, read_table
 
 log = logging.getLogger("driftline.api")
 MAX_ERRORS_RETURNED = 100
@@ -232,9 +232,14 @@ async def put_reference(request: Request, model: str) -> ReferenceLoaded:
     if not MODEL_NAME.fullmatch(model):
         raise HTTPException(422, "model must match [A-Za-z0-9_.:-]{1,128}")
     body = await read_limited_body(request, runtime.settings.limits.max_body_bytes)
+    limits = runtime.settings.limits
     try:
-        frame = await run_in_threadpool(read_table, body, None)
+        frame = await run_in_threadpool(read_table, body, None, "reference", max_rows=limits.max_reference_rows,
+                                        max_cells=limits.max_reference_cells)
         state = await run_in_threadpool(runtime.engine.set_reference, model, frame, "upload")
+    except TooLarge as exc:
+        raise HTTPException(413, f"{exc} (limits.max_reference_rows={limits.max_reference_rows}, "
+                                 f"limits.max_reference_cells={limits.max_reference_cells})") from None
     except (TableError, ValueError) as exc:
         raise HTTPException(422, str(exc)) from None
     except OverflowError as exc:

@@ -67,6 +67,11 @@ class LimitsConfig(Strict):
     max_infra_event_kinds: int = Field(50, ge=1)
     max_categories: int = Field(1000, ge=2, description="distinct values kept per categorical feature")
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
+    # A reference (upload, file, MLflow data set) of more rows, or of more values (rows x
+    # columns), is refused before it is read whole: Parquet compresses a repeated value to
+    # almost nothing, and each value costs tens of bytes while a reference is built.
+    max_reference_rows: int = Field(1_000_000, ge=10)
+    max_reference_cells: int = Field(20_000_000, ge=10)
     max_event_bytes: int = Field(1024 * 1024, ge=256)
 
 

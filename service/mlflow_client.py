@@ -74,8 +74,10 @@ def resolve_version(client, name: str, version: str | None, alias: str | None):
     return client.get_model_version(name, version)
 
 
-def download_reference(uri: str, config: MlflowConfig) -> pd.DataFrame:
-    """The reference data set named by ``uri`` (see the module docstring for the convention)."""
+def download_reference(uri: str, config: MlflowConfig, max_rows: int | None = None,
+                       max_cells: int | None = None) -> pd.DataFrame:
+    """The reference data set named by ``uri`` (see the module docstring for the convention),
+    refused (:class:`~service.tables.TooLarge`) above ``max_rows`` rows or ``max_cells`` values."""
     kind, parts = parse_uri(uri)
     client = _client(config)
     try:
@@ -90,7 +92,7 @@ def download_reference(uri: str, config: MlflowConfig) -> pd.DataFrame:
             run_id, path = parts["run"], parts["path"] or config.reference_artifact
         with tempfile.TemporaryDirectory(prefix="driftline-ref-") as tmp:
             local = Path(client.download_artifacts(run_id, path, tmp))
-            return read_table(_data_file(local, uri))
+            return read_table(_data_file(local, uri), max_rows=max_rows, max_cells=max_cells)
     except (TableError, ValueError):
         raise
     except Exception as exc:  # MlflowException, connection errors: one line for the operator

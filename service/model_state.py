@@ -67,9 +67,10 @@ class Feature:
         self.overflow_code: int | None = None
 
     def encode(self, values: list, max_categories: int) -> np.ndarray:
-        """Raw JSON values -> float64 (numbers) or codes (categories), NaN = missing/mismatch."""
+        """Raw JSON values (or a float64 array of numbers) -> float64 (numbers) or codes
+        (categories), NaN = missing/mismatch."""
         if self.kind == "numerical":
-            return as_numbers(values)
+            return values if isinstance(values, np.ndarray) else as_numbers(values)
         get = self.vocab.get
         codes = list(map(get, values))
         if None in codes:
@@ -149,9 +150,10 @@ class ModelState:
         for name in names:
             series = frame[name]
             numeric = pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
-            values = series.astype(object).where(series.notna(), None).tolist()
-            if not numeric:
-                values = _scalars(name, values)
+            if numeric:  # as an array: a list of Python floats costs 4x the memory and time
+                values = series.to_numpy(dtype=np.float64, na_value=np.nan)
+            else:
+                values = _scalars(name, series.astype(object).where(series.notna(), None).tolist())
             features[str(name)] = Feature("numerical" if numeric else "categorical")
             columns[str(name)] = values
         predictions = _scalars(PREDICTION, frame[PREDICTION].astype(object).where(frame[PREDICTION].notna(), None)

@@ -78,13 +78,15 @@ class Runtime:
 
     def load_references(self) -> None:
         """Load every reference named in the config that a checkpoint did not already bring."""
+        limits = self.settings.limits
         for model, config in self.settings.models.items():
             if model == "default":
                 continue
             reference = config.reference
             if reference.path is not None:
                 source = f"file:{reference.path}"
-                loader = lambda path=reference.path: read_table(path)  # noqa: E731
+                loader = lambda path=reference.path: read_table(  # noqa: E731
+                    path, max_rows=limits.max_reference_rows, max_cells=limits.max_reference_cells)
             elif reference.mlflow is not None:
                 source = f"mlflow:{reference.mlflow}"
                 loader = self._mlflow_loader(reference.mlflow)
@@ -105,7 +107,8 @@ class Runtime:
         def load():
             from service.mlflow_client import download_reference  # noqa: PLC0415 - mlflow is slow to import
 
-            return download_reference(uri, self.settings.mlflow)
+            limits = self.settings.limits
+            return download_reference(uri, self.settings.mlflow, limits.max_reference_rows, limits.max_reference_cells)
         return load
 
     def ready(self) -> tuple[bool, list[str]]:

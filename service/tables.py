@@ -16,6 +16,10 @@ class TableError(ValueError):
     """A file that cannot be read as a table; the message is one line for the user."""
 
 
+class TooLarge(TableError):
+    """A table of more rows or values than the caller takes."""
+
+
 def sniff_format(data: bytes, content_type: str | None = None) -> str:
     content_type = (content_type or "").split(";")[0].strip().lower()
     if data[:4] == b"PAR1" or content_type in ("application/vnd.apache.parquet", "application/x-parquet"):
@@ -27,9 +31,15 @@ def sniff_format(data: bytes, content_type: str | None = None) -> str:
 
 
 def read_table(source: str | Path | bytes, fmt: str | None = None, label: str = "file",
-               require_rows: bool = True) -> pd.DataFrame:
+               require_rows: bool = True, max_rows: int | None = None,
+               max_cells: int | None = None) -> pd.DataFrame:
     """A DataFrame from a path (format from the extension, ``.gz`` allowed) or from bytes
-    (format sniffed). ``label`` names the input in error messages ("reference file")."""
+    (format sniffed). ``label`` names the input in error messages ("reference file").
+
+    A table of more than ``max_rows`` rows or ``max_cells`` values (rows x columns) raises
+    :class:`TooLarge` without being read whole: a Parquet file's size comes from its metadata
+    (a few hundred KB of Parquet can hold tens of millions of rows, gigabytes once read), CSV
+    and JSON lines stop one row past ``max_rows``."""
     if isinstance(source, (str, Path)):
         path = Path(source)
         if not path.is_file():
@@ -44,18 +54,35 @@ def read_table(source: str | Path | bytes, fmt: str | None = None, label: str = 
         data = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
         name = f"{label} {source}"
     else:
-        data, name = source, "body"
+        data, name = source, label
         fmt = fmt or sniff_format(data)
+    nrows = None if max_rows is None else max_rows + 1
     try:
         if fmt == "parquet":
+            if max_rows is not None or max_cells is not None:
+                import pyarrow.parquet as pq  # noqa: PLC0415 - as pandas does, only for Parquet
+
+                metadata = pq.ParquetFile(io.BytesIO(data)).metadata
+                _check_size(name, metadata.num_rows, metadata.num_columns, max_rows, max_cells)
             frame = pd.read_parquet(io.BytesIO(data))
         elif fmt == "jsonl":
-            frame = pd.read_json(io.BytesIO(data), lines=not data.lstrip().startswith(b"["))
+            lines = not data.lstrip().startswith(b"[")
+            frame = pd.read_json(io.BytesIO(data), lines=lines, nrows=nrows if lines else None)
         else:
-            frame = pd.read_csv(io.BytesIO(data))
+            frame = pd.read_csv(io.BytesIO(data), nrows=nrows)
+    except TooLarge:
+        raise
     except Exception as exc:  # pandas raises many types for unreadable input
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise TableError(f"cannot read {name} as {fmt}: {reason}") from None
+    _check_size(name, len(frame), len(frame.columns), max_rows, max_cells)
     if require_rows and frame.empty:
         raise TableError(f"{name} has no rows")
     return frame
+
+
+def _check_size(name: str, rows: int, columns: int, max_rows: int | None, max_cells: int | None) -> None:
+    if max_rows is not None and rows > max_rows:
+        raise TooLarge(f"{name} has more than {max_rows:,} rows")
+    if max_cells is not None and rows * columns > max_cells:
+        raise TooLarge(f"{name} has {rows:,} rows x {columns:,} columns, more than {max_cells:,} values")

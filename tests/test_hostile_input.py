@@ -3,8 +3,17 @@ a 500, and memory bounded by bytes as well as by counts."""
 
 from __future__ import annotations
 
+import io
+import time
+
 import httpx
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
+
+from service.tables import TooLarge, read_table
 
 from tests.test_triggers import alert, webhook
 
@@ -23,6 +32,67 @@ def test_a_reference_with_nested_values_is_a_422_naming_the_column(live_server):
     assert "'a'" in response.json()["detail"] and "nested" in response.json()["detail"]
     lists = server.client.put("/v1/models/m/reference", content=b'{"a": [1, 2]}\n{"a": [3]}\n')
     assert lists.status_code == 422 and "'a'" in lists.json()["detail"]
+
+
+def constant_parquet(rows: int, columns: int = 2) -> bytes:
+    """A Parquet file of ``rows`` repeated rows: a few hundred KB for tens of millions."""
+    chunk = min(rows, 1_000_000)
+    table = pa.table({f"c{i}": pa.array(np.full(chunk, float(i))) for i in range(columns)})
+    sink = io.BytesIO()
+    with pq.ParquetWriter(sink, table.schema, compression="zstd") as writer:
+        for _ in range(rows // chunk):
+            writer.write_table(table, row_group_size=chunk)
+    return sink.getvalue()
+
+
+def peak_rss_mb_during(action) -> tuple[float, object]:
+    """(growth of this process's peak RSS in MB while ``action`` runs, its result)."""
+    def status(key: str) -> float:
+        with open("/proc/self/status") as lines:
+            return next(int(line.split()[1]) for line in lines if line.startswith(key)) / 1024
+
+    with open("/proc/self/clear_refs", "w") as clear:
+        clear.write("5")  # resets VmHWM to the current RSS
+    before = status("VmRSS")
+    result = action()
+    return status("VmHWM") - before, result
+
+
+def test_a_parquet_of_millions_of_rows_is_refused_from_its_metadata(live_server):
+    server = live_server()
+    body = constant_parquet(8_000_000)
+    assert len(body) < 200_000
+    started = time.perf_counter()
+    grown, response = peak_rss_mb_during(lambda: server.client.put("/v1/models/m/reference", content=body))
+    assert response.status_code == 413, response.text
+    assert "more than 1,000,000 rows" in response.json()["detail"]
+    assert "limits.max_reference_rows=1000000" in response.json()["detail"]
+    # Read whole, it took over 600 MB and several seconds.
+    assert grown < 60 and time.perf_counter() - started < 2, (grown, time.perf_counter() - started)
+    assert server.client.get("/v1/models/m/drift").status_code == 404
+
+
+def test_reference_rows_and_values_are_bounded_in_every_format(live_server):
+    server = live_server({"limits": {"max_reference_rows": 100, "max_reference_cells": 1000}})
+    frame = pd.DataFrame({"a": np.arange(101.0), "b": ["x"] * 101})
+    for body in (frame.to_csv(index=False).encode(), frame.to_json(orient="records", lines=True).encode(),
+                 frame.to_json(orient="records").encode(), frame.to_parquet()):
+        response = server.client.put("/v1/models/m/reference", content=body)
+        assert response.status_code == 413 and "more than 100 rows" in response.json()["detail"], response.text
+    wide = pd.DataFrame({f"f{i}": np.arange(90.0) for i in range(12)})
+    response = server.client.put("/v1/models/m/reference", content=wide.to_parquet())
+    assert response.status_code == 413 and "more than 1,000 values" in response.json()["detail"]
+    assert server.client.put("/v1/models/m/reference", content=wide.iloc[:, :11].to_csv(index=False).encode()
+                             ).status_code == 200
+
+
+def test_read_table_bounds_files_too(tmp_path):
+    path = tmp_path / "big.parquet"
+    path.write_bytes(constant_parquet(2_000_000))
+    with pytest.raises(TooLarge, match="more than 1,000,000 rows"):
+        read_table(path, max_rows=1_000_000)
+    (tmp_path / "ok.csv").write_text("a\n1\n2\n")
+    assert len(read_table(tmp_path / "ok.csv", max_rows=2, max_cells=2)) == 2
 
 
 # -- authentication ---------------------------------------------------------------------
