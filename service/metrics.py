@@ -26,6 +26,7 @@ INFRA_METRICS = {
     "gpu_memory_bytes": ("driftline_infra_gpu_memory_bytes", "GPU memory used by the model server."),
     "requests_in_flight": ("driftline_infra_requests_in_flight", "Requests in flight in the model server."),
 }
+STATE_STORES = ("checkpoint", "outbox")
 
 
 class Metrics:
@@ -44,6 +45,21 @@ class Metrics:
         self.consumer_lag = Gauge(
             "driftline_consumer_lag_messages", "Messages between the committed position and the log end.",
             ["topic", "partition"], registry=self.registry)
+        # The state store (state_dir): per-model checkpoints and the trigger outbox.
+        self.state_write_failures = Counter(
+            "driftline_state_write_failures",
+            "Failed writes to state_dir: one model's checkpoint (store=checkpoint) or one outbox write (store=outbox).",
+            ["store"], registry=self.registry)
+        self.state_corrupt_files = Counter(
+            "driftline_state_corrupt_files", "Unreadable state files moved aside as *.corrupt-<time>, by store.",
+            ["store"], registry=self.registry)
+        for store in STATE_STORES:
+            self.state_write_failures.labels(store=store)
+            self.state_corrupt_files.labels(store=store)
+        self.state_checkpoint_last_success = Gauge(
+            "driftline_state_checkpoint_last_success_timestamp_seconds",
+            "UNIX time of the last checkpoint round that wrote every changed model to state_dir.",
+            registry=self.registry)
         build = Gauge("driftline_build_info", "driftline build; always 1.", ["version"], registry=self.registry)
         build.labels(version=__version__).set(1)
 

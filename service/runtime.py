@@ -2,7 +2,8 @@
 
 An edge that runs in the background (the Kafka consumer, the webhook dispatcher) is a
 *component*: an object with ``start()``, ``stop()`` and ``ready() -> (bool, reason)``.
-``/readyz`` is true when every component is ready and every configured reference loaded.
+``/readyz`` is true when every component is ready, every configured reference loaded and
+the checkpoints of every changed model written.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ class Runtime:
         self.environ = environ
         self.components: list[Component] = []
         self.reference_errors: dict[str, str] = {}
-        self.checkpoints = FileCheckpoints(self.engine, settings.state_dir, settings.checkpoint_interval)
+        self.checkpoints = FileCheckpoints(self.engine, settings.state_dir, settings.checkpoint_interval,
+                                           self.metrics)
         # False when per-model state is checkpointed elsewhere (the Kafka changelog topic).
         self.file_checkpoints = True
         self.started = False
@@ -113,6 +115,10 @@ class Runtime:
 
     def ready(self) -> tuple[bool, list[str]]:
         reasons = [f"reference of {model} not loaded: {error}" for model, error in self.reference_errors.items()]
+        if self.file_checkpoints:
+            ok, reason = self.checkpoints.ready()
+            if not ok:
+                reasons.append(f"state store: {reason}")
         for component in self.components:
             ok, reason = component.ready()
             if not ok:
