@@ -35,6 +35,14 @@ PREDICTION, SCORE = "prediction", "score"
 # Reference rows kept as they are, for the Evidently HTML report (the profile keeps summaries).
 REPORT_SAMPLE_ROWS = 5000
 NON_FEATURE_COLUMNS = {"prediction", "score", "label", "id", "timestamp", "model", "model_version", "kind"}
+# Version of the checkpoint layout written by ModelState.to_bytes. 1 keyed archive entries by
+# model version and feature name; 2 keys them by position, with the names in "meta".
+CHECKPOINT_FORMAT = 2
+READABLE_FORMATS = (1, 2)
+
+
+class UnknownCheckpointFormat(ValueError):
+    """A checkpoint written by a driftline whose layout this one cannot read."""
 
 
 @dataclass(slots=True)
@@ -430,7 +438,13 @@ class ModelState:
     # -- checkpoints --------------------------------------------------------------------
 
     def to_bytes(self) -> bytes:
+        """The checkpoint: an ``.npz`` archive of byte blobs, no pickle. Entries are keyed by
+        position (``labels/0``, ``sample/0``) and the names they stand for (model versions,
+        feature names: any string an event sent) are kept in the JSON ``meta`` entry, as an
+        archive entry's name is bounded (64 KiB) and cut at a NUL."""
+        label_versions, sample_features = list(self.label_windows), list(self.reference_sample)
         meta = {
+            "format": CHECKPOINT_FORMAT,
             "name": self.name, "task": self.task, "reference_source": self.reference_source,
             "reference_rows": self.reference_rows, "since_evaluation": self.since_evaluation,
             "evaluations": self.evaluations, "last_version": self.last_version,
@@ -438,6 +452,7 @@ class ModelState:
             "classes": list(self.classes), "collected": self._collected, "collected_rows": self._collected_rows,
             "performance": self.performance,
             "concept": {n: d.to_state() for n, d in self.concept.items()}, "concept_counts": self.concept_counts,
+            "label_versions": label_versions, "sample_features": sample_features,
         }
         blobs = {"meta": json.dumps(meta).encode(), "pending": self.pending.to_bytes()}
         if self.reference is not None:
@@ -446,19 +461,31 @@ class ModelState:
             blobs["prediction_reference"] = self.prediction_reference.to_bytes()
         if self.window is not None:
             blobs["window"] = self.window.to_bytes()
-        for version, ring in self.label_windows.items():
-            blobs[f"labels/{version}"] = ring.to_bytes()
-        for name, values in self.reference_sample.items():
-            blobs[f"sample/{name}"] = values.tobytes()
+        for index, version in enumerate(label_versions):
+            blobs[f"labels/{index}"] = self.label_windows[version].to_bytes()
+        for index, name in enumerate(sample_features):
+            blobs[f"sample/{index}"] = self.reference_sample[name].tobytes()
         sink = io.BytesIO()
         np.savez(sink, **{k: np.frombuffer(v, dtype=np.uint8) for k, v in blobs.items()})
         return sink.getvalue()
 
     @classmethod
     def from_bytes(cls, data: bytes, config: ModelConfig, limits: LimitsConfig) -> "ModelState":
+        """Restore a checkpoint of a format in ``READABLE_FORMATS``; raises
+        :class:`UnknownCheckpointFormat` for any other, before reading anything else."""
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             blobs = {key: archive[key].tobytes() for key in archive.files}
         meta = json.loads(blobs["meta"])
+        version = meta.get("format", 1)
+        if version not in READABLE_FORMATS:
+            raise UnknownCheckpointFormat(f"checkpoint format {version!r} is unknown to this driftline, "
+                                          f"which reads formats {', '.join(map(str, READABLE_FORMATS))}")
+        if version == 1:  # entries keyed by the names themselves
+            label_blobs = {k[len("labels/"):]: b for k, b in blobs.items() if k.startswith("labels/")}
+            sample_blobs = {k[len("sample/"):]: b for k, b in blobs.items() if k.startswith("sample/")}
+        else:
+            label_blobs = {v: blobs[f"labels/{i}"] for i, v in enumerate(meta["label_versions"])}
+            sample_blobs = {n: blobs[f"sample/{i}"] for i, n in enumerate(meta["sample_features"])}
         state = cls(meta["name"], config, limits)
         state.task = meta["task"]
         state.reference_source, state.reference_rows = meta["reference_source"], meta["reference_rows"]
@@ -482,11 +509,10 @@ class ModelState:
             state.prediction_reference = ReferenceProfile.from_bytes(blobs["prediction_reference"])
         if "window" in blobs:
             state.window = RingColumns.from_bytes(blobs["window"], config.window.size)
-        for key, blob in blobs.items():
-            if key.startswith("labels/"):
-                state.label_windows[key[len("labels/"):]] = RingColumns.from_bytes(blob, config.labels.window)
-            elif key.startswith("sample/"):
-                state.reference_sample[key[len("sample/"):]] = np.frombuffer(blob, dtype=np.float64).copy()
+        for version_name, blob in label_blobs.items():
+            state.label_windows[version_name] = RingColumns.from_bytes(blob, config.labels.window)
+        for name, blob in sample_blobs.items():
+            state.reference_sample[name] = np.frombuffer(blob, dtype=np.float64).copy()
         if state.reference is not None and state.window is not None and state.window.count:
             state.evaluate_silently()
         return state
