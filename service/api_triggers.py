@@ -14,6 +14,8 @@ from service.api import read_limited_body, require_admin, runtime_of
 from service.events import MODEL_NAME
 from service.triggers import TriggerManager
 
+STORE_RETRY_AFTER = 30  # seconds; a full disk is not freed in an instant
+
 
 class RetrainRequest(BaseModel):
     note: str | None = Field(None, max_length=2000, description="free text carried in evidence.note")
@@ -62,7 +64,8 @@ def create_router(manager: TriggerManager) -> APIRouter:
             raise HTTPException(422, f"body: {exc}") from None
         outcome = await run_in_threadpool(manager.manual, model, options.note, options.model_version)
         if outcome.trigger is None:
-            raise HTTPException(503, outcome.suppressed or "trigger not raised")
+            headers = {"Retry-After": str(STORE_RETRY_AFTER)} if outcome.unavailable else None
+            raise HTTPException(503, outcome.suppressed or "trigger not raised", headers)
         return JSONResponse(outcome.to_dict(), status_code=202)
 
     @router.post("/v1/alertmanager", dependencies=[Depends(require_admin)],
@@ -94,7 +97,11 @@ def create_router(manager: TriggerManager) -> APIRouter:
             _STATUS.validate_python(payload.get("status"))
         except ValidationError as exc:
             raise HTTPException(422, f"not an Alertmanager webhook payload: {_first_error(exc)}") from None
-        return await run_in_threadpool(manager.alertmanager, payload)
+        result = await run_in_threadpool(manager.alertmanager, payload)
+        if result.pop("unavailable"):
+            # Alertmanager sends the notification again on a 5xx; alerts already taken are then duplicates.
+            return JSONResponse(result, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER)})
+        return result
 
     @router.get("/v1/triggers")
     def triggers(limit: int = Query(50, ge=1, le=1000), model: str | None = None) -> dict[str, Any]:

@@ -20,6 +20,7 @@ concept_drift, alert, manual; each raised trigger counts once in
 from __future__ import annotations
 
 import logging
+import sqlite3
 import threading
 import time
 import uuid
@@ -47,6 +48,7 @@ class Outcome:
     trigger: dict | None  # the payload, when raised
     target: str | None = None
     suppressed: str | None = None  # why not raised
+    unavailable: bool = False  # not raised because the state store cannot write: worth a retry
 
     def to_dict(self) -> dict:
         if self.trigger is None:
@@ -81,6 +83,7 @@ class TriggerManager:
         self.outbox: Outbox | None = None
         self.dispatcher: Dispatcher | None = None
         self._lock = threading.Lock()
+        self._raising = threading.Lock()
         self._streaks: dict[str, dict[str, int]] = defaultdict(dict)
         self._last_trigger: dict[str, float] = {}
         self._alerts_seen: OrderedDict[str, str] = OrderedDict()
@@ -100,11 +103,14 @@ class TriggerManager:
 
     def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(self.settings.state_dir / "triggers.sqlite")
-        self.outbox.prune()
-        orphaned = self.outbox.orphans(self.settings.webhooks)
-        if orphaned:
-            log.warning("%d pending trigger(s) of webhooks no longer configured marked failed", orphaned)
+        self.outbox = Outbox(self.settings.state_dir / "triggers.sqlite", self.metrics)
+        try:
+            self.outbox.prune()
+            orphaned = self.outbox.orphans(self.settings.webhooks)
+            if orphaned:
+                log.warning("%d pending trigger(s) of webhooks no longer configured marked failed", orphaned)
+        except sqlite3.Error as exc:  # a full disk: start anyway, /readyz tells
+            log.error("tidying the trigger outbox at start failed: %s", exc)
         self._last_trigger.update(self.outbox.last_trigger_times())
         self.dispatcher = Dispatcher(self.outbox, self.settings.webhooks, self.environ,
                                      self.metrics.webhook_deliveries, self.metrics.webhook_pending)
@@ -125,9 +131,10 @@ class TriggerManager:
             self.outbox = None
 
     def ready(self) -> tuple[bool, str]:
-        if self.outbox is None:
+        outbox = self.outbox
+        if outbox is None:
             return False, "outbox not open"
-        return True, ""
+        return outbox.writable()
 
     # -- policies -----------------------------------------------------------------------
 
@@ -178,31 +185,46 @@ class TriggerManager:
 
     def raise_trigger(self, model: str, reason: str, *, extra: dict | None = None, model_version: str | None = None,
                       evaluation: Evaluation | None = None, bypass_cooldown: bool = False) -> Outcome:
-        """Build the payload, honour the cooldown, commit to the outbox, count, wake the dispatcher."""
+        """Build the payload, honour the cooldown, commit to the outbox, count, wake the dispatcher.
+
+        The cooldown starts, and the streaks restart, only once the outbox holds the trigger: a
+        trigger the outbox could not take (disk full) is not raised, and the next evaluation
+        that calls for it raises it again."""
         assert reason in REASONS, reason
-        if self.outbox is None:
+        outbox = self.outbox
+        if outbox is None:
             return Outcome(None, suppressed="driftline is not started")
-        now = self.clock()
         policy = self.policy(model)
-        with self._lock:
-            last = self._last_trigger.get(model)
+        # One trigger at a time from the cooldown check to the commit, so two evaluations of a
+        # model cannot both pass the check.
+        with self._raising:
+            now = self.clock()
+            with self._lock:
+                last = self._last_trigger.get(model)
             if not bypass_cooldown and last is not None and now - last < policy.cooldown:
                 remaining = policy.cooldown - (now - last)
                 log.info("model %s: %s trigger suppressed, cooldown for %.0fs more", model, reason, remaining)
                 return Outcome(None, suppressed=f"cooldown: {remaining:.0f}s left of {policy.cooldown:g}s")
-            self._last_trigger[model] = now
-            self._streaks[model] = {}
-        payload, evidence, frames = self._build(model, reason, now, extra or {}, model_version, evaluation)
-        target = self.target(model)
-        if self.mlflow is not None and frames is not None:
+            payload, evidence, frames = self._build(model, reason, now, extra or {}, model_version, evaluation)
+            target = self.target(model)
+            try:
+                outbox.add(payload, target, evidence if self.mlflow is not None else None, now)
+            except sqlite3.Error as exc:
+                log.error("model %s: %s trigger not raised, the outbox cannot write: %s", model, reason, exc)
+                return Outcome(None, suppressed=f"the trigger outbox cannot write: {exc}", unavailable=True)
             with self._lock:
-                self._frames[payload["id"]] = frames
-                while len(self._frames) > MAX_FRAMES:  # MLflow down for long: older runs go without the report
-                    self._frames.pop(next(iter(self._frames)))
-        self.outbox.add(payload, target, evidence if self.mlflow is not None else None, now)
+                self._last_trigger[model] = now
+                self._streaks[model] = {}
+                if self.mlflow is not None and frames is not None:
+                    self._frames[payload["id"]] = frames
+                    while len(self._frames) > MAX_FRAMES:  # MLflow down for long: older runs go without the report
+                        self._frames.pop(next(iter(self._frames)))
         self._added += 1
         if self._added % 100 == 0:
-            self.outbox.prune()
+            try:
+                outbox.prune()
+            except sqlite3.Error as exc:
+                log.warning("pruning the trigger outbox failed: %s", exc)
         self.metrics.retrain_triggers.labels(model=model, reason=reason).inc()
         log.info("model %s: retraining trigger %s (%s) -> %s", model, payload["id"], reason, target or "no webhook")
         if target is not None and self.dispatcher is not None:
@@ -265,9 +287,11 @@ class TriggerManager:
 
     def alertmanager(self, body: dict) -> dict:
         """An Alertmanager webhook (payload version 4, its shape checked by the route) -> triggers
-        for firing, labelled alerts of valid model names within ``limits.max_models``."""
+        for firing, labelled alerts of valid model names within ``limits.max_models``;
+        ``unavailable`` is true when the outbox could not take one (it is then no duplicate
+        when Alertmanager sends it again)."""
         config = self.settings.alertmanager
-        triggered, ignored = [], []
+        triggered, ignored, unavailable = [], [], False
         for alert in body.get("alerts") or []:
             if not isinstance(alert, dict):
                 continue
@@ -307,11 +331,16 @@ class TriggerManager:
                                "labels": labels, "annotations": alert.get("annotations") or {},
                                "generatorURL": alert.get("generatorURL")}}
             outcome = self.raise_trigger(model, "alert", extra=extra, model_version=labels.get("model_version"))
+            if outcome.unavailable:
+                unavailable = True
+                if key is not None:
+                    with self._lock:  # not a duplicate when Alertmanager sends it again
+                        self._alerts_seen.pop(key, None)
             if outcome.trigger is None:
                 ignored.append({"fingerprint": fingerprint, "alertname": name, "why": outcome.suppressed})
             else:
                 triggered.append(outcome.to_dict())
-        return {"triggered": triggered, "ignored": ignored}
+        return {"triggered": triggered, "ignored": ignored, "unavailable": unavailable}
 
     # -- views --------------------------------------------------------------------------
 

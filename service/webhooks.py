@@ -40,11 +40,13 @@ import httpx
 
 from service import __version__
 from service.config import WebhookConfig
+from service.state_files import move_aside
 
 log = logging.getLogger("driftline.webhooks")
 
 EVENT_TYPE = "driftline.retrain.requested"
 RETRYABLE_STATUS = {408, 429}
+OUTBOX_RETRY_SECONDS = 5.0  # pause of a delivery thread after the outbox failed to record an outcome
 KEEP_FINISHED = 2000  # delivered/failed/unsent rows kept for GET /v1/triggers
 USER_AGENT = f"driftline/{__version__}"
 # Inputs/parameters the presets pass besides the full payload (see docs/triggers.md).
@@ -275,22 +277,70 @@ CREATE TABLE IF NOT EXISTS triggers (
 );
 CREATE INDEX IF NOT EXISTS triggers_due ON triggers (state, target, next_attempt);
 CREATE INDEX IF NOT EXISTS triggers_model ON triggers (model, created);
+-- one row, rewritten to tell whether the outbox can write again after a failed write
+CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, written REAL NOT NULL);
 """
+# SQLite's primary result codes that mean the file is not a readable database.
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
+
+
+class OutboxCorrupt(sqlite3.DatabaseError):
+    """PRAGMA quick_check found the outbox damaged."""
+
+
+def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
+    if isinstance(exc, OutboxCorrupt):
+        return True
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
 class Outbox:
-    """The durable record of every trigger and its delivery; thread-safe."""
+    """The durable record of every trigger and its delivery; thread-safe.
 
-    def __init__(self, path: Path):
+    A file SQLite cannot read (damaged, or not a database) is moved aside at opening as
+    ``triggers.sqlite.corrupt-<UTC time>`` (with its ``-wal`` and ``-shm``), logged as an
+    error and counted in ``driftline_state_corrupt_files_total{store="outbox"}``; a fresh
+    outbox is started, so the service starts. A failed write raises :class:`sqlite3.Error`
+    to the caller, is counted in ``driftline_state_write_failures_total{store="outbox"}``, and
+    :meth:`writable` is false until a write succeeds again."""
+
+    def __init__(self, path: Path, metrics=None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.metrics = metrics  # service.metrics.Metrics, or None
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.row_factory = sqlite3.Row
-        with self._lock:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(SCHEMA)
+        # Why the last write failed; None when it succeeded.
+        self.write_error: str | None = None
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as exc:
+            if not _is_corruption(exc):
+                raise
+            self._set_aside(exc)
+            self._db = self._open()
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), check_same_thread=False, isolation_level=None, timeout=30)
+        try:
+            db.row_factory = sqlite3.Row
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            problems = [row[0] for row in db.execute("PRAGMA quick_check(5)")]
+            if problems != ["ok"]:
+                raise OutboxCorrupt("; ".join(problems))
+            db.executescript(SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _set_aside(self, exc: sqlite3.DatabaseError) -> None:
+        if self.metrics is not None:
+            self.metrics.state_corrupt_files.labels(store="outbox").inc()
+        aside = move_aside(self.path, companions=("-wal", "-shm", "-journal"))
+        log.error("trigger outbox %s is unreadable (%s); moved aside to %s and started empty: triggers still "
+                  "pending in it are not delivered (sqlite3 %s .recover lists them)", self.path, exc, aside.name,
+                  aside.name)
 
     def close(self) -> None:
         with self._lock:
@@ -299,7 +349,27 @@ class Outbox:
     def _exec(self, sql: str, args: Iterable = ()) -> int:
         """A write; returns the number of rows changed."""
         with self._lock:
-            return self._db.execute(sql, tuple(args)).rowcount
+            try:
+                changed = self._db.execute(sql, tuple(args)).rowcount
+            except sqlite3.Error as exc:
+                self.write_error = str(exc)
+                if self.metrics is not None:
+                    self.metrics.state_write_failures.labels(store="outbox").inc()
+                raise
+            self.write_error = None
+            return changed
+
+    def writable(self) -> tuple[bool, str]:
+        """(True, "") unless the last write failed; then a probe write tells whether it works again."""
+        if self.write_error is None:
+            return True, ""
+        with self._lock:
+            try:
+                self._db.execute("INSERT OR REPLACE INTO probe (id, written) VALUES (1, ?)", (time.time(),))
+            except sqlite3.Error as exc:
+                return False, f"the trigger outbox cannot write: {exc}"
+            self.write_error = None
+        return True, ""
 
     def _query(self, sql: str, args: Iterable = ()) -> list[sqlite3.Row]:
         with self._lock:
@@ -533,6 +603,12 @@ class Dispatcher:
                     continue
                 try:
                     self._deliver(client, target, config, row)
+                except sqlite3.Error as exc:
+                    # The outbox cannot record the outcome (disk full): the row stays as it was and
+                    # is attempted again (same id, receivers deduplicate) once the outbox writes.
+                    log.error("webhook %s: recording trigger %s failed (%s); retrying in %.0fs", target, row["id"],
+                              exc, OUTBOX_RETRY_SECONDS)
+                    self._stop.wait(OUTBOX_RETRY_SECONDS)
                 except Exception as exc:  # a bug must not kill the thread and strand the outbox
                     log.exception("webhook %s: delivering %s failed unexpectedly", target, row["id"])
                     self.outbox.record(row["id"], "failed", row["attempts"] + 1, None,
