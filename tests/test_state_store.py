@@ -1,0 +1,366 @@
+"""The state store (``state_dir``) under faults: a disk that fills up, odd names, damaged files.
+
+The disk-full tests run the service on a real 3 MB tmpfs (mounting needs root or
+passwordless sudo; without either they are skipped, and fail under CI) and fill it up.
+"""
+
+from __future__ import annotations
+
+import errno
+import io
+import logging
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from service.config import Settings
+from service.engine import Engine
+from tests.test_api import SMALL, ndjson, traffic
+from tests.test_webhooks import wait_until
+
+MODELS = [f"m{i}" for i in range(4)]
+FAST = {**SMALL, "checkpoint_interval": "0.2s"}
+
+
+# -- a small disk ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 3 MB tmpfs, unmounted after the test (and after the servers it holds stopped)."""
+    mount_point = tmp_path / "disk"
+    mount_point.mkdir()
+    sudo = [] if os.geteuid() == 0 else ["sudo", "-n"]
+    options = f"size=3m,uid={os.geteuid()},gid={os.getegid()}"
+    mounted = subprocess.run([*sudo, "mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
+                             capture_output=True, text=True, timeout=30)
+    if mounted.returncode != 0:
+        message = f"a tmpfs cannot be mounted here ({mounted.stderr.strip()}); root or passwordless sudo is needed"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    try:
+        yield mount_point
+    finally:
+        subprocess.run([*sudo, "umount", str(mount_point)], check=True, timeout=30)
+
+
+def free_bytes(directory: Path) -> int:
+    stats = os.statvfs(directory)
+    return stats.f_bavail * stats.f_frsize
+
+
+def fill(directory: Path, leave: int = 0) -> Path:
+    """Take the disk's free space but ``leave`` bytes with a filler file; returns the file."""
+    filler = directory / "filler"
+    descriptor = os.open(filler, os.O_WRONLY | os.O_CREAT | os.O_TRUNC)
+    try:
+        for chunk in (1 << 16, 1 << 12):
+            block = b"\xff" * chunk
+            while free_bytes(directory) - leave >= chunk:
+                try:
+                    os.write(descriptor, block)
+                except OSError as exc:
+                    assert exc.errno == errno.ENOSPC
+                    break
+    finally:
+        os.close(descriptor)
+    return filler
+
+
+def views(server) -> dict:
+    """What a user sees of every model: summaries and drift reports."""
+    summaries = {s["model"]: s for s in server.client.get("/v1/models").json()}
+    return {model: (summaries.get(model), server.client.get(f"/v1/models/{model}/drift").json()) for model in MODELS}
+
+
+def feed(server, start: int, n: int, shift: float = 0.0) -> None:
+    """``n`` predictions to each model. (A restored model's verdicts are computed afresh
+    over its window: the tests end on a full step, so they equal the last ones.)"""
+    for index, model in enumerate(MODELS):
+        response = server.client.post("/v1/events", content=ndjson(traffic(model, n, start, shift, seed=index + start)))
+        assert response.status_code == 202, response.text
+
+
+def readiness(server):
+    response = server.client.get("/readyz")
+    return response.status_code, response.json()
+
+
+def partial_files(state_dir: Path) -> list[str]:
+    return sorted(p.name for p in (state_dir / "models").glob("*.tmp"))
+
+
+def test_a_full_disk_loses_no_model_state_and_says_so(small_disk, live_server):
+    state_dir = small_disk / "state"
+    server = live_server(FAST, state_dir=state_dir)
+    feed(server, 0, 60)
+    wait_until("first checkpoints", lambda: all((state_dir / "models" / f"{m}.state").exists() for m in MODELS))
+    sizes = [(state_dir / "models" / f"{m}.state").stat().st_size for m in MODELS]
+    filler = fill(small_disk)
+    assert free_bytes(small_disk) < min(sizes)
+
+    feed(server, 60, 50, shift=3.0)  # events flow while nothing can be written
+    def checkpoints_failing():
+        status, body = readiness(server)
+        return status == 503 and [r for r in body["reasons"] if r.startswith("state store:")]
+
+    [reason] = wait_until("/readyz false for the checkpoints", checkpoints_failing)
+    assert reason.startswith("state store: checkpoints of 4 model(s) cannot be written") and "No space left" in reason
+    assert server.metric("driftline_state_write_failures_total", store="checkpoint") >= 4
+    assert partial_files(state_dir) == []
+    retrain = server.client.post("/v1/models/m0/retrain")
+    assert retrain.status_code == 503 and "outbox cannot write" in retrain.json()["detail"], retrain.text
+    assert retrain.headers["retry-after"] == "30"
+    assert server.metric("driftline_state_write_failures_total", store="outbox") >= 1
+    before = views(server)
+
+    freed_at = time.time()
+    filler.unlink()
+    wait_until("/readyz true again", lambda: readiness(server)[0] == 200)
+    assert server.metric("driftline_state_checkpoint_last_success_timestamp_seconds") >= freed_at
+    assert server.client.post("/v1/models/m0/retrain").status_code == 202
+    server.stop()
+
+    again = live_server(FAST, state_dir=state_dir)
+    assert views(again) == before
+    assert all(summary["window"]["samples"] == 60 for summary, _ in before.values())
+
+
+def test_what_failed_on_a_full_disk_is_written_at_shutdown(small_disk, live_server):
+    state_dir = small_disk / "state"
+    config = {**SMALL, "checkpoint_interval": "1h"}  # only the rounds this test runs, and the shutdown
+    server = live_server(config, state_dir=state_dir)
+    feed(server, 0, 60)
+    assert server.runtime.checkpoints.save() == 4
+    filler = fill(small_disk)
+    feed(server, 60, 50, shift=3.0)
+    assert server.runtime.checkpoints.save() == 0
+    assert readiness(server)[0] == 503 and partial_files(state_dir) == []
+    before = views(server)
+    filler.unlink()
+    server.stop()
+
+    again = live_server(config, state_dir=state_dir)
+    assert views(again) == before
+
+
+def test_a_model_that_does_not_fit_does_not_stop_the_others(small_disk, live_server):
+    state_dir = small_disk / "state"
+    config = {"checkpoint_interval": "1h", "models": {
+        "default": SMALL["models"]["default"],
+        "big": {"reference": {"first_n": 50}, "window": {"size": 20_000, "step": 20_000}}}}
+    server = live_server(config, state_dir=state_dir)
+    names = ["big", *MODELS]  # the big one is written first
+    for model in names:
+        events = traffic(model, 8_000 if model == "big" else 100)
+        assert server.client.post("/v1/events", content=ndjson(events)).status_code == 202
+    checkpoints = server.runtime.checkpoints
+    assert checkpoints.save() == 5
+    sizes = {m: (state_dir / "models" / f"{m}.state").stat().st_size for m in names}
+    assert sizes["big"] > 10 * max(sizes[m] for m in MODELS)
+    for model in names:
+        server.client.post("/v1/events", content=ndjson(traffic(model, 10, start=10_000)))
+    fill(small_disk, leave=2 * max(sizes[m] for m in MODELS) + 65536)
+    assert free_bytes(small_disk) < sizes["big"]
+
+    assert checkpoints.save() == 4
+    assert list(checkpoints.failing) == ["big"] and "big" in server.runtime.engine.dirty
+    assert partial_files(state_dir) == []
+    for model in MODELS:
+        on_disk = Engine(server.runtime.settings)
+        on_disk.restore(model, (state_dir / "models" / f"{model}.state").read_bytes())
+        assert on_disk.models[model].window_samples == 60 and on_disk.models[model].window.total == 60
+
+
+# -- names no archive entry can carry ---------------------------------------------------------
+
+
+def engine_with_odd_names() -> tuple[Engine, str, str]:
+    settings = Settings.model_validate({"models": {"default": {"reference": {"first_n": 20},
+                                                               "window": {"size": 40, "step": 20}}}})
+    engine = Engine(settings)
+    long_version, odd_feature = "v" * 70_000, "amount\x00cents"
+    rng = np.random.default_rng(0)
+    frame = {odd_feature: rng.normal(size=30), "plain": rng.normal(size=30)}
+    engine.set_reference("m", pd.DataFrame(frame), "upload")
+    lines = [orjson.dumps({"kind": "prediction", "model": "m", "id": f"p{i}", "prediction": i % 2,
+                           "features": {"plain": float(rng.normal())}}) for i in range(40)]
+    batch = engine.validator.decode_lines(lines, received_at=0.0)
+    state = engine.models["m"]
+    # Model versions as a model server sent them; bounding their length at ingest is not the store's job.
+    [predictions] = list(batch.prediction_batches())
+    state.add_predictions(predictions, [long_version] * len(predictions))
+    labels = engine.validator.decode_lines(
+        [orjson.dumps({"kind": "label", "model": "m", "id": f"p{i}", "label": 1}) for i in range(40)], 0.0).labels
+    state.add_labels(labels, lambda version: version)
+    return engine, long_version, odd_feature
+
+
+def test_a_70000_character_version_and_a_nul_in_a_feature_name_survive_a_checkpoint():
+    engine, long_version, odd_feature = engine_with_odd_names()
+    state = engine.models["m"]
+    assert list(state.label_windows) == [long_version] and odd_feature in state.reference_sample
+    restored = Engine(engine.settings)
+    restored.restore("m", engine.snapshot("m"))
+    again = restored.models["m"]
+    assert list(again.label_windows) == [long_version]
+    assert again.label_windows[long_version].count == 40
+    assert again.performance == state.performance
+    assert list(again.reference_frame().columns) == [odd_feature, "plain"]
+    assert again.reference_frame().equals(state.reference_frame())  # what /report shows
+
+
+def as_format_1(checkpoint: bytes) -> bytes:
+    """A format-2 checkpoint rewritten as format 1 wrote it: entries keyed by the names."""
+    with np.load(io.BytesIO(checkpoint)) as archive:
+        blobs = {key: archive[key] for key in archive.files}
+    meta = orjson.loads(blobs["meta"].tobytes())
+    for prefix, names in (("labels", meta.pop("label_versions")), ("sample", meta.pop("sample_features"))):
+        for index, name in enumerate(names):
+            blobs[f"{prefix}/{name}"] = blobs.pop(f"{prefix}/{index}")
+    del meta["format"]
+    blobs["meta"] = np.frombuffer(orjson.dumps(meta), dtype=np.uint8)
+    sink = io.BytesIO()
+    np.savez(sink, **blobs)
+    return sink.getvalue()
+
+
+def test_a_checkpoint_of_format_1_is_still_read():
+    settings = Settings.model_validate({"models": {"default": {"reference": {"first_n": 50},
+                                                               "window": {"size": 60, "step": 20}}}})
+    engine = Engine(settings)
+    engine.ingest_body(ndjson(traffic("m", 110) + [{"kind": "label", "model": "m", "id": "m-70", "label": 1}]))
+    state = engine.models["m"]
+    restored = Engine(settings)
+    restored.restore("m", as_format_1(engine.snapshot("m")))
+    again = restored.models["m"]
+    assert again.report.to_dict() == state.report.to_dict() and again.performance == state.performance
+    assert again.reference_frame().equals(state.reference_frame())
+
+
+# -- damaged and unknown files --------------------------------------------------------------------
+
+
+def with_format(checkpoint: bytes, version) -> bytes:
+    with np.load(io.BytesIO(checkpoint)) as archive:
+        blobs = {key: archive[key] for key in archive.files}
+    meta = orjson.loads(blobs["meta"].tobytes())
+    meta["format"] = version
+    blobs["meta"] = np.frombuffer(orjson.dumps(meta), dtype=np.uint8)
+    sink = io.BytesIO()
+    np.savez(sink, **blobs)
+    return sink.getvalue()
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "unknown format"])
+def test_an_unreadable_checkpoint_is_moved_aside_once_and_counted(live_server, tmp_path, caplog, damage):
+    state_dir = tmp_path / "state"
+    server = live_server(SMALL, state_dir=state_dir)
+    server.client.post("/v1/events", content=ndjson(traffic("m", 60) + traffic("n", 60)))
+    server.stop()
+    path = state_dir / "models" / "m.state"
+    good = path.read_bytes()
+    path.write_bytes({"garbage": b"\x00not a checkpoint" * 10, "truncated": good[: len(good) // 2],
+                      "unknown format": with_format(good, 99)}[damage])
+
+    with caplog.at_level(logging.ERROR, logger="driftline.checkpoints"):
+        second = live_server(SMALL, state_dir=state_dir)
+    [aside] = [p for p in path.parent.iterdir() if p.name.startswith("m.state.corrupt-")]
+    assert aside.read_bytes() != good and not path.exists()
+    assert any(r.levelno == logging.ERROR and "moved aside" in r.getMessage() for r in caplog.records)
+    if damage == "unknown format":
+        assert any("format 99 is unknown" in r.getMessage() for r in caplog.records)
+    assert second.metric("driftline_state_corrupt_files_total", store="checkpoint") == 1
+    assert {s["model"] for s in second.client.get("/v1/models").json()} == {"n"}
+    assert readiness(second)[0] == 200
+    second.stop()
+
+    caplog.clear()
+    third = live_server(SMALL, state_dir=state_dir)  # reported once, not on every start
+    assert third.metric("driftline_state_corrupt_files_total", store="checkpoint") == 0
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR and r.name == "driftline.checkpoints"]
+
+
+@pytest.mark.parametrize("damage", ["not a database", "damaged pages"])
+def test_a_damaged_outbox_does_not_stop_start_up(live_server, tmp_path, caplog, damage):
+    state_dir = tmp_path / "state"
+    server = live_server(SMALL, state_dir=state_dir)
+    server.client.post("/v1/events", content=ndjson(traffic("m", 10)))
+    for note in range(30):
+        assert server.client.post("/v1/models/m/retrain", json={"note": f"{note}" * 500}).status_code == 202
+    server.stop()
+    outbox = state_dir / "triggers.sqlite"
+    if damage == "not a database":
+        outbox.write_bytes(b"\x00" * 4096 + b"not sqlite")
+    else:
+        data = bytearray(outbox.read_bytes())
+        assert len(data) > 8 * 4096
+        data[2 * 4096:6 * 4096] = b"\xa5" * (4 * 4096)  # pages of the table and its indexes
+        outbox.write_bytes(bytes(data))
+
+    with caplog.at_level(logging.ERROR, logger="driftline.webhooks"):
+        second = live_server(SMALL, state_dir=state_dir)
+    assert readiness(second)[0] == 200
+    [aside] = [p for p in state_dir.iterdir() if p.name.startswith("triggers.sqlite.corrupt-")]
+    assert any(r.levelno == logging.ERROR and aside.name in r.getMessage() for r in caplog.records)
+    assert second.metric("driftline_state_corrupt_files_total", store="outbox") == 1
+    assert second.client.get("/v1/triggers").json() == {"triggers": []}
+    assert second.client.post("/v1/models/m/retrain").status_code == 202
+    assert len(second.client.get("/v1/triggers").json()["triggers"]) == 1
+
+
+# -- triggers while the outbox cannot write -------------------------------------------------------
+
+
+def drifting(model: str, start: int, n: int = 20, seed: int = 1):
+    return [{**event, "features": {"a": event["features"]["a"] + 5.0, "b": event["features"]["b"]}}
+            for event in traffic(model, n, start, seed=seed)]
+
+
+def test_an_automatic_trigger_starts_its_cooldown_only_once_the_outbox_holds_it(live_server):
+    policy = {"reference": {"first_n": 50}, "window": {"size": 20, "step": 20},
+              "triggers": {"on": ["data_drift"], "consecutive_windows": 1, "cooldown": "1h"}}
+    server = live_server({"models": {"m": policy}})
+    server.client.post("/v1/events", content=ndjson(traffic("m", 50)))
+    outbox = server.runtime.triggers.outbox
+    with outbox._lock:
+        outbox._db.execute("PRAGMA query_only=1")  # every write now fails, as on a full disk
+    server.client.post("/v1/events", content=ndjson(drifting("m", 50)))
+    assert server.client.get("/v1/models/m/drift").json()["dataset_drift"] is True
+    assert server.metric("driftline_retrain_triggers_total", model="m", reason="data_drift") is None
+    assert server.metric("driftline_state_write_failures_total", store="outbox") == 1
+    status, body = readiness(server)
+    assert status == 503 and any(r.startswith("triggers: the trigger outbox cannot write") for r in body["reasons"])
+
+    with outbox._lock:
+        outbox._db.execute("PRAGMA query_only=0")
+    assert readiness(server)[0] == 200
+    server.client.post("/v1/events", content=ndjson(drifting("m", 70, seed=2)))
+    assert server.metric("driftline_retrain_triggers_total", model="m", reason="data_drift") == 1
+    [trigger] = server.client.get("/v1/triggers").json()["triggers"]
+    assert trigger["reason"] == "data_drift"
+
+
+def test_an_alert_the_outbox_could_not_take_is_a_503_and_no_duplicate_when_sent_again(live_server):
+    server = live_server({"models": {"fraud": {"triggers": {"cooldown": "1h"}}}})
+    alert = {"status": "firing", "fingerprint": "f1", "startsAt": "2026-12-01T00:00:00Z",
+             "labels": {"alertname": "Drift", "model": "fraud", "driftline_action": "retrain"}}
+    body = {"version": "4", "status": "firing", "alerts": [alert]}
+    outbox = server.runtime.triggers.outbox
+    with outbox._lock:
+        outbox._db.execute("PRAGMA query_only=1")
+    refused = server.client.post("/v1/alertmanager", json=body)
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "30"
+    assert "outbox cannot write" in refused.json()["ignored"][0]["why"]
+    with outbox._lock:
+        outbox._db.execute("PRAGMA query_only=0")
+    taken = server.client.post("/v1/alertmanager", json=body)  # Alertmanager's retry
+    assert taken.status_code == 200 and len(taken.json()["triggered"]) == 1
+    assert server.client.post("/v1/alertmanager", json=body).json()["ignored"][0]["why"] == "duplicate"
