@@ -86,6 +86,7 @@ class TriggerManager:
         self._raising = threading.Lock()
         self._streaks: dict[str, dict[str, int]] = defaultdict(dict)
         self._last_trigger: dict[str, float] = {}
+        self._suppression_logged: dict[str, float] = {}  # model -> the trigger whose cooldown was logged
         self._alerts_seen: OrderedDict[str, str] = OrderedDict()
         self._frames: dict[str, tuple] = {}
         self._added = 0  # trigger id -> (reference, current) DataFrames for the report
@@ -203,7 +204,11 @@ class TriggerManager:
                 last = self._last_trigger.get(model)
             if not bypass_cooldown and last is not None and now - last < policy.cooldown:
                 remaining = policy.cooldown - (now - last)
-                log.info("model %s: %s trigger suppressed, cooldown for %.0fs more", model, reason, remaining)
+                # Once per cooldown: a signal that stays on would otherwise log every window.
+                if self._suppression_logged.get(model) != last:
+                    self._suppression_logged[model] = last
+                    log.info("model %s: %s trigger suppressed by the cooldown for %.0fs more (logged once "
+                             "per cooldown)", model, reason, remaining)
                 return Outcome(None, suppressed=f"cooldown: {remaining:.0f}s left of {policy.cooldown:g}s")
             payload, evidence, frames = self._build(model, reason, now, extra or {}, model_version, evaluation)
             target = self.target(model)

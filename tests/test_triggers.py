@@ -208,3 +208,16 @@ def test_a_failing_sink_gets_the_trigger_again(live_server):
     wait_until("the second call", lambda: len(calls) >= 2, timeout=10)
     time.sleep(2.5)
     assert calls == [trigger_id, trigger_id]
+
+
+def test_a_trigger_suppressed_by_the_cooldown_is_logged_once_per_cooldown(live_server, caplog):
+    server = live_server({"models": {"m": model_config(on=["data_drift"], consecutive_windows=1, cooldown="1h")}})
+    post(server, predictions("m", 50))
+    post(server, predictions("m", 20, start=50, shift=5, seed=1))  # trigger, the cooldown starts
+    caplog.set_level("INFO", logger="driftline")
+    for seed in range(2, 7):  # five drifting windows within the cooldown
+        post(server, predictions("m", 20, start=50 + seed * 20, shift=5, seed=seed))
+    suppressed = [r for r in caplog.records if "suppressed" in r.getMessage()]
+    assert len(suppressed) == 1, [r.getMessage() for r in suppressed]
+    assert "m: data_drift trigger suppressed by the cooldown" in suppressed[0].getMessage()
+    assert len(triggers_of(server)) == 1
