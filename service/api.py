@@ -165,7 +165,7 @@ def _summary(state: ModelState) -> ModelSummary:
     return ModelSummary(
         model=state.name, model_version=state.last_version, task=state.task,
         reference={"source": state.reference_source, "rows": state.reference_rows,
-                   "collecting": state.reference_rows_collected},
+                   "collecting": state.reference is None, "collected": state.reference_rows_collected},
         window={"samples": state.window_samples, "size": state.config.window.size,
                 "step": state.config.window.step, "evaluations": state.evaluations},
         dataset_drift=None if report is None else report.dataset_drift,

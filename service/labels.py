@@ -101,25 +101,33 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.nd
     """Accuracy, precision, recall, F1 (binary: of ``positive``; else macro) and ROC AUC.
 
     ``y_true``/``y_pred`` are class codes; ``scores`` the positive-class probability or NaN.
+    A binary figure the data does not define is absent, not 0: recall without a positive
+    label, precision without a positive prediction, F1 without both, ROC AUC without both
+    classes. Macro figures count a class's undefined figure as 0, as scikit-learn does.
 
     >>> m = classification_metrics(np.array([1, 0, 1, 1.]), np.array([1, 0, 0, 1.]), np.full(4, np.nan), 1.0)
     >>> round(m["accuracy"], 2), round(m["recall"], 3)
     (0.75, 0.667)
+    >>> sorted(classification_metrics(np.array([0, 0.]), np.array([1, 0.]), np.full(2, np.nan), 1.0))
+    ['accuracy', 'precision']
     """
     out = {"accuracy": float(np.mean(y_true == y_pred))}
     classes = np.unique(np.concatenate((y_true, y_pred)))
     binary = positive is not None and len(classes) <= 2 and positive in classes
     targets = [positive] if binary else list(classes)
+    undefined = 0.0 if not binary else None
     precisions, recalls, f1s = [], [], []
     for cls in targets:
         tp = float(np.sum((y_pred == cls) & (y_true == cls)))
         predicted, actual = float(np.sum(y_pred == cls)), float(np.sum(y_true == cls))
-        p = tp / predicted if predicted else 0.0
-        r = tp / actual if actual else 0.0
+        p = tp / predicted if predicted else undefined
+        r = tp / actual if actual else undefined
         precisions.append(p)
         recalls.append(r)
-        f1s.append(2 * p * r / (p + r) if p + r else 0.0)
-    out["precision"], out["recall"], out["f1"] = (float(np.mean(v)) for v in (precisions, recalls, f1s))
+        f1s.append(None if p is None or r is None else 2 * p * r / (p + r) if p + r else 0.0)
+    for name, values in (("precision", precisions), ("recall", recalls), ("f1", f1s)):
+        if None not in values:
+            out[name] = float(np.mean(values))
     if binary:
         has_score = ~np.isnan(scores)
         truth = y_true[has_score] == positive

@@ -34,6 +34,7 @@ PREDICTION, SCORE = "prediction", "score"
 # Columns of a reference file that are not features.
 # Reference rows kept as they are, for the Evidently HTML report (the profile keeps summaries).
 REPORT_SAMPLE_ROWS = 5000
+UNVERSIONED = "unknown"  # the model_version of an event that names none (CONTRACT §1)
 NON_FEATURE_COLUMNS = {"prediction", "score", "label", "id", "timestamp", "model", "model_version", "kind"}
 # Version of the checkpoint layout written by ModelState.to_bytes. 1 keyed archive entries by
 # model version and feature name; 2 keys them by position, with the names in "meta".
@@ -132,7 +133,7 @@ class ModelState:
         self.evaluations = 0
         self.report: DriftReport | None = None
         self.prediction_report: DriftReport | None = None
-        self.last_version = "unknown"
+        self.last_version = UNVERSIONED
         self.classes: dict[Any, int] = {}
         self.pending = PendingPredictions(config.labels.max_pending, config.labels.ttl)
         self.label_windows: dict[str, RingColumns] = {}
@@ -237,7 +238,10 @@ class ModelState:
         timestamps, predictions, scores = batch.timestamps, batch.predictions, batch.scores
         if self.task is None and any(p is not None for p in predictions):
             self.task = infer_task(predictions)
-        self.last_version = versions[-1]
+        # The latest version an event named; an event without one does not erase it.
+        named = next((v for v in reversed(versions) if v != UNVERSIONED), None)
+        if named is not None:
+            self.last_version = named
         ids = batch.ids
         missing_ids = ids.count(None)
         rows = zip(timestamps.tolist(), versions, predictions, scores.tolist())

@@ -214,3 +214,18 @@ def test_a_bad_config_stops_start_up_with_the_key_named(tmp_path):
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 2
     assert "kafka.bootstrap_server: unknown key" in result.stderr
+
+
+def test_model_summary_types_and_latest_version(live_server):
+    server = live_server(SMALL)
+    server.client.post("/v1/events", content=ndjson(traffic("m", 20)))
+    [summary] = server.client.get("/v1/models").json()
+    assert summary["reference"]["collecting"] is True and summary["reference"]["collected"] == 20
+    assert summary["model_version"] == "2"
+    unversioned = [{k: v for k, v in e.items() if k != "model_version"} for e in traffic("m", 1, start=20)]
+    server.client.post("/v1/events", content=ndjson(unversioned))
+    [summary] = server.client.get("/v1/models").json()
+    assert summary["model_version"] == "2"  # an event without a version does not make it "unknown"
+    server.client.post("/v1/events", content=ndjson(traffic("m", 40, start=21)))
+    [summary] = server.client.get("/v1/models").json()
+    assert summary["reference"]["collecting"] is False and summary["reference"]["rows"] == 50

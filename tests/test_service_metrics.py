@@ -153,3 +153,20 @@ def test_promtool_finds_no_problem_in_the_exposition(live_server):
     checked = subprocess.run(["promtool", "check", "metrics"], input=exposition, capture_output=True, text=True)
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.strip() == "" and checked.stderr.strip() == ""
+
+
+def test_a_figure_undefined_on_the_labels_is_absent_not_zero(live_server):
+    server = live_server(CONFIG)
+    rng = np.random.default_rng(2)
+    events, data = predictions(rng, 0, 150)
+    post(server, events)
+    predicted = (data["x"] > 0).astype(int)
+    # Every label negative: recall (and so F1) of the positive class is undefined, precision is 0.
+    post(server, [{"kind": "label", "model": "m", "id": f"p{i}", "label": 0} for i in range(100, 150)])
+    assert predicted[100:150].any()
+    [summary] = server.client.get("/v1/models").json()
+    figures = summary["performance"]["1"]
+    assert "recall" not in figures and "f1" not in figures and "roc_auc" not in figures, figures
+    assert figures["precision"] == 0.0 and figures["accuracy"] == pytest.approx(1 - predicted[100:150].mean())
+    assert server.metric("driftline_model_performance", model="m", model_version="1", metric="recall") is None
+    assert server.metric("driftline_model_performance", model="m", model_version="1", metric="precision") == 0.0
