@@ -221,3 +221,14 @@ def test_a_trigger_suppressed_by_the_cooldown_is_logged_once_per_cooldown(live_s
     assert len(suppressed) == 1, [r.getMessage() for r in suppressed]
     assert "m: data_drift trigger suppressed by the cooldown" in suppressed[0].getMessage()
     assert len(triggers_of(server)) == 1
+
+
+def test_drifted_features_names_in_the_trigger_what_drift_counts(live_server):
+    server = live_server({"models": {"m": model_config(on=["data_drift"], consecutive_windows=1, cooldown="1h")}})
+    post(server, predictions("m", 50))
+    post(server, predictions("m", 20, start=50, shift=5, seed=1))
+    [trigger] = triggers_of(server)
+    drift = server.client.get("/v1/models/m/drift").json()
+    names = trigger["payload"]["evidence"]["drifted_features"]
+    assert names == sorted(name for name, feature in drift["features"].items() if feature["drift"])
+    assert len(names) == drift["drifted_features"]
