@@ -124,6 +124,7 @@ class Credentials:
     header: tuple[str, str] | None = None
     trigger_token: str | None = None
     missing: list[str] = field(default_factory=list)
+    plain_secret: bool = False  # a secret not in the whsec_<base64> form
 
     @classmethod
     def from_env(cls, config: WebhookConfig, environ: dict[str, str]) -> "Credentials":
@@ -139,6 +140,7 @@ class Credentials:
 
         raw_secret = read(config.secret_env)
         creds.secret = secret_bytes(raw_secret) if raw_secret else None
+        creds.plain_secret = bool(raw_secret) and not raw_secret.startswith("whsec_")
         auth = config.auth
         creds.bearer = read(auth.bearer_env)
         user, password = read(auth.basic_user_env), read(auth.basic_password_env)
@@ -548,6 +550,11 @@ class Dispatcher:
             for variable in creds.missing:
                 log.warning("webhook %s: environment variable %s is not set%s", name, variable,
                             " (requests go unsigned)" if variable == webhooks[name].secret_env else "")
+            if creds.plain_secret:
+                log.warning("webhook %s: the secret in %s is not of the form whsec_<base64>; receivers that verify "
+                            "with the Standard Webhooks libraries base64-decode the secret and will reject these "
+                            "signatures (make one with: echo whsec_$(openssl rand -base64 32))",
+                            name, webhooks[name].secret_env)
         for name in webhooks:
             if self.deliveries is not None:
                 for outcome in ("delivered", "retried", "failed"):

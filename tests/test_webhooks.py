@@ -407,3 +407,35 @@ def test_outbox_prunes_finished_rows_and_fails_orphans(tmp_path):
     ids = [row["id"] for row in outbox.recent(100)]
     assert len(ids) == 10 and ids[0] == "t29"
     outbox.close()
+
+
+def test_a_whsec_delivery_verifies_with_the_official_standardwebhooks_library(live_server, receivers, caplog):
+    from standardwebhooks import Webhook
+    from standardwebhooks.webhooks import WebhookVerificationError
+
+    verified = []
+
+    def official(received, _n):
+        try:
+            verified.append(Webhook(WHSEC).verify(received.body, received.headers))
+        except WebhookVerificationError as exc:
+            return 401, {}, str(exc).encode()
+        return 204, {}, b""
+
+    receiver = receivers(official, secret=None)
+    plain = receivers(script(204), secret=None)
+    config = {"webhooks": {"whsec": hook(receiver.url + "/hook", secret_env="WHSEC_SECRET"),
+                           "plain": hook(plain.url + "/hook", secret_env="PLAIN_SECRET")},
+              "models": {"m": {"triggers": {"webhook": "whsec"}}}}
+    caplog.set_level("WARNING", logger="driftline")
+    server = live_server(config, environ={"WHSEC_SECRET": WHSEC, "PLAIN_SECRET": RAW_SECRET})
+    response = server.client.post("/v1/models/m/retrain", json={"note": "official verify"})
+    assert response.status_code == 202, response.text
+    trigger_id = response.json()["id"]
+    wait_until("delivery", lambda: trigger_state(server, trigger_id)["state"] in ("delivered", "failed"))
+    assert trigger_state(server, trigger_id)["state"] == "delivered"
+    assert verified and verified[0]["id"] == trigger_id
+    # A plain-text secret: the official libraries would base64-decode it, so driftline warns.
+    warnings = [r.getMessage() for r in caplog.records if "whsec_" in r.getMessage()]
+    assert len(warnings) == 1 and "webhook plain" in warnings[0] and "PLAIN_SECRET" in warnings[0], warnings
+    assert RAW_SECRET not in warnings[0]
