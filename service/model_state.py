@@ -31,6 +31,10 @@ from service.window import RingColumns, category_counts
 
 OTHER = "__other__"
 PREDICTION, SCORE = "prediction", "score"
+# The window (and the first-N collection) holds features and the model's own columns in two
+# namespaces, so that a feature may be called "score", "prediction" or anything else.
+FEATURE, OWN = "f:", "m:"
+TIMESTAMP_COLUMN = OWN + "timestamp"
 # Columns of a reference file that are not features.
 # Reference rows kept as they are, for the Evidently HTML report (the profile keeps summaries).
 REPORT_SAMPLE_ROWS = 5000
@@ -201,7 +205,8 @@ class ModelState:
         else:
             self.reference_sample = encoded
         self._collected, self._collected_rows = {}, 0
-        self.window = RingColumns(self.config.window.size, [*features, PREDICTION, SCORE, "__timestamp__"])
+        self.window = RingColumns(self.config.window.size, [*(FEATURE + name for name in features),
+                                                             OWN + PREDICTION, OWN + SCORE, TIMESTAMP_COLUMN])
         self.since_evaluation = 0
         self.report = self.prediction_report = None
 
@@ -209,15 +214,15 @@ class ModelState:
         """Take rows for the first-N reference; returns how many were taken."""
         take = min(len(features), self.config.reference.first_n - self._collected_rows)
         collected = self._collected
-        predictions_key, scores_key = f"__{PREDICTION}__", f"__{SCORE}__"
+        predictions_key, scores_key = OWN + PREDICTION, OWN + SCORE
         for name in features.names(take):
-            if name not in collected:
-                if len(collected) >= self.limits.max_features:
+            if FEATURE + name not in collected:
+                if len(collected) >= self.limits.max_features + 2:  # the features, predictions and scores
                     continue
-                collected[name] = [None] * self._collected_rows
-        for name, values in collected.items():
-            if name not in (predictions_key, scores_key):
-                values += features.values(name, 0, take)
+                collected[FEATURE + name] = [None] * self._collected_rows
+        for key, values in collected.items():
+            if key.startswith(FEATURE):
+                values += features.values(key[len(FEATURE):], 0, take)
         collected.setdefault(predictions_key, [None] * self._collected_rows).extend(predictions[:take])
         collected.setdefault(scores_key, [None] * self._collected_rows).extend(
             score if score == score else None for score in scores[:take].tolist())  # NaN: not sent
@@ -226,7 +231,8 @@ class ModelState:
             predictions_ref = collected.pop(predictions_key)
             scores_ref = collected.pop(scores_key)
             wanted = self.config.drift.features
-            columns = {n: v for n, v in collected.items() if wanted is None or n in wanted}
+            columns = {key[len(FEATURE):]: values for key, values in collected.items()
+                       if wanted is None or key[len(FEATURE):] in wanted}
             features_ref = {name: Feature(infer_kind(values)) for name, values in columns.items()}
             self._build_reference(features_ref, columns, predictions_ref, scores_ref, self._collected_rows,
                                   f"first_n:{self.config.reference.first_n}")
@@ -257,13 +263,13 @@ class ModelState:
             start = self._collect(batch.features, predictions, scores)
             if self.reference is None or start == len(batch):
                 return []
-        columns = self._encode_features(batch.features, start)
+        columns = {FEATURE + name: values for name, values in self._encode_features(batch.features, start).items()}
         rest = predictions[start:] if start else predictions
         # Regression: as in a numerical feature, a prediction that is not a number is missing.
-        columns[PREDICTION] = as_numbers(rest) if self.task == "regression" \
+        columns[OWN + PREDICTION] = as_numbers(rest) if self.task == "regression" \
             else self.prediction_feature.encode(rest, self.limits.max_categories)
-        columns[SCORE] = scores[start:]
-        columns["__timestamp__"] = timestamps[start:]
+        columns[OWN + SCORE] = scores[start:]
+        columns[TIMESTAMP_COLUMN] = timestamps[start:]
         # Appended a step at a time, so that a window is evaluated every `step` predictions
         # however the events were batched (HTTP bodies, Kafka polls of any size).
         evaluations = []
@@ -304,29 +310,30 @@ class ModelState:
         """Compare the current window with the reference (data and prediction drift)."""
         if self.reference is None or self.window is None or self.window.count == 0:
             return None
-        timestamps = self.window.column("__timestamp__")
+        timestamps = self.window.column(TIMESTAMP_COLUMN)
         rows = slice(None)
         if self.config.window.max_age is not None:
             rows = timestamps >= timestamps.max() - self.config.window.max_age
             timestamps = timestamps[rows]
         drift = self.config.drift
-        self.report = self.reference.compare(self._current(self.reference, rows), method=drift.method,
+        self.report = self.reference.compare(self._current(self.reference, FEATURE, rows), method=drift.method,
                                              threshold=drift.threshold, drift_share=drift.drift_share,
                                              per_feature_method=drift.per_feature or None)
         if self.prediction_reference is not None:
             self.prediction_report = self.prediction_reference.compare(
-                self._current(self.prediction_reference, rows), method=drift.method, threshold=drift.threshold)
+                self._current(self.prediction_reference, OWN, rows), method=drift.method, threshold=drift.threshold)
         self.since_evaluation = 0
         self.evaluations += 1
         return self._evaluation("window", window=(float(timestamps.min()), float(timestamps.max()), timestamps.size))
 
-    def _current(self, reference: ReferenceProfile, rows) -> dict:
-        """The window's columns of the reference's features, summarised as the detectors take
-        them: numbers sorted, category codes counted. (Here, not on the detectors' pool of
-        threads: for 10,000-row columns its hand-offs cost more than the sorts it shares.)"""
+    def _current(self, reference: ReferenceProfile, namespace: str, rows) -> dict:
+        """The window's columns of the reference's columns (in ``namespace``), summarised as the
+        detectors take them: numbers sorted, category codes counted. (Here, not on the
+        detectors' pool of threads: for 10,000-row columns its hand-offs cost more than the
+        sorts it shares.)"""
         current = {}
         for name, summary in reference.columns.items():
-            values = self.window.column(name)[rows]
+            values = self.window.column(namespace + name)[rows]
             current[name] = category_counts(values) if isinstance(summary, CategoricalSummary) \
                 else NumericalSummary.from_values(values)
         return current
@@ -433,7 +440,8 @@ class ModelState:
         """The current window as a DataFrame with decoded categories (for reports)."""
         if self.window is None:
             return pd.DataFrame()
-        return pd.DataFrame({name: _decode(feature, self.window.column(name)) for name, feature in self.features.items()})
+        return pd.DataFrame({name: _decode(feature, self.window.column(FEATURE + name))
+                             for name, feature in self.features.items()})
 
     def reference_frame(self) -> pd.DataFrame:
         """A sample of at most REPORT_SAMPLE_ROWS reference rows, categories decoded."""

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from service.config import Settings, TriggersConfig
 from service.events import MODEL_NAME
-from service.model_state import Evaluation, ModelState
+from service.model_state import TIMESTAMP_COLUMN, Evaluation, ModelState
 from service.webhooks import Dispatcher, Outbox, now_payload, rfc3339
 
 log = logging.getLogger("driftline.triggers")
@@ -258,7 +258,7 @@ class TriggerManager:
                 labels = ring.count if ring else 0
                 window = {"start": None, "end": None, "samples": state.window_samples if state else 0}
             if state is not None and window["start"] is None and state.window is not None and state.window.count:
-                stamps = state.window.column("__timestamp__")
+                stamps = state.window.column(TIMESTAMP_COLUMN)
                 window["start"], window["end"] = rfc3339(float(stamps.min())), rfc3339(float(stamps.max()))
             source = state.reference_source if state else None
             if (self.mlflow is not None and state is not None and state.reference is not None

@@ -5,6 +5,7 @@ import orjson
 
 from service.config import Settings
 from service.engine import Engine
+from service.model_state import FEATURE, OWN
 
 SETTINGS = Settings.model_validate({"models": {"default": {"reference": {"first_n": 200},
                                                            "window": {"size": 300, "step": 100}}}})
@@ -60,7 +61,7 @@ def test_a_string_in_a_numerical_feature_counts_as_missing_on_both_paths():
     def x_after(rows):
         lines = [orjson.dumps({"kind": "prediction", "model": "m", "features": f}) for f in rows]
         engine.process(engine.validator.decode_lines(lines, received_at=0.0))
-        return state.window.column("x")[-len(rows):]
+        return state.window.column(FEATURE + "x")[-len(rows):]
 
     dense = [{"x": "1.5", "c": "a"}, {"x": True, "c": "a"}, {"x": 2, "c": "a"}, {"x": None, "c": "a"}]
     # Every row has x: the one-matrix path. A row without x: the per-column path.
@@ -85,4 +86,4 @@ def test_a_string_predicted_by_a_regression_model_counts_as_missing():
     engine.process(engine.validator.decode_lines(odd, received_at=0.0))
     state = engine.models["r"]
     assert state.task == "regression"
-    np.testing.assert_array_equal(state.window.column("prediction")[-3:], [np.nan, 2.5, 1.0])
+    np.testing.assert_array_equal(state.window.column(OWN + "prediction")[-3:], [np.nan, 2.5, 1.0])

@@ -8,11 +8,14 @@ import time
 
 import httpx
 import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
+from service.config import Settings
+from service.engine import Engine
 from service.tables import TooLarge, read_table
 
 from tests.test_triggers import alert, webhook
@@ -179,3 +182,54 @@ def test_a_reference_with_nested_predictions_or_text_scores_is_a_422(live_server
     assert nested.status_code == 422 and "'prediction'" in nested.json()["detail"]
     text = server.client.put("/v1/models/m/reference", content=b"a,score\n1,high\n2,low\n")
     assert text.status_code == 422 and "'score'" in text.json()["detail"]
+
+
+# -- feature names that are also the model's own columns --------------------------------
+
+
+RESERVED_LOOKING = ("score", "prediction", "__timestamp__", "__prediction__", "__score__", "m:score", "f:x")
+
+
+def reserved_events(n: int, seed: int, start: int = 0, prediction_shift: float = 0.0) -> list[bytes]:
+    """Features named like the model's own columns, the same values in every batch; the
+    model's score, prediction and timestamps are quite different numbers."""
+    same, rng = np.random.default_rng(0), np.random.default_rng(seed)
+    return [orjson.dumps({
+        "kind": "prediction", "model": "m", "id": f"e{start + i}", "timestamp": 1_800_000_000 + start + i,
+        "features": {name: float(same.normal(100.0 + k, 1.0)) for k, name in enumerate(RESERVED_LOOKING)},
+        "prediction": int(rng.random() < 0.2 + prediction_shift), "score": float(rng.random())})
+        for i in range(n)]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_features_named_like_the_models_own_columns_give_no_false_drift(native):
+    engine = Engine(Settings.model_validate({"models": {"default": {"reference": {"first_n": 300},
+                                                                    "window": {"size": 300, "step": 300}}}}))
+    engine.validator.native = engine.validator.native if native else None
+    engine.process(engine.validator.decode_records(reserved_events(300, seed=0), received_at=0.0))
+    state = engine.models["m"]
+    assert set(state.features) == set(RESERVED_LOOKING)
+    assert state.prediction_reference is not None and set(state.prediction_reference.columns) == {"prediction",
+                                                                                                  "score"}
+    engine.process(engine.validator.decode_records(reserved_events(300, seed=1, start=300, prediction_shift=0.6),
+                                                   received_at=0.0))
+    report = state.report.to_dict()
+    assert report["drifted_features"] == 0, {n: f["score"] for n, f in report["features"].items()}
+    # The model's own prediction did drift (20% ones, then 80%), and is seen as such.
+    assert state.prediction_drift.drift is True
+    frame = state.current_frame()
+    assert frame["score"].between(90, 110).all() and frame["__timestamp__"].between(90, 110).all()
+    restored = Engine(engine.settings)
+    restored.restore("m", engine.snapshot("m"))
+    assert restored.models["m"].report.to_dict() == report
+
+
+def test_a_reference_file_with_reserved_looking_features_keeps_them_apart(live_server):
+    server = live_server({"models": {"default": {"window": {"size": 300, "step": 300}}}})
+    rows = [orjson.loads(line) for line in reserved_events(300, seed=3)]
+    frame = pd.DataFrame([{name: value for name, value in row["features"].items() if name not in ("score", "prediction")}
+                          | {"prediction": row["prediction"]} for row in rows])
+    assert server.client.put("/v1/models/m/reference", content=frame.to_parquet()).status_code == 200
+    server.client.post("/v1/events", content=b"\n".join(reserved_events(300, seed=4)))
+    drift = server.client.get("/v1/models/m/drift").json()
+    assert drift["drifted_features"] == 0 and set(drift["features"]) == set(RESERVED_LOOKING) - {"score", "prediction"}
