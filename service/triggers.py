@@ -39,6 +39,7 @@ REASONS = ("data_drift", "prediction_drift", "performance_drop", "concept_drift"
 ERROR_METRICS = {"mae", "rmse"}  # higher is worse
 MAX_FRAMES = 20  # window snapshots kept for Evidently reports not yet logged to MLflow
 EVIDENCE_ATTEMPTS = 5
+OUTBOX_REOPEN_SECONDS = 5.0
 
 
 @dataclass
@@ -81,6 +82,7 @@ class TriggerManager:
         # Extra consumers of every trigger payload (the Kafka trigger topic); called on a background thread.
         self.sinks: list[Callable[[dict], None]] = []
         self.outbox: Outbox | None = None
+        self.outbox_error: str | None = None  # why the outbox could not be opened
         self.dispatcher: Dispatcher | None = None
         self._lock = threading.Lock()
         self._raising = threading.Lock()
@@ -104,29 +106,51 @@ class TriggerManager:
 
     def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        self.outbox = Outbox(self.settings.state_dir / "triggers.sqlite", self.metrics)
-        try:
-            self.outbox.prune()
-            orphaned = self.outbox.orphans(self.settings.webhooks)
-            if orphaned:
-                log.warning("%d pending trigger(s) of webhooks no longer configured marked failed", orphaned)
-        except sqlite3.Error as exc:  # a full disk: start anyway, /readyz tells
-            log.error("tidying the trigger outbox at start failed: %s", exc)
-        self._last_trigger.update(self.outbox.last_trigger_times())
-        self.dispatcher = Dispatcher(self.outbox, self.settings.webhooks, self.environ,
-                                     self.metrics.webhook_deliveries, self.metrics.webhook_pending)
-        self.dispatcher.start()
         self._stop.clear()
+        self._open_outbox()
         self._after_thread = threading.Thread(target=self._aftercare, name="trigger-aftercare", daemon=True)
         self._after_thread.start()
+
+    def _open_outbox(self) -> bool:
+        """Open the outbox and start delivering; False (retried by the aftercare thread) when it
+        cannot be opened, as on a full disk, where SQLite cannot even create its shared memory."""
+        path = self.settings.state_dir / "triggers.sqlite"
+        outbox = None
+        try:
+            outbox = Outbox(path, self.metrics)
+            try:
+                outbox.prune()
+                orphaned = outbox.orphans(self.settings.webhooks)
+                if orphaned:
+                    log.warning("%d pending trigger(s) of webhooks no longer configured marked failed", orphaned)
+            except sqlite3.Error as exc:  # a full disk: start anyway, /readyz tells
+                log.error("tidying the trigger outbox at start failed: %s", exc)
+            self._last_trigger.update(outbox.last_trigger_times())
+            dispatcher = Dispatcher(outbox, self.settings.webhooks, self.environ,
+                                    self.metrics.webhook_deliveries, self.metrics.webhook_pending)
+        except sqlite3.Error as exc:
+            if outbox is not None:
+                outbox.close()
+            self.metrics.state_write_failures.labels(store="outbox").inc()
+            if self.outbox_error is None:
+                log.error("the trigger outbox %s cannot be opened (%s); triggers are refused until it can, "
+                          "tried again every %gs", path, exc, OUTBOX_REOPEN_SECONDS)
+            self.outbox_error = str(exc)
+            return False
+        self.dispatcher = dispatcher
+        dispatcher.start()
+        if self.outbox_error is not None:
+            log.warning("the trigger outbox %s is open", path)
+        self.outbox, self.outbox_error = outbox, None
+        return True
 
     def stop(self) -> None:
         self._stop.set()
         self._after.set()
+        if self._after_thread is not None:  # first: it may be opening the outbox and its dispatcher
+            self._after_thread.join(10)
         if self.dispatcher is not None:
             self.dispatcher.stop()
-        if self._after_thread is not None:
-            self._after_thread.join(10)
         if self.outbox is not None:
             self.outbox.close()
             self.outbox = None
@@ -134,7 +158,8 @@ class TriggerManager:
     def ready(self) -> tuple[bool, str]:
         outbox = self.outbox
         if outbox is None:
-            return False, "outbox not open"
+            return False, "outbox not open" if self.outbox_error is None \
+                else f"the trigger outbox cannot be opened: {self.outbox_error}"
         return outbox.writable()
 
     # -- policies -----------------------------------------------------------------------
@@ -194,6 +219,9 @@ class TriggerManager:
         assert reason in REASONS, reason
         outbox = self.outbox
         if outbox is None:
+            if self.outbox_error is not None:
+                return Outcome(None, suppressed=f"the trigger outbox cannot be opened: {self.outbox_error}",
+                               unavailable=True)
             return Outcome(None, suppressed="driftline is not started")
         policy = self.policy(model)
         # One trigger at a time from the cooldown check to the commit, so two evaluations of a
@@ -357,11 +385,15 @@ class TriggerManager:
     def _aftercare(self) -> None:
         failures: dict[str, int] = defaultdict(int)
         sink_failures, sink_retry_at = 0, 0.0
+        reopen_at = time.monotonic() + OUTBOX_REOPEN_SECONDS
         while not self._stop.is_set():
             self._after.wait(1.0)
             self._after.clear()
             outbox = self.outbox
             if outbox is None:
+                if self.outbox_error is not None and time.monotonic() >= reopen_at and not self._stop.is_set():
+                    reopen_at = time.monotonic() + OUTBOX_REOPEN_SECONDS
+                    self._open_outbox()
                 continue
             try:
                 if time.monotonic() >= sink_retry_at:

@@ -151,6 +151,26 @@ def test_what_failed_on_a_full_disk_is_written_at_shutdown(small_disk, live_serv
     assert views(again) == before
 
 
+def test_a_restart_on_a_full_disk_starts_unready_and_recovers_when_space_returns(small_disk, live_server):
+    state_dir = small_disk / "state"
+    server = live_server(FAST, state_dir=state_dir)
+    feed(server, 0, 60)
+    feed(server, 60, 50)
+    before = views(server)
+    server.stop()
+    filler = fill(small_disk)
+
+    again = live_server(FAST, state_dir=state_dir)
+    assert views(again) == before
+    status, body = readiness(again)
+    assert status == 503 and any(r.startswith("triggers: the trigger outbox cannot be opened") for r in body["reasons"])
+    refused = again.client.post("/v1/models/m0/retrain")
+    assert refused.status_code == 503 and "cannot be opened" in refused.json()["detail"]
+    filler.unlink()
+    wait_until("the outbox opened", lambda: readiness(again)[0] == 200, timeout=15)
+    assert again.client.post("/v1/models/m0/retrain").status_code == 202
+
+
 def test_a_model_that_does_not_fit_does_not_stop_the_others(small_disk, live_server):
     state_dir = small_disk / "state"
     config = {"checkpoint_interval": "1h", "models": {
