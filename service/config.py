@@ -189,11 +189,19 @@ class WebhookAuth(Strict):
     basic_password_env: str | None = None
     header: str | None = Field(None, description="custom header name, value from header_env")
     header_env: str | None = None
+    # airflow preset, Airflow 3: log in at <url>/auth/token and renew the token when it expires
+    # (Airflow 3's API tokens last 24 h by default, so a static bearer_env token stops working).
+    username_env: str | None = None
+    password_env: str | None = None
 
     @model_validator(mode="after")
     def _pairs(self) -> "WebhookAuth":
         if (self.basic_user_env is None) != (self.basic_password_env is None):
             raise ValueError("basic_user_env and basic_password_env go together")
+        if (self.username_env is None) != (self.password_env is None):
+            raise ValueError("username_env and password_env go together")
+        if self.username_env is not None and (self.bearer_env is not None or self.basic_user_env is not None):
+            raise ValueError("username_env/password_env (log in for a token) replace bearer_env and basic auth")
         if (self.header is None) != (self.header_env is None):
             raise ValueError("header and header_env go together")
         return self
@@ -238,6 +246,9 @@ class WebhookConfig(Strict):
         missing = [key for key in PRESET_REQUIRES[self.preset] if not getattr(self, key)]
         if missing:
             raise ValueError(f"preset {self.preset} needs {', '.join(missing)}")
+        if self.auth.username_env is not None and (self.preset != "airflow" or self.airflow_api != "v2"):
+            raise ValueError("auth.username_env/password_env log in at Airflow 3's /auth/token: preset airflow "
+                             "with airflow_api v2 only (Airflow 2: basic_user_env/basic_password_env)")
         if self.backoff_max < self.backoff_initial:
             raise ValueError("backoff_max must be at least backoff_initial")
         return self

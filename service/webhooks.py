@@ -125,6 +125,8 @@ class Credentials:
     trigger_token: str | None = None
     missing: list[str] = field(default_factory=list)
     plain_secret: bool = False  # a secret not in the whsec_<base64> form
+    login: tuple[str, str] | None = None  # Airflow 3: username, password for <url>/auth/token
+    token: str | None = None  # the token that login got; renewed when the API answers 401
 
     @classmethod
     def from_env(cls, config: WebhookConfig, environ: dict[str, str]) -> "Credentials":
@@ -148,6 +150,8 @@ class Credentials:
         value = read(auth.header_env)
         creds.header = (auth.header, value) if auth.header and value is not None else None
         creds.trigger_token = read(config.trigger_token_env)
+        username, password = read(auth.username_env), read(auth.password_env)
+        creds.login = (username, password) if username is not None and password is not None else None
         return creds
 
 
@@ -245,7 +249,9 @@ def _gitlab_variables(payload: dict) -> dict[str, str]:
 
 
 def _authorize(prepared: Prepared, creds: Credentials) -> None:
-    if creds.bearer is not None:
+    if creds.token is not None:
+        prepared.headers["Authorization"] = f"Bearer {creds.token}"
+    elif creds.bearer is not None:
         prepared.headers["Authorization"] = f"Bearer {creds.bearer}"
     elif creds.basic is not None:
         token = base64.b64encode(f"{creds.basic[0]}:{creds.basic[1]}".encode()).decode()
@@ -506,24 +512,85 @@ class Attempt:
 
 def attempt_delivery(client: httpx.Client, config: WebhookConfig, creds: Credentials, payload: dict,
                      attempt: int = 1, created: float | None = None) -> Attempt:
-    """One attempt; never raises for network trouble."""
-    prepared = build_request(config, payload, creds, created)
-    headers = dict(prepared.headers)
-    headers.update(signature_headers(creds.secret, payload["id"], prepared.body))
-    try:
-        response = client.request(prepared.method, prepared.url, headers=headers, content=prepared.body,
-                                  timeout=config.timeout)
-    except httpx.TimeoutException as exc:
-        return Attempt("retry", None, f"timeout after {config.timeout:g}s ({type(exc).__name__})")
-    except httpx.TransportError as exc:
-        return Attempt("retry", None, f"connection error: {type(exc).__name__}: {_short(exc)}")
+    """One attempt; never raises for network trouble. With ``creds.login`` (Airflow 3) it logs
+    in first when it has no token, and once more, resending, when the API answers 401 (the
+    token expired)."""
+    renewed = False
+    if creds.login is not None and creds.token is None:
+        failed = _log_in(client, config, creds)
+        if failed is not None:
+            return failed
+        renewed = True
+    while True:
+        prepared = build_request(config, payload, creds, created)
+        headers = dict(prepared.headers)
+        headers.update(signature_headers(creds.secret, payload["id"], prepared.body))
+        try:
+            response = client.request(prepared.method, prepared.url, headers=headers, content=prepared.body,
+                                      timeout=config.timeout)
+        except httpx.TimeoutException as exc:
+            return Attempt("retry", None, f"timeout after {config.timeout:g}s ({type(exc).__name__})")
+        except httpx.TransportError as exc:
+            return Attempt("retry", None, f"connection error: {type(exc).__name__}: {_short(exc)}")
+        if response.status_code == 401 and creds.login is not None and not renewed:
+            creds.token = None
+            failed = _log_in(client, config, creds)
+            if failed is not None:
+                return failed
+            renewed = True
+            continue
+        break
     status = response.status_code
     if 200 <= status < 300 or (attempt > 1 and status in prepared.also_delivered_on_retry):
         return Attempt("delivered", status, None)
-    detail = f"HTTP {status}: {_short(response.text)}"
+    detail = f"HTTP {status}: {_short(response.text)}{_hint(config, creds, status)}"
     if status in RETRYABLE_STATUS or status >= 500:
         return Attempt("retry", status, detail, retry_after_seconds(response.headers.get("retry-after")))
     return Attempt("failed", status, detail)
+
+
+def _log_in(client: httpx.Client, config: WebhookConfig, creds: Credentials) -> Attempt | None:
+    """Airflow 3: ``POST <url>/auth/token`` with the username and password; sets ``creds.token``
+    from the answer's ``access_token``. None on success, else the failed or retried attempt."""
+    url = f"{_base(config.url)}/auth/token"
+    username, password = creds.login
+    try:
+        response = client.post(url, json={"username": username, "password": password},
+                               headers={"Accept": "application/json", "User-Agent": USER_AGENT},
+                               timeout=config.timeout)
+    except httpx.TimeoutException as exc:
+        return Attempt("retry", None, f"logging in at {url}: timeout after {config.timeout:g}s ({type(exc).__name__})")
+    except httpx.TransportError as exc:
+        return Attempt("retry", None, f"logging in at {url}: connection error: {type(exc).__name__}: {_short(exc)}")
+    status = response.status_code
+    if 200 <= status < 300:
+        try:
+            token = response.json().get("access_token")
+        except (ValueError, AttributeError):
+            token = None
+        if isinstance(token, str) and token:
+            creds.token = token
+            return None
+        return Attempt("failed", status, f"logging in at {url}: HTTP {status} without an access_token")
+    detail = f"logging in at {url}: HTTP {status}: {_short(response.text)}"
+    if status in (401, 403):
+        detail += f" (check the credentials in {config.auth.username_env}/{config.auth.password_env})"
+    if status in RETRYABLE_STATUS or status >= 500:
+        return Attempt("retry", status, detail, retry_after_seconds(response.headers.get("retry-after")))
+    return Attempt("failed", status, detail)
+
+
+def _hint(config: WebhookConfig, creds: Credentials, status: int) -> str:
+    """What to change when an Airflow answer says the configuration does not fit the server."""
+    if config.preset != "airflow":
+        return ""
+    if status == 405 and config.airflow_api == "v1":
+        return (" (Airflow 3 serves its API under /api/v2 and answers 405 on /api/v1: set airflow_api: v2, "
+                "and auth: {username_env, password_env} to log in)")
+    if status == 401 and creds.login is None and config.airflow_api == "v2":
+        return (" (Airflow 3's tokens expire, after 24 h by default: set auth: {username_env, password_env} "
+                "and driftline logs in at /auth/token and renews the token)")
+    return ""
 
 
 def _short(value: Any, limit: int = 300) -> str:

@@ -274,3 +274,94 @@ def test_airflow_409_on_a_first_attempt_is_a_failure(live_server, receivers):
     assert state["delivery"]["attempts"] == 1 and state["delivery"]["last_status"] == 409
     body = json.loads(conflict.requests[0].body)
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z", body["logical_date"])
+
+
+class FakeAirflow3:
+    """A fake of Airflow 3's documented public API (not Airflow itself): ``POST /auth/token``
+    with ``{"username", "password"}`` answers 201 ``{"access_token": <JWT>}``; ``/api/v2``
+    takes a bearer token until it expires (``expire_tokens()`` plays the 24 hours passing), then
+    answers 401 ``{"detail": "Token Expired"}``; ``/api/v1`` no longer exists: a bare 405."""
+
+    def __init__(self, receivers, username="driftline", password="s3cret"):
+        self.credentials = {"username": username, "password": password}
+        self.issued: list[str] = []
+        self.expired: set[str] = set()
+        self.runs: list[dict] = []
+        self.receiver = receivers(self.respond)
+        self.url = self.receiver.url
+
+    def expire_tokens(self):
+        self.expired |= set(self.issued)
+
+    def respond(self, r: Received, _n):
+        def answer(status, body):
+            return status, {"Content-Type": "application/json"}, json.dumps(body).encode()
+
+        if r.path == "/auth/token":
+            if r.method != "POST" or json.loads(r.body or b"{}") != self.credentials:
+                return answer(401, {"detail": "Invalid credentials"})
+            token = f"jwt-{len(self.issued) + 1}"
+            self.issued.append(token)
+            return answer(201, {"access_token": token})
+        if r.path.startswith("/api/v1/"):
+            return answer(405, {"detail": "Method Not Allowed"})
+        token = r.headers.get("authorization", "").removeprefix("Bearer ")
+        if token not in self.issued:
+            return answer(401, {"detail": "Not authenticated"})
+        if token in self.expired:
+            return answer(401, {"detail": "Token Expired"})
+        try:
+            status, body = airflow(Received(r.method, r.path, {**r.headers, "authorization": "Bearer jwt-3"},
+                                            r.body, r.at, r.signed), "v2", set())
+        except Reject as exc:
+            return answer(exc.status, {"detail": exc.why})
+        self.runs.append(json.loads(r.body))
+        return answer(status, body)
+
+
+AIRFLOW3_LOGIN = {"AIRFLOW_USER": "driftline", "AIRFLOW_PASSWORD": "s3cret", "HOOK_SECRET": RAW_SECRET}
+
+
+def airflow3_hook(url: str, **extra) -> dict:
+    return {"preset": "airflow", "url": url, "dag_id": "retrain_fraud", "secret_env": "HOOK_SECRET", "timeout": "2s",
+            "backoff_initial": "0.1s", "backoff_max": "0.2s", "max_attempts": 2, **extra}
+
+
+def test_airflow3_logs_in_for_a_token_and_renews_it_when_it_expires(live_server, receivers):
+    fake = FakeAirflow3(receivers)
+    hook = airflow3_hook(fake.url, auth={"username_env": "AIRFLOW_USER", "password_env": "AIRFLOW_PASSWORD"})
+    server = live_server({"webhooks": {"airflow3": hook}, "models": {"m": {}}}, environ=AIRFLOW3_LOGIN)
+
+    def deliver():
+        trigger_id = server.client.post("/v1/models/m/retrain").json()["id"]
+        return wait_until("delivery", lambda: (s := trigger_state(server, trigger_id))["state"] != "pending" and s)
+
+    first = deliver()
+    assert first["state"] == "delivered" and fake.issued == ["jwt-1"], first["delivery"]
+    fake.expire_tokens()  # a day later
+    second = deliver()
+    assert second["state"] == "delivered", second["delivery"]
+    assert second["delivery"]["attempts"] == 1 and fake.issued == ["jwt-1", "jwt-2"]
+    assert [run["conf"]["id"] for run in fake.runs] == [first["id"], second["id"]]
+    # The password and the tokens stay out of the API's answers.
+    listing = server.client.get("/v1/triggers").text
+    assert "s3cret" not in listing and "jwt-" not in listing
+
+
+def test_airflow3_static_token_expiry_and_a_v1_preset_say_what_to_set(live_server, receivers):
+    fake = FakeAirflow3(receivers)
+    fake.issued.append("jwt-static")
+    fake.expire_tokens()
+    hooks = {"static": airflow3_hook(fake.url, auth={"bearer_env": "AIRFLOW_TOKEN"}),
+             "old_api": airflow3_hook(fake.url, airflow_api="v1", auth={"basic_user_env": "AIRFLOW_USER",
+                                                                        "basic_password_env": "AIRFLOW_PASSWORD"})}
+    server = live_server({"webhooks": hooks, "models": {name: {"triggers": {"webhook": name}} for name in hooks}},
+                         environ={**AIRFLOW3_LOGIN, "AIRFLOW_TOKEN": "jwt-static"})
+    errors = {}
+    for name in hooks:
+        trigger_id = server.client.post(f"/v1/models/{name}/retrain").json()["id"]
+        state = wait_until(name, lambda t=trigger_id: (s := trigger_state(server, t))["state"] != "pending" and s)
+        assert state["state"] == "failed", state
+        errors[name] = state["delivery"]["last_error"]
+    assert "HTTP 401" in errors["static"] and "username_env" in errors["static"], errors
+    assert "HTTP 405" in errors["old_api"] and "airflow_api: v2" in errors["old_api"], errors
