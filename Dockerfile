@@ -11,10 +11,14 @@
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG RUST_IMAGE=rust:1.85-slim-bookworm
+# The slim sidecar image has the core install only; `--build-arg EXTRAS=all` adds the HTML
+# report, MLflow and `dashboards push` (or name some: report,mlflow,grafana).
+ARG EXTRAS=""
 
 FROM ${RUST_IMAGE} AS rust
 
 FROM ${PYTHON_IMAGE} AS build
+ARG EXTRAS
 ENV PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
     PYTHONDONTWRITEBYTECODE=1 \
@@ -40,7 +44,8 @@ RUN python -m venv /opt/driftline \
  && /opt/driftline/bin/pip install -c constraints.txt -r /tmp/runtime-requirements.txt
 COPY . .
 RUN /opt/driftline/bin/pip wheel --no-deps --wheel-dir /wheels . \
- && /opt/driftline/bin/pip install /wheels/driftline-*.whl \
+ && wheel="$(ls /wheels/driftline-*.whl)" \
+ && /opt/driftline/bin/pip install -c constraints.txt "${wheel}${EXTRAS:+[${EXTRAS}]}" \
  && /opt/driftline/bin/pip uninstall --yes pip setuptools wheel \
  && find /opt/driftline -name '__pycache__' -type d -prune -exec rm -rf {} + \
  && /opt/driftline/bin/python -P -c "import service, service._native, detectors"

@@ -22,6 +22,13 @@ fi
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
 "$venv/bin/python" -m pip install --quiet "${pins[@]}" -e '.[test]'
+# The core install alone (no extras), with just pytest: tests/test_core_install.py runs the
+# suite's core modules in it and checks that each extra-backed feature names its extra.
+core="$venv-core"
+[[ -x "$core/bin/python" ]] || python3 -m venv "$core"
+"$core/bin/python" -m pip install --quiet --upgrade pip
+"$core/bin/python" -m pip install --quiet "${pins[@]}" -e . pytest pytest-timeout
+export DRIFTLINE_CORE_PYTHON="$PWD/$core/bin/python"
 cargo test --quiet --release --manifest-path native/Cargo.toml
 # The native decoder is optional for users (pip installs without it where there is no Rust);
 # here its absence fails the tests that compare it with the Python decoder.

@@ -17,7 +17,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
-from service import __version__
+from service import __version__, extras
 from service.events import MODEL_NAME, Rejection
 from service.model_state import ModelState
 from service.reports import evidently_html
@@ -207,7 +207,10 @@ def model_drift(request: Request, model: str) -> dict:
 
 @router.get("/v1/models/{model}/report", response_class=HTMLResponse, tags=["models"])
 async def model_report(request: Request, model: str) -> HTMLResponse:
-    """Evidently's data drift report of the reference (sample) against the current window."""
+    """Evidently's data drift report of the reference (sample) against the current window
+    (needs the ``[report]`` extra: 501 without it)."""
+    if not extras.available("report"):
+        raise HTTPException(501, str(extras.MissingExtra("report", "/report")))
     engine = runtime_of(request).engine
     with engine.lock:
         state = _state(request, model)
@@ -240,6 +243,8 @@ async def put_reference(request: Request, model: str) -> ReferenceLoaded:
     except TooLarge as exc:
         raise HTTPException(413, f"{exc} (limits.max_reference_rows={limits.max_reference_rows}, "
                                  f"limits.max_reference_cells={limits.max_reference_cells})") from None
+    except extras.MissingExtra as exc:
+        raise HTTPException(501, str(exc)) from None
     except (TableError, ValueError) as exc:
         raise HTTPException(422, str(exc)) from None
     except OverflowError as exc:

@@ -14,6 +14,7 @@ from typing import Protocol
 
 from prometheus_client import CollectorRegistry
 
+from service import extras
 from service.checkpoints import FileCheckpoints
 from service.config import Settings
 from service.engine import Engine
@@ -37,6 +38,9 @@ class Runtime:
     def __init__(self, settings: Settings, registry: CollectorRegistry | None = None,
                  environ: dict[str, str] | None = None):
         environ = dict(os.environ if environ is None else environ)
+        for model, config in settings.models.items():
+            if config.reference.mlflow is not None:
+                extras.require("mlflow", f"models.{model}.reference.mlflow")
         self.settings = settings
         self.engine = Engine(settings)
         self.metrics = Metrics(self.engine, registry)
@@ -101,7 +105,7 @@ class Runtime:
                 self.engine.set_reference(model, loader(), source)
                 self.reference_errors.pop(model, None)
                 log.info("model %s: reference loaded from %s", model, source)
-            except (TableError, ValueError, OSError, OverflowError) as exc:
+            except (TableError, ValueError, OSError, OverflowError, extras.MissingExtra) as exc:
                 self.reference_errors[model] = f"{source}: {exc}"
                 log.error("model %s: reference not loaded: %s", model, exc)
 

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pandas as pd
 
+from service import extras
+
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
 
@@ -59,6 +61,7 @@ def read_table(source: str | Path | bytes, fmt: str | None = None, label: str = 
     nrows = None if max_rows is None else max_rows + 1
     try:
         if fmt == "parquet":
+            extras.require("parquet", "reading Parquet")
             if max_rows is not None or max_cells is not None:
                 import pyarrow.parquet as pq  # noqa: PLC0415 - as pandas does, only for Parquet
 
@@ -70,7 +73,7 @@ def read_table(source: str | Path | bytes, fmt: str | None = None, label: str = 
             frame = pd.read_json(io.BytesIO(data), lines=lines, nrows=nrows if lines else None)
         else:
             frame = pd.read_csv(io.BytesIO(data), nrows=nrows)
-    except TooLarge:
+    except (TooLarge, extras.MissingExtra):
         raise
     except Exception as exc:  # pandas raises many types for unreadable input
         reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__

@@ -28,6 +28,7 @@ from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable
 
+from service import extras
 from service.config import Settings, TriggersConfig
 from service.events import MODEL_NAME
 from service.model_state import TIMESTAMP_COLUMN, Evaluation, ModelState
@@ -98,6 +99,7 @@ class TriggerManager:
         self.mlflow = None
         tracking_uri = self.settings.mlflow.tracking_uri or self.environ.get("MLFLOW_TRACKING_URI")
         if tracking_uri and self.settings.mlflow.log_evidence:
+            extras.require("mlflow", "MLflow evidence logging (mlflow.tracking_uri, mlflow.log_evidence)")
             from service.mlflow_client import EvidenceLogger  # noqa: PLC0415 - mlflow is imported lazily
 
             self.mlflow = EvidenceLogger(tracking_uri, self.settings.mlflow)

@@ -67,5 +67,7 @@ def test_every_install_uses_the_tested_pins_and_they_satisfy_pyproject():
     wanted = project["dependencies"] + [r for extra in project["optional-dependencies"].values() for r in extra]
     for requirement in map(Requirement, wanted):
         name = canonicalize_name(requirement.name)
+        if name == "driftline":  # an extra made of other extras
+            continue
         assert name in pins, f"{name} is not pinned in constraints.txt"
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])

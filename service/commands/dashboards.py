@@ -14,6 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from service import dashboards as D
+from service import extras
 
 DEFAULT_FOLDER = "driftline"
 
@@ -87,6 +88,9 @@ def _folder_uid(api: Any, title: str) -> str | None:
 def push(url: str, folder: str = DEFAULT_FOLDER, overwrite: bool = False,
          timeout: float = 10.0) -> int:
     """Create or update every dashboard; returns the exit code."""
+    if not extras.available("grafana"):
+        print(f"driftline: {extras.MissingExtra('grafana', 'driftline dashboards push')}", file=sys.stderr)
+        return 2
     from grafana_client import GrafanaApi
     from grafana_client.client import GrafanaClientError, GrafanaException
 

@@ -16,6 +16,7 @@ import sys
 
 from detectors.stattests import METHODS
 from service import tables
+from service.extras import MissingExtra
 
 
 class UsageError(Exception):
@@ -38,7 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def read_table(path_text: str, role: str):
     try:
         return tables.read_table(path_text, label=f"{role} file", require_rows=False)
-    except tables.TableError as error:
+    except (tables.TableError, MissingExtra) as error:
         raise UsageError(str(error)) from None
 
 

@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from service.config import ConfigError, load_settings
+from service.extras import MissingExtra
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -27,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         serve(settings, args.config)
-    except ListenError as exc:
+    except (ListenError, MissingExtra) as exc:
         print(f"driftline: {exc}", file=sys.stderr)
         return 2
     return 0
