@@ -353,7 +353,7 @@ def _yaml(text: str) -> Any:
 
 # DRIFTLINE_* variables of driftline's build and test scripts (scripts/test.sh, tests/decoding.py),
 # not of the service; a shell that ran the test suite still has them set.
-TOOLING_VARIABLES = frozenset({"DRIFTLINE_NATIVE_REQUIRED", "DRIFTLINE_LATEST"})
+TOOLING_VARIABLES = frozenset({"DRIFTLINE_NATIVE_REQUIRED", "DRIFTLINE_LATEST", "DRIFTLINE_CORE_PYTHON"})
 
 
 def _env_overrides(environ: dict[str, str]) -> list[tuple[list[str], Any]]:
