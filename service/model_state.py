@@ -41,9 +41,14 @@ REPORT_SAMPLE_ROWS = 5000
 UNVERSIONED = "unknown"  # the model_version of an event that names none (CONTRACT §1)
 NON_FEATURE_COLUMNS = {"prediction", "score", "label", "id", "timestamp", "model", "model_version", "kind"}
 # Version of the checkpoint layout written by ModelState.to_bytes. 1 keyed archive entries by
-# model version and feature name; 2 keys them by position, with the names in "meta".
-CHECKPOINT_FORMAT = 2
-READABLE_FORMATS = (1, 2)
+# model version and feature name; 2 keys them by position, with the names in "meta"; 3 keys
+# the window's and the first-N collection's columns by namespace (FEATURE, OWN).
+CHECKPOINT_FORMAT = 3
+READABLE_FORMATS = (1, 2, 3)
+# Formats 1 and 2: the model's own columns of the window and of the first-N collection, which
+# held features under their bare names.
+UNSPACED_WINDOW = {PREDICTION: OWN + PREDICTION, SCORE: OWN + SCORE, "__timestamp__": TIMESTAMP_COLUMN}
+UNSPACED_COLLECTED = {f"__{PREDICTION}__": OWN + PREDICTION, f"__{SCORE}__": OWN + SCORE}
 
 
 class UnknownCheckpointFormat(ValueError):
@@ -509,6 +514,9 @@ class ModelState:
         state._index_features()
         state.prediction_feature = Feature("categorical" if state.task != "regression" else "numerical", state.classes)
         state._collected, state._collected_rows = meta["collected"], meta["collected_rows"]
+        if version < 3:
+            state._collected = {UNSPACED_COLLECTED.get(key, FEATURE + key): values
+                                for key, values in state._collected.items()}
         state.pending.load_bytes(blobs["pending"])
         state.performance = meta["performance"]
         for name, detector_state in meta["concept"].items():
@@ -521,6 +529,8 @@ class ModelState:
             state.prediction_reference = ReferenceProfile.from_bytes(blobs["prediction_reference"])
         if "window" in blobs:
             state.window = RingColumns.from_bytes(blobs["window"], config.window.size)
+            if version < 3:
+                state.window.rename({name: UNSPACED_WINDOW.get(name, FEATURE + name) for name in state.window.columns})
         for version_name, blob in label_blobs.items():
             state.label_windows[version_name] = RingColumns.from_bytes(blob, config.labels.window)
         for name, blob in sample_blobs.items():

@@ -40,6 +40,10 @@ class RingColumns:
     def columns(self) -> list[str]:
         return list(self._data)
 
+    def rename(self, names: dict[str, str]) -> None:
+        """Rename columns (old -> new); the others keep their names."""
+        self._data = {names.get(name, name): values for name, values in self._data.items()}
+
     def add_column(self, name: str) -> None:
         if name not in self._data:
             self._data[name] = np.full(self.capacity, np.nan)

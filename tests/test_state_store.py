@@ -21,9 +21,11 @@ import pytest
 
 from service.config import Settings
 from service.engine import Engine
+from tests.checkpoint_formats import make_fixtures
 from tests.test_api import SMALL, ndjson, traffic
 from tests.test_webhooks import wait_until
 
+FORMATS = Path(__file__).parent / "checkpoint_formats"
 MODELS = [f"m{i}" for i in range(4)]
 FAST = {**SMALL, "checkpoint_interval": "0.2s"}
 
@@ -237,32 +239,27 @@ def test_a_70000_character_version_and_a_nul_in_a_feature_name_survive_a_checkpo
     assert again.reference_frame().equals(state.reference_frame())  # what /report shows
 
 
-def as_format_1(checkpoint: bytes) -> bytes:
-    """A format-2 checkpoint rewritten as format 1 wrote it: entries keyed by the names."""
-    with np.load(io.BytesIO(checkpoint)) as archive:
-        blobs = {key: archive[key] for key in archive.files}
-    meta = orjson.loads(blobs["meta"].tobytes())
-    for prefix, names in (("labels", meta.pop("label_versions")), ("sample", meta.pop("sample_features"))):
-        for index, name in enumerate(names):
-            blobs[f"{prefix}/{name}"] = blobs.pop(f"{prefix}/{index}")
-    del meta["format"]
-    blobs["meta"] = np.frombuffer(orjson.dumps(meta), dtype=np.uint8)
-    sink = io.BytesIO()
-    np.savez(sink, **blobs)
-    return sink.getvalue()
-
-
-def test_a_checkpoint_of_format_1_is_still_read():
-    settings = Settings.model_validate({"models": {"default": {"reference": {"first_n": 50},
-                                                               "window": {"size": 60, "step": 20}}}})
-    engine = Engine(settings)
-    engine.ingest_body(ndjson(traffic("m", 110) + [{"kind": "label", "model": "m", "id": "m-70", "label": 1}]))
-    state = engine.models["m"]
+@pytest.mark.parametrize("version", [1, 2])
+def test_checkpoints_of_earlier_formats_are_read_as_if_never_stopped(version):
+    """Checkpoints written by earlier versions (tests/checkpoint_formats) restore to the state
+    the same events give this version: verdicts, performance, the window, a first-N reference
+    still being collected, and what follows."""
+    settings = Settings.model_validate(make_fixtures.SETTINGS)
+    fresh = Engine(settings)
+    fresh.ingest_body(make_fixtures.history())
     restored = Engine(settings)
-    restored.restore("m", as_format_1(engine.snapshot("m")))
-    again = restored.models["m"]
-    assert again.report.to_dict() == state.report.to_dict() and again.performance == state.performance
-    assert again.reference_frame().equals(state.reference_frame())
+    for model in ("m", "c"):
+        restored.restore(model, (FORMATS / f"format-{version}" / f"{model}.state").read_bytes())
+    more = ndjson(make_fixtures.events("m", 20, start=110, shift=1.0, seed=3) + make_fixtures.events("c", 50, seed=4))
+    for engine in (fresh, restored):
+        engine.ingest_body(more)
+    for model in ("m", "c"):
+        state, again = fresh.models[model], restored.models[model]
+        assert again.report.to_dict() == state.report.to_dict(), model
+        assert again.performance == state.performance and again.evaluations == state.evaluations
+        assert again.reference_frame().equals(state.reference_frame())
+        assert again.current_frame().equals(state.current_frame())
+        assert len(again.pending) == len(state.pending)
 
 
 # -- damaged and unknown files --------------------------------------------------------------------
