@@ -18,7 +18,7 @@ def blocks(language: str) -> list[str]:
 def test_the_drift_example_prints_what_the_readme_shows():
     [console] = [b for b in blocks("console") if "driftline drift" in b]
     command, _, expected = console.partition("\n")
-    args = command.removeprefix("$ driftline ").split()
+    args = command.removeprefix("$ .venv/bin/driftline ").split()
     result = subprocess.run([DRIFTLINE, *args], capture_output=True, text=True, timeout=120,
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
@@ -47,6 +47,10 @@ def test_the_demo_shows_drift_and_the_signed_retraining_request():
     assert result.returncode == 0, result.stderr
     assert "DRIFT INJECTED" in result.stdout and "YES" in result.stdout
     assert "retraining request received (signature verified): model=fraud" in result.stdout
+    # The accuracy drop starts its own request (a data drift trigger's cooldown used to swallow it).
+    assert "model=fraud reason=performance_drop" in result.stdout, result.stdout[-3000:]
+    assert "model=eta reason=data_drift" in result.stdout, result.stdout[-3000:]
+    assert "columns: window = " in result.stdout and "drift share = " in result.stdout
 
 
 def test_every_install_uses_the_tested_pins_and_they_satisfy_pyproject():
@@ -71,3 +75,20 @@ def test_every_install_uses_the_tested_pins_and_they_satisfy_pyproject():
             continue
         assert name in pins, f"{name} is not pinned in constraints.txt"
         assert requirement.specifier.contains(pins[name], prereleases=True), (name, pins[name])
+
+
+def test_every_driftline_command_with_arguments_runs_from_the_quick_starts_venv():
+    # After the quick start `driftline` is not on the PATH: commands say .venv/bin/driftline.
+    for match in re.finditer(r"(\S*)driftline (?:serve|demo|drift|dashboards|produce) [-\w]", README):
+        assert match.group(1).endswith(".venv/bin/"), README[match.start() - 40:match.end() + 40]
+
+
+def test_the_required_event_fields_are_the_ones_the_decoder_requires():
+    import msgspec
+
+    from service.events import Infra, Label, Prediction
+
+    for kind, struct in (("prediction", Prediction), ("label", Label), ("infra", Infra)):
+        [listed] = re.findall(rf"- \*\*{kind}\*\*: required (.*?); optional", README, flags=re.S)
+        required = {field.name for field in msgspec.structs.fields(struct) if field.required}
+        assert set(re.findall(r"`([a-z_]+)`", listed)) == required, kind

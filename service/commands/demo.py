@@ -3,8 +3,9 @@
 Two models are simulated: ``fraud`` (binary classification: amount, country, age, channel)
 and ``eta`` (regression: distance, hour, weather). Labels arrive a few seconds after their
 predictions. After ``--drift-after`` seconds the inputs shift and the fraud model's accuracy
-drops; the terminal shows drift and performance moving, the retraining trigger firing, and
-the signed webhook arriving at a local receiver that verifies its signature.
+drops; the terminal shows drift and performance moving, a retraining trigger per model (eta
+on data drift, fraud on its accuracy drop), and the signed webhooks arriving at a local
+receiver that verifies their signature.
 """
 
 from __future__ import annotations
@@ -162,15 +163,29 @@ class Traffic:
             self.stop.wait(max(0.0, tick - (time.monotonic() - began)))
 
 
+# One signal per model: a trigger starts the model's cooldown (10 minutes here), during which
+# its other signal could not start a second one, so the demo would never show it.
+TRIGGER_ON = {"fraud": "performance_drop", "eta": "data_drift"}
+
+LEGEND = """columns: window = predictions in the current window (evaluated every 250, up to 1000);
+  drift share = share of features whose drift test fires against the reference (the first 1000 predictions);
+  dataset drift = YES when that share reaches 0.5; prediction drift = the predictions' own test and its score
+  (a p-value for ks/chisquare/z, a distance otherwise); performance = over the last 1000 labels joined to their
+  predictions (labels arrive 3 s late); - = not computed yet (reference still collecting, no labels yet).
+retraining: fraud on a performance drop (accuracy < 0.8 on >= 200 labels, 2 evaluations in a row),
+  eta on dataset drift (2 windows in a row); each model then waits out a 10-minute cooldown."""
+
+
 def demo_settings(receiver_url: str, state_dir: Path, port: int) -> Settings:
     model = {"reference": {"first_n": 1000}, "window": {"size": 1000, "step": 250},
-             "triggers": {"on": ["data_drift", "performance_drop"], "consecutive_windows": 2, "cooldown": "10m",
+             "triggers": {"on": ["data_drift"], "consecutive_windows": 2, "cooldown": "10m",
                           "webhook": "demo-receiver", "performance": {"metric": "accuracy", "threshold": 0.8,
                                                                       "min_labels": 200}}}
     return Settings.model_validate({
         "port": port, "state_dir": str(state_dir), "log_level": "warning",
         "models": {"default": model,
-                   "eta": {**model, "triggers": {**model["triggers"], "on": ["data_drift"]}}},
+                   **{name: {**model, "triggers": {**model["triggers"], "on": [signal]}}
+                      for name, signal in TRIGGER_ON.items()}},
         "webhooks": {"demo-receiver": {"preset": "generic", "url": receiver_url, "secret_env": "DEMO_WEBHOOK_SECRET",
                                        "backoff_initial": 0.5}},
     })
@@ -215,6 +230,8 @@ def run(args: argparse.Namespace) -> int:
         time.sleep(0.05)
     url = f"http://127.0.0.1:{port}"
     print(f"driftline demo: service on {url} (metrics: {url}/metrics), webhook receiver on {receiver.url}")
+    if not args.quiet:
+        print(LEGEND, flush=True)
     client = httpx.Client(base_url=url, timeout=30)
     traffic = Traffic(client, args.rate, args.drift_after)
     sender = threading.Thread(target=traffic.run, daemon=True)
