@@ -18,8 +18,8 @@ import httpx
 import pytest
 import yaml
 
-from conftest import free_socket
 from service.extras import EXTRAS
+from tests.conftest import free_socket
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules of the suite that need nothing beyond the core install and pytest.
