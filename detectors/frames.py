@@ -9,7 +9,8 @@ strings, and "text" (strings with more distinct values than half the rows, such 
 timestamps, which Evidently tests with text-specific methods that driftline does not
 have). Named explicitly, string and object columns are tested as categorical.
 
-Numerical columns become float64 arrays with NaN for missing; categorical columns are
+Numerical columns become float64 arrays with NaN for missing (numpy integer columns stay
+integer arrays, which Evidently's binned tests treat differently); categorical columns are
 counted here with pandas' hash tables, much faster than counting Python objects one by one.
 
 >>> import pandas as pd
@@ -109,7 +110,9 @@ def frame_columns(
             if columns is None:
                 continue
             raise ValueError(f"column {name!r} of dtype {series.dtype} is neither numerical nor categorical")
-        if column_type == NUMERICAL:
+        if column_type == NUMERICAL and isinstance(series.dtype, np.dtype) and series.dtype.kind in "iu":
+            arrays[name] = series.to_numpy()  # kept integer: numpy bins integers differently
+        elif column_type == NUMERICAL:
             try:
                 arrays[name] = series.to_numpy(dtype=np.float64, na_value=np.nan)
             except (TypeError, ValueError):

@@ -78,14 +78,23 @@ def type_of(values) -> str:
 
 
 class NumericalSummary:
-    """Sorted finite values; the statistics derived from them are computed on first use."""
+    """Sorted finite values (float64); the statistics derived from them are computed on first use.
 
-    def __init__(self, sorted_values: np.ndarray, n_missing: int = 0):
+    ``integer`` says the values came as an integer array: numpy's histogram bins of integer
+    data are at least 1 wide, so the binned tests (PSI, KL, Jensen-Shannon, Hellinger)
+    need to know.
+    """
+
+    def __init__(self, sorted_values: np.ndarray, n_missing: int = 0, integer: bool = False):
         self.sorted_values = sorted_values
         self.n_missing = int(n_missing)
+        self.integer = bool(integer)
 
     @classmethod
     def from_values(cls, values: np.ndarray) -> "NumericalSummary":
+        values = np.asarray(values)
+        if values.dtype.kind in "iu":
+            return cls(np.sort(values).astype(np.float64), 0, integer=True)
         values = np.asarray(values, dtype=np.float64)
         finite = np.isfinite(values)
         if finite.all():
@@ -109,7 +118,7 @@ class NumericalSummary:
         return distinct_counts_sorted(self.sorted_values)
 
     def __repr__(self) -> str:
-        return f"NumericalSummary(n={self.n}, n_missing={self.n_missing})"
+        return f"NumericalSummary(n={self.n}, n_missing={self.n_missing}, integer={self.integer})"
 
 
 @dataclass(frozen=True)
@@ -272,7 +281,8 @@ class ReferenceProfile:
         arrays: dict[str, np.ndarray] = {}
         for index, (name, summary) in enumerate(self.columns.items()):
             if isinstance(summary, NumericalSummary):
-                header["columns"].append({"name": name, "type": NUMERICAL, "n_missing": summary.n_missing})
+                header["columns"].append({"name": name, "type": NUMERICAL, "n_missing": summary.n_missing,
+                                          "integer": summary.integer})
                 arrays[f"c{index}"] = summary.sorted_values
             else:
                 header["columns"].append(
@@ -292,7 +302,7 @@ class ReferenceProfile:
             for index, meta in enumerate(header["columns"]):
                 array = archive[f"c{index}"]
                 if meta["type"] == NUMERICAL:
-                    columns[meta["name"]] = NumericalSummary(array, meta["n_missing"])
+                    columns[meta["name"]] = NumericalSummary(array, meta["n_missing"], meta.get("integer", False))
                 else:
                     columns[meta["name"]] = CategoricalSummary(meta["categories"], array, meta["n_missing"])
         return cls(columns, header["n_rows"])

@@ -62,12 +62,17 @@ def aligned_counts(ref: ColumnSummary, cur: ColumnSummary) -> tuple[list, np.nda
     return keys, aligned_ref, aligned_cur
 
 
-def sturges_edges(size: int, low: float, high: float) -> np.ndarray:
-    """``np.histogram_bin_edges(sample, "sturges")`` from the sample's size, min and max only."""
+def sturges_edges(size: int, low: float, high: float, integer: bool = False) -> np.ndarray:
+    """``np.histogram_bin_edges(sample, "sturges")`` from the sample's size, min and max only.
+
+    ``integer``: the sample is an integer array, whose bins numpy makes at least 1 wide (so
+    300,000 + 300,000 values 0..20 get 20 bins, not 21 of 0.99)."""
     first, last = low, high
     if first == last:
         first, last = first - 0.5, last + 0.5
     width = (high - low) / (np.log2(size) + 1.0)
+    if integer and 0 < width < 1:
+        width = 1.0
     n_bins = int(np.ceil((last - first) / width)) if width else 1
     return np.linspace(first, last, n_bins + 1, endpoint=True)
 
@@ -87,13 +92,15 @@ def binned_shares(ref: ColumnSummary, cur: ColumnSummary, fill_zeroes: bool) -> 
     """Evidently's ``get_binned_data``: each sample's share per bin.
 
     Numerical columns with more than 20 distinct reference values are binned with Sturges'
-    rule over both samples together; otherwise every distinct value is its own bin. With
-    ``fill_zeroes`` (PSI, KL) empty bins get a small share so the logarithms stay finite.
+    rule over both samples together (as integers when both are: Evidently bins the two
+    concatenated, an integer array only then); otherwise every distinct value is its own
+    bin. With ``fill_zeroes`` (PSI, KL) empty bins get a small share so the logarithms stay
+    finite.
     """
     if isinstance(ref, NumericalSummary) and ref.n_distinct > 20:
         low = min(ref.sorted_values[0], cur.sorted_values[0])
         high = max(ref.sorted_values[-1], cur.sorted_values[-1])
-        edges = sturges_edges(ref.n + cur.n, low, high)
+        edges = sturges_edges(ref.n + cur.n, low, high, ref.integer and cur.integer)
         ref_counts = histogram_sorted(ref.sorted_values, edges)
         cur_counts = histogram_sorted(cur.sorted_values, edges)
     else:
@@ -277,12 +284,13 @@ def kl_divergence(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> f
 
 def hellinger_distance(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
     """Categorical: over category shares. Numerical: over density histograms with Sturges
-    bins laid over the *distinct* values of both samples, as Evidently does."""
+    bins laid over the *distinct* values of both samples (integers when both samples are),
+    as Evidently does."""
     keys, ref_counts, cur_counts = aligned_counts(ref, cur)
     if column_type == CATEGORICAL:
         affinity = float(np.sum(np.sqrt((ref_counts / ref.n) * (cur_counts / cur.n))))
     else:
-        edges = sturges_edges(len(keys), keys[0], keys[-1])
+        edges = sturges_edges(len(keys), keys[0], keys[-1], ref.integer and cur.integer)
         ref_density = _density(histogram_sorted(ref.sorted_values, edges), edges)
         cur_density = _density(histogram_sorted(cur.sorted_values, edges), edges)
         bin_width = (edges.max() - edges.min()) / (len(edges) - 1)

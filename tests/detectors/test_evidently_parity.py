@@ -124,3 +124,30 @@ def test_shipped_example_matches_evidently():
     examples = Path(__file__).resolve().parents[2] / "examples" / "drift"
     reference, current = pd.read_csv(examples / "reference.csv"), pd.read_csv(examples / "current.csv")
     assert_same_verdicts(drift_report(reference, current), run_evidently(reference, current))
+
+
+def test_binned_methods_on_large_integer_columns_match_evidently():
+    """600,000 integer values over 0..20 (21 distinct): Sturges' width 20/20.2 is below 1,
+    and numpy widens bins of integer data to 1 (20 bins, not 21); a column that is integer in
+    one file only is binned as floats, as Evidently concatenates the two before binning."""
+    rng = np.random.default_rng(12)
+    n = 300_000
+    per_column = {"int_psi": "psi", "int_kl": "kl_div", "int_js": "jensenshannon", "int_uniform_psi": "psi",
+                  "float_in_current_psi": "psi"}
+
+    def frame(p):
+        columns = {name: rng.binomial(20, p, n) for name in ("int_psi", "int_kl", "int_js")}
+        return pd.DataFrame({**columns, "int_uniform_psi": rng.integers(0, 21, n),
+                             "float_in_current_psi": rng.binomial(20, p, n)})
+
+    reference, current = frame(0.5), frame(0.53)
+    current["float_in_current_psi"] = current["float_in_current_psi"].astype(np.float64)
+    theirs = run_evidently(reference, current, per_column_method=per_column)
+    assert {name: column.method for name, column in theirs.columns.items()} == per_column
+    restored = ReferenceProfile.from_bytes(ReferenceProfile.from_dataframe(reference).to_bytes())
+    assert restored.columns["int_psi"].integer
+    window = {name: current[name].to_numpy() for name in current}
+    assert_same_verdicts(restored.compare(window, per_feature_method=per_column), theirs)
+    ours = drift_report(reference, current, columns=["int_psi", "float_in_current_psi"], method="psi")
+    for name in ours.features:
+        assert scores_agree(ours.features[name].score, theirs.columns[name].score), name
