@@ -121,9 +121,11 @@ class ADWIN(StreamDetector):
             block_totals.append(np.concatenate((np.asarray(carried_t, dtype=np.float64), new_t)))
             block_variances.append(np.concatenate((np.asarray(carried_v, dtype=np.float64), new_v)))
 
-        # Check points: every `clock` values, once the window is past the grace period.
+        # Check points: every `clock` values, once the window is past the grace period. A
+        # window of one value has no split to test (and its bound, log(2 log 1 / delta), is
+        # undefined), so River's check there finds nothing: skipped.
         positions = np.flatnonzero((self._tick + np.arange(1, size + 1)) % self.clock == 0)
-        positions = positions[widths[positions] > self.grace_period]
+        positions = positions[widths[positions] > max(self.grace_period, 1)]
         if positions.size:
             hit = self._first_cut(positions, widths, totals_after, variances_after, block_totals, first, levels)
             if hit >= 0:

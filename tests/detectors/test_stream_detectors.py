@@ -45,6 +45,9 @@ PAIRS = {
     "adwin_clock1": (ADWIN, river_drift.ADWIN, {"clock": 1, "delta": 0.01}),
     "adwin_small_buckets": (ADWIN, river_drift.ADWIN, {"max_buckets": 2, "clock": 7}),
     "adwin_no_grace": (ADWIN, river_drift.ADWIN, {"min_window_length": 1, "grace_period": 0}),
+    # Checks from the first value on: a window of one value (no split to test) included.
+    "adwin_clock1_no_grace": (ADWIN, river_drift.ADWIN, {"clock": 1, "grace_period": 0}),
+    "adwin_clock1_no_grace_min1": (ADWIN, river_drift.ADWIN, {"clock": 1, "grace_period": 0, "min_window_length": 1}),
     "page_hinkley": (PageHinkley, river_drift.PageHinkley, {}),
     "page_hinkley_up": (PageHinkley, river_drift.PageHinkley, {"mode": "up", "threshold": 20.0}),
     "page_hinkley_down": (PageHinkley, river_drift.PageHinkley, {"mode": "down", "threshold": 20.0}),
