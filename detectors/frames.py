@@ -64,6 +64,16 @@ def infer_frame_type(series, counted: CategoricalSummary | None = None) -> str |
     return None
 
 
+def untested_reason(series) -> str:
+    """Why the default column selection leaves out a column (``infer_frame_type`` gave None)."""
+    present = series.dropna()
+    if present.empty:
+        return "no values"
+    if holds_objects(series) and isinstance(present.iat[0], str):
+        return "text (distinct strings in more than half the rows)"
+    return f"neither numerical nor categorical (dtype {series.dtype})"
+
+
 def explicit_frame_type(series, counted: CategoricalSummary | None = None) -> str | None:
     """The type of a column asked for by name: strings and objects count as categorical."""
     inferred = infer_frame_type(series, counted)

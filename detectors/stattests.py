@@ -322,6 +322,14 @@ class Method:
             return score >= threshold
         return score <= threshold if self.drift_below_inclusive else score < threshold
 
+    def check_threshold(self, threshold: float) -> None:
+        """Raise ValueError unless ``threshold`` can be compared with this method's score: a
+        p-value in (0, 1], or a finite distance >= 0."""
+        if self.score_is_p_value and not 0.0 < threshold <= 1.0:
+            raise ValueError(f"threshold {threshold:g} is not a p-value in (0, 1], which method {self.name!r} needs")
+        if not self.score_is_p_value and not 0.0 <= threshold < math.inf:
+            raise ValueError(f"threshold {threshold:g} is not a finite distance >= 0, which method {self.name!r} needs")
+
     @property
     def no_drift_score(self) -> float:
         """The score reported when a sample has no values to test: nothing to see."""

@@ -44,6 +44,8 @@ def read_table(source: str | Path | bytes, fmt: str | None = None, label: str = 
     and JSON lines stop one row past ``max_rows``."""
     if isinstance(source, (str, Path)):
         path = Path(source)
+        if path.is_dir():
+            raise TableError(f"{label} {source} is a directory, not a file")
         if not path.is_file():
             raise TableError(f"{label} not found: {source}")
         suffixes = [suffix.lower() for suffix in path.suffixes]
@@ -53,8 +55,11 @@ def read_table(source: str | Path | bytes, fmt: str | None = None, label: str = 
         fmt = fmt or FORMATS.get(suffixes[-1] if suffixes else "")
         if fmt is None:
             raise TableError(f"cannot read {label} {source}: use .csv, .parquet or .jsonl/.ndjson")
-        data = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
         name = f"{label} {source}"
+        try:
+            data = gzip.decompress(path.read_bytes()) if compressed else path.read_bytes()
+        except (OSError, EOFError) as exc:  # unreadable, or not gzip / truncated
+            raise TableError(f"cannot read {name}: {getattr(exc, 'strerror', None) or exc}") from None
     else:
         data, name = source, label
         fmt = fmt or sniff_format(data)

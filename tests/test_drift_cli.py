@@ -35,6 +35,8 @@ def test_json_is_the_contract_shape_and_the_gate_fails_on_drift():
     result = driftline("--reference", REFERENCE, "--current", CURRENT, "--json", "--fail-on-drift")
     assert result.returncode == 1
     payload = json.loads(result.stdout)
+    not_tested = payload.pop("not_tested")  # the CLI's one key beyond the contract's shape
+    assert not_tested == {}
     assert payload == drift_report(pd.read_csv(REFERENCE), pd.read_csv(CURRENT)).to_dict()
     assert set(payload) == {"dataset_drift", "drift_share", "drifted_features", "features_total", "features"}
     assert set(payload["features"]["amount"]) == {"type", "method", "score", "threshold", "drift", "missing"}
@@ -52,6 +54,7 @@ def test_options_reach_the_report(tmp_path):
                        "--method", "psi", "--threshold", "0.3", "--drift-share", "1")
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
+    assert payload.pop("not_tested") == {}  # columns left out by --columns are the user's choice
     assert list(payload["features"]) == ["amount", "score"]
     assert {f["method"] for f in payload["features"].values()} == {"psi"}
     assert {f["threshold"] for f in payload["features"].values()} == {0.3}
@@ -119,3 +122,113 @@ def test_functions_without_the_cli(capsys):
     args = parser.parse_args(["--reference", str(REFERENCE), "--current", str(CURRENT), "--fail-on-drift"])
     assert drift.run(args) == 1
     assert "dataset drift DETECTED" in capsys.readouterr().out
+
+
+def drift_in_process(capsys, *args: str) -> subprocess.CompletedProcess:
+    """``driftline drift`` without a new interpreter (seconds each on a busy machine)."""
+    import argparse
+
+    from service.commands import drift
+
+    parser = argparse.ArgumentParser()
+    drift.add_arguments(parser)
+    capsys.readouterr()
+    code = drift.run(parser.parse_args(list(map(str, args))))
+    captured = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, captured.out, captured.err)
+
+
+def write_csv(path: Path, frame: pd.DataFrame) -> Path:
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.mark.parametrize("empty_role", ["reference", "current"])
+def test_a_file_without_rows_fails_the_gate(tmp_path, empty_role):
+    header_only = tmp_path / "header_only.csv"
+    header_only.write_text("amount,age,country,device,score\n")
+    files = {"reference": REFERENCE, "current": CURRENT, empty_role: header_only}
+    result = driftline("--reference", files["reference"], "--current", files["current"], "--fail-on-drift")
+    assert result.returncode == 2, result.stdout
+    assert result.stderr == f"driftline drift: {empty_role} file {header_only} has no rows\n"
+
+
+def test_nothing_left_to_test_fails_the_gate(tmp_path):
+    ids = pd.DataFrame({"request_id": [f"r{i}" for i in range(50)], "note": [f"n{i}" for i in range(50)]})
+    reference = write_csv(tmp_path / "reference.csv", ids)
+    current = write_csv(tmp_path / "current.csv", ids.assign(request_id=[f"s{i}" for i in range(50)]))
+    result = driftline("--reference", reference, "--current", current, "--fail-on-drift", "--json")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("driftline drift: no column left to test (request_id: text (distinct strings in more "
+                             "than half the rows); note: text (distinct strings in more than half the rows))\n")
+
+
+def test_columns_without_values_fail_the_gate(capsys, tmp_path):
+    reference = write_csv(tmp_path / "reference.csv", pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, 0.1, 0.2]}))
+    current = write_csv(tmp_path / "current.csv", pd.DataFrame({"a": [None, None], "b": [float("inf"), None]}))
+    result = drift_in_process(capsys, "--reference", reference, "--current", current, "--fail-on-drift")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "no column has values in both files" in result.stderr
+
+
+def test_untested_columns_are_named_on_stderr_and_in_json(tmp_path):
+    reference, current = pd.read_csv(REFERENCE), pd.read_csv(CURRENT)
+    reference["legacy_flag"] = 1
+    current["session"] = [f"s{i}" for i in range(len(current))]
+    current["new_feature"] = 0.5
+    reference["session"] = [f"t{i}" for i in range(len(reference))]
+    paths = write_csv(tmp_path / "reference.csv", reference), write_csv(tmp_path / "current.csv", current)
+    result = driftline("--reference", paths[0], "--current", paths[1], "--json")
+    assert result.returncode == 0, result.stderr
+    payload = json.loads(result.stdout)
+    expected = {"legacy_flag": "only in the reference file", "new_feature": "only in the current file",
+                "session": "text (distinct strings in more than half the rows)"}
+    assert payload["not_tested"] == expected
+    assert set(payload["features"]) == {"amount", "age", "country", "device", "score"}
+    assert result.stderr.splitlines() == [f"driftline drift: column {name!r} not tested: {reason}"
+                                          for name, reason in expected.items()]
+    table = driftline("--reference", paths[0], "--current", paths[1])
+    assert table.returncode == 0 and table.stderr == result.stderr
+
+
+@pytest.mark.parametrize(
+    "method,threshold,allowed",
+    [("ks", "1.5", "p-value in (0, 1]"), ("ks", "0", "p-value in (0, 1]"), ("chisquare", "-0.01", "p-value"),
+     ("z", "nan", "p-value"), ("wasserstein", "-0.1", "distance >= 0"), ("psi", "-1", "distance >= 0"),
+     ("hellinger", "inf", "distance >= 0"), ("kl_div", "nan", "distance"), ("jensenshannon", "-1e-9", "distance"),
+     # auto picks KS, chi-square and Z on the example: all p-values
+     ("auto", "2", "p-value in (0, 1]")],
+)
+def test_threshold_outside_the_methods_range_exits_2(capsys, method, threshold, allowed):
+    result = drift_in_process(capsys, "--reference", REFERENCE, "--current", CURRENT, "--method", method,
+                              f"--threshold={threshold}")
+    assert result.returncode == 2 and result.stdout == ""
+    assert allowed in result.stderr and len(result.stderr.splitlines()) == 1
+
+
+@pytest.mark.parametrize("method,threshold", [("ks", "1"), ("z", "1e-12"), ("psi", "0"), ("wasserstein", "7.5"),
+                                              ("auto", "0.9")])
+def test_threshold_at_the_edges_of_the_range_is_used(capsys, method, threshold):
+    columns = "amount,score" if method in ("ks", "wasserstein") else "country,device" if method == "z" else None
+    args = ["--columns", columns] if columns else []
+    result = drift_in_process(capsys, "--reference", REFERENCE, "--current", CURRENT, "--method", method,
+                              f"--threshold={threshold}", "--json", *args)
+    assert result.returncode == 0, result.stderr
+    assert {f["threshold"] for f in json.loads(result.stdout)["features"].values()} == {float(threshold)}
+
+
+@pytest.mark.parametrize("share", ["0", "-0.5", "1.01", "nan"])
+def test_drift_share_outside_0_1_exits_2(capsys, share):
+    result = drift_in_process(capsys, "--reference", REFERENCE, "--current", CURRENT, f"--drift-share={share}")
+    assert result.returncode == 2 and result.stdout == ""
+    assert "--drift-share must be between 0 and 1 (0 excluded)" in result.stderr
+
+
+@pytest.mark.parametrize("role", ["reference", "current"])
+def test_a_directory_given_as_a_file_says_so(capsys, tmp_path, role):
+    folder = tmp_path / "data.csv"
+    folder.mkdir()
+    files = {"reference": REFERENCE, "current": CURRENT, role: folder}
+    result = drift_in_process(capsys, "--reference", files["reference"], "--current", files["current"])
+    assert result.returncode == 2
+    assert result.stderr == f"driftline drift: {role} file {folder} is a directory, not a file\n"

@@ -4,8 +4,11 @@
 
 Reads CSV, Parquet or JSON lines (by extension, optionally gzip-compressed), tests every
 column the two files share (or ``--columns``) with Evidently's methods, prints a table (or
-``--json``: the CONTRACT §5 shape) and exits 0; 1 on dataset drift with ``--fail-on-drift``;
-2 with a one-line reason on a missing file, an unreadable format or an unknown column.
+``--json``: the CONTRACT §5 shape plus ``not_tested``) and exits 0; 1 on dataset drift with
+``--fail-on-drift``; 2 with a one-line reason on a missing file, a directory, an unreadable
+format, a file without rows, an unknown column, an option out of range, or nothing to test
+(so a gate never passes on nothing). Columns left out of the default selection (in one file
+only, text, no values) are named on stderr and in ``not_tested``.
 """
 
 from __future__ import annotations
@@ -14,6 +17,9 @@ import argparse
 import json
 import sys
 
+import numpy as np
+
+from detectors.frames import untested_reason
 from detectors.stattests import METHODS
 from service import tables
 from service.extras import MissingExtra
@@ -38,7 +44,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def read_table(path_text: str, role: str):
     try:
-        return tables.read_table(path_text, label=f"{role} file", require_rows=False)
+        return tables.read_table(path_text, label=f"{role} file")
     except (tables.TableError, MissingExtra) as error:
         raise UsageError(str(error)) from None
 
@@ -75,28 +81,62 @@ def format_table(report, reference_rows: int, current_rows: int, args) -> str:
     return "\n".join(lines)
 
 
+def check_threshold(threshold: float, method_names) -> None:
+    for name in sorted(set(method_names)):
+        try:
+            METHODS[name].check_threshold(threshold)
+        except ValueError as error:
+            raise UsageError(f"--threshold: {error}") from None
+
+
+def has_values(series) -> bool:
+    """Whether a column holds anything the tests use (missing values and +/-inf are dropped)."""
+    if series.dtype.kind == "f":
+        return bool(np.isfinite(series.to_numpy()).any())
+    return bool(series.notna().any())
+
+
 def run(args: argparse.Namespace) -> int:
     from detectors import drift_report
 
     try:
-        if not 0.0 <= args.drift_share <= 1.0:
-            raise UsageError(f"--drift-share must be between 0 and 1, not {args.drift_share}")
+        if not 0.0 < args.drift_share <= 1.0:
+            raise UsageError(f"--drift-share must be between 0 and 1 (0 excluded), not {args.drift_share:g}")
+        if args.threshold is not None and args.method != "auto":
+            check_threshold(args.threshold, [args.method])
         reference = read_table(args.reference, "reference")
         current = read_table(args.current, "current")
         columns = choose_columns(reference, current, args.columns)
+        not_tested: dict[str, str] = {}
         if columns is None:
             shared = [name for name in current.columns if name in reference.columns]
+            not_tested.update({str(name): "only in the reference file" for name in reference.columns
+                               if name not in current.columns})
+            not_tested.update({str(name): "only in the current file" for name in current.columns
+                               if name not in reference.columns})
             reference, current = reference[shared], current[shared]
         try:
             report = drift_report(reference, current, columns=columns, method=args.method,
                                   threshold=args.threshold, drift_share=args.drift_share)
         except ValueError as error:
             raise UsageError(str(error)) from None
+        if columns is None:
+            not_tested.update({str(name): untested_reason(current[name]) for name in shared
+                               if name not in report.features})
+        if not report.features:
+            reasons = "; ".join(f"{name}: {reason}" for name, reason in not_tested.items())
+            raise UsageError(f"no column left to test ({reasons})")
+        if args.threshold is not None and args.method == "auto":
+            check_threshold(args.threshold, (feature.method for feature in report.features.values()))
+        if not any(has_values(reference[name]) and has_values(current[name]) for name in report.features):
+            raise UsageError("no column has values in both files: every tested column is empty in one of them")
     except UsageError as error:
         print(f"driftline drift: {error}", file=sys.stderr)
         return 2
+    for name, reason in not_tested.items():
+        print(f"driftline drift: column {name!r} not tested: {reason}", file=sys.stderr)
     if args.json:
-        print(json.dumps(report.to_dict(), indent=2))
+        print(json.dumps({**report.to_dict(), "not_tested": not_tested}, indent=2))
     else:
         print(format_table(report, len(reference), len(current), args))
     return 1 if args.fail_on_drift and report.dataset_drift else 0
