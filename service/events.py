@@ -33,7 +33,7 @@ from typing import Annotated, Any, Callable, Iterable, Literal, Union
 import msgspec
 import numpy as np
 
-from service.features import FeatureColumns, FeatureDecoder, RowFeatures, Scalar
+from service.features import BoundedStr, FeatureColumns, FeatureDecoder, RowFeatures, Scalar
 from service.json_values import DECODE_ERRORS, lenient_document, non_finite_path
 
 try:
@@ -58,6 +58,7 @@ REASONS = (
     "invalid_timestamp",  # neither RFC 3339 nor UNIX seconds
     "non_finite",         # NaN or +-Infinity
     "oversize",           # one event or a whole body above the configured limit
+    "oversize_string",    # a string above its bound (feature values and names, classes, ids, versions)
     "too_many_features",  # more features than limits.max_features
 )
 
@@ -68,6 +69,7 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # fullmatch; also checks nam
 # Model names are checked against MODEL_NAME in Validator._finish, once per distinct name:
 # a msgspec pattern would run the regex on every event (a quarter of the decoding time).
 Identifier = Union[Annotated[str, msgspec.Meta(min_length=1, max_length=256)], int]
+Version = Union[Annotated[str, msgspec.Meta(max_length=128)], int]
 Timestamp = Union[datetime, float, None]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 
@@ -75,7 +77,7 @@ NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 class Prediction(msgspec.Struct, tag_field="kind", tag="prediction"):
     model: str
     timestamp: Timestamp = None
-    model_version: Union[str, int] = "unknown"
+    model_version: Version = "unknown"
     id: Union[Identifier, None] = None
     latency_ms: Union[NonNegative, None] = None
     status: Literal["ok", "error"] = "ok"
@@ -89,7 +91,7 @@ class Prediction(msgspec.Struct, tag_field="kind", tag="prediction"):
 class Label(msgspec.Struct, tag_field="kind", tag="label"):
     model: str
     id: Identifier
-    label: Union[int, float, str, bool]
+    label: Union[int, float, BoundedStr, bool]
     timestamp: Timestamp = None
 
 
@@ -414,6 +416,8 @@ def _classify(message: str, document: Any) -> Rejection:
         reason = "missing_field"
     elif top == "timestamp":
         reason = "invalid_timestamp"
+    elif " of length <= " in message:
+        reason = "oversize_string"
     elif message.startswith("Invalid enum value") or ">=" in message or "length" in message:
         reason = "invalid_value"
     else:

@@ -29,19 +29,25 @@ from __future__ import annotations
 
 from itertools import chain
 from operator import attrgetter, itemgetter
-from typing import Any, Callable, ClassVar, Protocol, Union
+from typing import Annotated, Any, Callable, ClassVar, Protocol, Union
 
 import msgspec
 import numpy as np
 
 from service.json_values import DECODE_ERRORS, lenient_document, non_finite_path
 
-Scalar = Union[int, float, str, bool, None]
+# Longest strings taken, in characters; a longer one rejects its event (oversize_string).
+# Each string is kept: in vocabularies, the first-N reference, the label store, checkpoints.
+MAX_VALUE_CHARS = 1024  # a feature's string value, a class predicted or labelled
+MAX_NAME_CHARS = 256  # a feature's name (a Prometheus label value)
+BoundedStr = Annotated[str, msgspec.Meta(max_length=MAX_VALUE_CHARS)]
+FeatureName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
+Scalar = Union[int, float, BoundedStr, bool, None]
 Number = Union[int, float, None]
 
 _NUMBERS = list[Union[float, None]]  # what RowFeatures.numbers checks values to be, in C
-_DICTS = msgspec.json.Decoder(list[dict[str, Scalar]])
-_DICT = msgspec.json.Decoder(dict[str, Scalar])
+_DICTS = msgspec.json.Decoder(list[dict[FeatureName, Scalar]])
+_DICT = msgspec.json.Decoder(dict[FeatureName, Scalar])
 _MAX_MODELS = 1024  # models with a learned struct; beyond it, all are forgotten and relearned
 _MAX_RELEARN = 16  # structs learned per model before it stays with dicts (features keep changing)
 
@@ -263,8 +269,8 @@ def _joined(raws: list) -> bytes:
 
 
 def _reason(raw: bytes, exc: Exception) -> tuple[str, str]:
-    """Why a ``features`` value is not an object of scalars: non_finite, invalid_type, or
-    invalid_json where a string in it is not UTF-8."""
+    """Why a ``features`` value is not an object of scalars: non_finite, invalid_type,
+    oversize_string, or invalid_json where a string in it is not UTF-8."""
     # Checked on the bytes: msgspec raises UnicodeDecodeError for bad UTF-8 before 0.19 and
     # a plain DecodeError since.
     try:
@@ -275,4 +281,5 @@ def _reason(raw: bytes, exc: Exception) -> tuple[str, str]:
     where = None if document is None else non_finite_path(document, "features")
     if where is not None:
         return "non_finite", f"{where} is NaN or infinite"
-    return "invalid_type", str(exc).replace("`$", "`$.features")
+    detail = str(exc).replace("`$", "`$.features")
+    return ("oversize_string" if " of length <= " in detail else "invalid_type"), detail

@@ -4,7 +4,9 @@ a 500, and memory bounded by bytes as well as by counts."""
 from __future__ import annotations
 
 import io
+import re
 import time
+from pathlib import Path
 
 import httpx
 import numpy as np
@@ -16,8 +18,10 @@ import pytest
 
 from service.config import Settings
 from service.engine import Engine
+from service.events import REASONS, Validator
 from service.tables import TooLarge, read_table
 
+from tests.decoding import decode_both
 from tests.test_triggers import alert, webhook
 
 TOKEN = "t0ken"
@@ -233,3 +237,71 @@ def test_a_reference_file_with_reserved_looking_features_keeps_them_apart(live_s
     server.client.post("/v1/events", content=b"\n".join(reserved_events(300, seed=4)))
     drift = server.client.get("/v1/models/m/drift").json()
     assert drift["drifted_features"] == 0 and set(drift["features"]) == set(RESERVED_LOOKING) - {"score", "prediction"}
+
+
+# -- string lengths ---------------------------------------------------------------------
+
+
+def prediction(**fields) -> dict:
+    return {"kind": "prediction", "model": "m", "id": "a", "features": {"x": 1.5, "c": "DE"}, "prediction": 1,
+            **fields}
+
+
+LONG_STRINGS = [  # (event, field the detail names)
+    (prediction(features={"x": 1.5, "c": "é" * 1025}), "features"),
+    (prediction(features={"x": 1.5, "n" * 257: 1}), "features"),
+    (prediction(prediction="y" * 1025), "prediction"),
+    (prediction(model_version="7" * 129), "model_version"),
+    (prediction(id="i" * 257), "id"),
+    ({"kind": "label", "model": "m", "id": "a", "label": "z" * 1025}, "label"),
+    ({"kind": "label", "model": "m", "id": "i" * 257, "label": 1}, "id"),
+]
+
+
+@pytest.mark.parametrize("event, field", LONG_STRINGS)
+def test_a_string_above_its_bound_is_oversize_string_on_both_decoders(event, field):
+    at_bound = {**event, "features": {"x": 1.5, "c": "é" * 1024, "n" * 256: 1}, "prediction": "y" * 1024,
+                "model_version": "7" * 128, "id": "i" * 256} if event["kind"] == "prediction" else \
+        {**event, "id": "i" * 256, "label": "z" * 1024}
+    body = b"\n".join(orjson.dumps(e) for e in (prediction(), event, at_bound))
+    for method, argument in (("decode_body", body), ("decode_records", body.split(b"\n"))):
+        decoded = decode_both(method, argument, 1_800_000_000.0)
+        assert [(r.index, r.reason) for r in decoded.rejected] == [(1, "oversize_string")], decoded.rejected
+        assert field in decoded.rejected[0].detail and decoded.accepted == 2
+    python = Validator(native=False).validate([event])
+    assert [r.reason for r in python.rejected] == ["oversize_string"]
+
+
+def test_a_prediction_with_long_strings_is_given_back_by_the_native_decoder():
+    for event, _ in LONG_STRINGS[:5]:
+        body = b"\n".join([orjson.dumps(prediction()), orjson.dumps(event)])
+        assert Validator().native.decode_ndjson(body, 0.0, 1 << 20, 500) is None
+
+
+def test_megabyte_strings_are_rejected_counted_and_not_kept(live_server):
+    """180 events with 1 MB string values grew RSS by 177 MB and the checkpoint to 181 MB."""
+    server = live_server({"models": {"default": {"reference": {"first_n": 100}}}})
+    value = "v" * 1_000_000
+    events = [prediction(id=f"e{i}", features={"x": float(i), "c": value}) for i in range(60)]
+    events += [prediction(id=f"p{i}", prediction=value) for i in range(60)]
+    events += [prediction(id=f"v{i}", model_version=value) for i in range(60)]
+    bodies = [orjson.dumps(event) for event in events]
+    grown, responses = peak_rss_mb_during(lambda: [server.client.post("/v1/events", content=body)
+                                                   for body in bodies])
+    assert {r.status_code for r in responses} == {400}
+    assert server.metric("driftline_events_rejected_total", reason="oversize_string") == 180
+    assert "m" not in server.runtime.engine.models
+    assert grown < 40, grown
+
+
+def test_the_readme_lists_every_rejection_reason_and_no_other():
+    text = (Path(__file__).parent.parent / "README.md").read_text()
+    listed = re.search(r"Every rejected event has a reason\s*\(([^)]*)\)", text).group(1)
+    assert re.findall(r"`(\w+)`", listed) == list(REASONS)
+
+
+def test_instance_and_event_words_above_their_bounds_are_oversize_string():
+    for event in ({"kind": "infra", "model": "m", "instance": "i" * 257},
+                  {"kind": "infra", "model": "m", "event": "e" * 65}):
+        decoded = decode_both("decode_body", orjson.dumps(event), 1_800_000_000.0)
+        assert [r.reason for r in decoded.rejected] == ["oversize_string"]

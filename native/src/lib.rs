@@ -25,6 +25,10 @@ use json::{Reader, Value};
 
 const MAX_MODEL_BYTES: usize = 128;
 const MAX_ID_CHARS: usize = 256;
+// As service.features and service.events bound strings: a longer one is Python's to reject.
+const MAX_VALUE_CHARS: usize = 1024; // a feature's string value, a class predicted
+const MAX_NAME_CHARS: usize = 256; // a feature's name
+const MAX_VERSION_CHARS: usize = 128;
 const MAX_UNIX_SECONDS: f64 = 1e11; // as service.events: UNIX seconds must be below this
 const SCANNED: usize = 16; // up to this many distinct strings, a linear scan beats hashing
 
@@ -66,6 +70,8 @@ fn fields<'a>(text: &'a str, features: &mut Vec<(Cow<'a, str>, Value<'a>)>) -> O
                 has_features = true;
                 return reader.object(|reader, name| match reader.value()? {
                     Value::Nested => None,
+                    Value::Str(text) if !within(&text, MAX_VALUE_CHARS) => None,
+                    _ if !within(&name, MAX_NAME_CHARS) => None,
                     value => {
                         features.push((name, value));
                         Some(())
@@ -85,6 +91,11 @@ fn fields<'a>(text: &'a str, features: &mut Vec<(Cow<'a, str>, Value<'a>)>) -> O
 }
 
 // -- checks the validator makes ------------------------------------------------------------
+
+/// Whether `text` has at most `max` characters (counted only when its bytes are more).
+fn within(text: &str, max: usize) -> bool {
+    text.len() <= max || text.chars().count() <= max
+}
 
 fn valid_model(name: &str) -> bool {
     !name.is_empty()
@@ -340,7 +351,7 @@ impl<'a> BatchDecoder<'a> {
         };
         let version: Cow<str> = match fields.model_version {
             None => Cow::Borrowed("unknown"),
-            Some(Value::Str(v)) => v,
+            Some(Value::Str(v)) if within(&v, MAX_VERSION_CHARS) => v,
             Some(Value::Int(v)) => Cow::Owned(v.to_string()),
             _ => return false,
         };
@@ -366,6 +377,7 @@ impl<'a> BatchDecoder<'a> {
         let prediction = match fields.prediction {
             None => Value::Null,
             Some(Value::Nested) => return false,
+            Some(Value::Str(text)) if !within(&text, MAX_VALUE_CHARS) => return false,
             Some(value) => value,
         };
         let score = match fields.score {
