@@ -676,19 +676,22 @@ class Dispatcher:
                     wake.clear()
                     continue
                 try:
-                    self._deliver(client, target, config, row)
+                    try:
+                        self._deliver(client, target, config, row)
+                    except sqlite3.Error:
+                        raise
+                    except Exception as exc:  # a bug must not kill the thread and strand the outbox
+                        log.exception("webhook %s: delivering %s failed unexpectedly", target, row["id"])
+                        self.outbox.record(row["id"], "failed", row["attempts"] + 1, None,
+                                           f"internal error: {type(exc).__name__}", None)
+                        self._count(target, "failed")
+                        self.refresh_pending()
                 except sqlite3.Error as exc:
                     # The outbox cannot record the outcome (disk full): the row stays as it was and
                     # is attempted again (same id, receivers deduplicate) once the outbox writes.
                     log.error("webhook %s: recording trigger %s failed (%s); retrying in %.0fs", target, row["id"],
                               exc, OUTBOX_RETRY_SECONDS)
                     self._stop.wait(OUTBOX_RETRY_SECONDS)
-                except Exception as exc:  # a bug must not kill the thread and strand the outbox
-                    log.exception("webhook %s: delivering %s failed unexpectedly", target, row["id"])
-                    self.outbox.record(row["id"], "failed", row["attempts"] + 1, None,
-                                       f"internal error: {type(exc).__name__}", None)
-                    self._count(target, "failed")
-                    self.refresh_pending()
 
     def _deliver(self, client: httpx.Client, target: str, config: WebhookConfig, row: sqlite3.Row) -> None:
         payload = json.loads(row["payload"])

@@ -14,16 +14,18 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import numpy as np
 import orjson
 import pandas as pd
 import pytest
 
-from service.config import Settings
+from service.config import Settings, WebhookConfig
 from service.engine import Engine
+from service.webhooks import Dispatcher, Outbox
 from tests.checkpoint_formats import make_fixtures
 from tests.test_api import SMALL, ndjson, traffic
-from tests.test_webhooks import wait_until
+from tests.test_webhooks import hook, wait_until
 
 FORMATS = Path(__file__).parent / "checkpoint_formats"
 MODELS = [f"m{i}" for i in range(4)]
@@ -381,3 +383,25 @@ def test_an_alert_the_outbox_could_not_take_is_a_503_and_no_duplicate_when_sent_
     taken = server.client.post("/v1/alertmanager", json=body)  # Alertmanager's retry
     assert taken.status_code == 200 and len(taken.json()["triggered"]) == 1
     assert server.client.post("/v1/alertmanager", json=body).json()["ignored"][0]["why"] == "duplicate"
+
+
+def test_a_delivery_thread_outlives_an_outbox_that_cannot_record_its_outcome(tmp_path):
+    class Broken(httpx.BaseTransport):
+        def handle_request(self, request):
+            raise RuntimeError("a transport bug")
+
+    outbox = Outbox(tmp_path / "o.sqlite")
+    outbox.add({"id": "t1", "model": "m", "reason": "manual"}, "h", None, time.time())
+    with outbox._lock:
+        outbox._db.execute("PRAGMA query_only=1")
+    dispatcher = Dispatcher(outbox, {"h": WebhookConfig.model_validate(hook("http://127.0.0.1:9/"))}, {},
+                            transport=Broken())
+    dispatcher.start()
+    try:
+        wait_until("a failed record", lambda: outbox.write_error is not None)
+        with outbox._lock:
+            outbox._db.execute("PRAGMA query_only=0")
+        wait_until("the outcome recorded", lambda: outbox.get("t1")["state"] == "failed", timeout=15)
+    finally:
+        dispatcher.stop()
+        outbox.close()
