@@ -148,9 +148,11 @@ class KafkaSource:
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
-            # Not connected: nothing to checkpoint, and the thread may be inside a client's
-            # bootstrap, which the stop flag cannot interrupt (it is a daemon thread).
-            self._thread.join(timeout=30 if self._consumer is not None else 1)
+            # Connected: wait for the final checkpoint. Not connected, or the broker away: there is
+            # nothing to checkpoint, and the thread may be blocked in a client call (a bootstrap,
+            # an offsets request) that the stop flag cannot interrupt; it is a daemon thread.
+            healthy = self._consumer is not None and not self._broker_failing
+            self._thread.join(timeout=30 if healthy else 1)
         self._thread = None
 
     def ready(self) -> tuple[bool, str]:

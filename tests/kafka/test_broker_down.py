@@ -66,3 +66,43 @@ def test_a_broker_that_is_down_gives_no_log_flood_a_clear_reason_and_a_quick_ctr
     repeated = {t for t in templates if templates.count(t) > 1}
     assert not repeated, "\n".join(lines)
     assert len(lines) <= 12, "\n".join(lines)
+
+
+def test_a_broker_that_dies_under_a_connected_replica_floods_no_log_and_ctrl_c_is_quick(broker, names, tmp_path):
+    from tests.kafka.conftest import kafka_config
+
+    topic = broker.create_topic(names("gone"))
+    port = _free_port()
+    config = tmp_path / "driftline.yaml"
+    config.write_text(yaml.safe_dump({
+        "state_dir": str(tmp_path / "state"),
+        "kafka": kafka_config(broker.bootstrap, [topic], names("group"), names("state"), None)}))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([sys.executable, "-m", "service.cli", "serve", "--config", str(config),
+                                    "--port", str(port)], cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT)
+    client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=5)
+    try:
+        wait_for(lambda: client.get("/readyz").status_code == 200, timeout=60, message="ready")
+        broker.kill()
+        killed_at = len(log_path.read_text(errors="replace").splitlines())
+        reasons = wait_for(lambda: client.get("/readyz").json()["reasons"], timeout=30, message="not ready")
+        assert reasons[0].startswith(f"kafka: broker {broker.bootstrap} unreachable: "), reasons
+        assert not re.search(r"(\b\w+: )\1", reasons[0]), reasons
+        time.sleep(15)
+        asked = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        process.wait(timeout=30)
+        assert time.monotonic() - asked < 5.0, f"Ctrl-C took {time.monotonic() - asked:.1f}s"
+    finally:
+        client.close()
+        if process.poll() is None:
+            process.kill()
+            process.wait(timeout=10)
+        broker.start()
+    lines = log_path.read_text(errors="replace").splitlines()[killed_at:]
+    # kafka-python reports the lost connections once per client; nothing repeats every second.
+    assert len(lines) <= 60, "\n".join(lines)
+    templates = [re.sub(r"\d+(\.\d+)?", "#", line.split(" ", 2)[-1]) for line in lines if re.match(r"\d{4}-", line)]
+    assert max(templates.count(t) for t in set(templates)) <= 3, "\n".join(lines)
