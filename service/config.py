@@ -66,6 +66,10 @@ class LimitsConfig(Strict):
     max_model_versions: int = Field(20, ge=1)
     max_infra_event_kinds: int = Field(50, ge=1)
     max_categories: int = Field(1000, ge=2, description="distinct values kept per categorical feature")
+    max_vocabulary_bytes: int = Field(256 * 1024, ge=1024,
+                                      description="UTF-8 bytes of the distinct strings kept per categorical feature")
+    # A first-N reference closes early, with the rows it has, when their strings reach this.
+    max_first_n_bytes: int = Field(32 * 1024 * 1024, ge=1024)
     max_body_bytes: int = Field(10 * 1024 * 1024, ge=1024)
     # A reference (upload, file, MLflow data set) of more rows, or of more values (rows x
     # columns), is refused before it is read whole: Parquet compresses a repeated value to

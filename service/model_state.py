@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,6 +29,8 @@ from service.events import Label, PredictionBatch
 from service.features import FeatureColumns, as_numbers
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
 from service.window import RingColumns, category_counts
+
+log = logging.getLogger("driftline.model_state")
 
 OTHER = "__other__"
 PREDICTION, SCORE = "prediction", "score"
@@ -75,16 +78,20 @@ class Evaluation:
 
 
 class Feature:
-    """A feature's type and, for categories, its vocabulary value -> code."""
+    """A feature's type and, for categories, its vocabulary value -> code: at most
+    ``limits.max_categories`` values of ``limits.max_vocabulary_bytes`` together; values
+    beyond either share the code of ``__other__``."""
 
-    __slots__ = ("kind", "vocab", "overflow_code")
+    __slots__ = ("kind", "vocab", "overflow_code", "vocab_bytes", "_sized")
 
     def __init__(self, kind: str, vocab: dict | None = None):
         self.kind = kind
         self.vocab: dict[Any, int] = vocab if vocab is not None else {}
         self.overflow_code: int | None = None
+        self.vocab_bytes = string_bytes(self.vocab)
+        self._sized = len(self.vocab)  # values vocab_bytes counts
 
-    def encode(self, values: list, max_categories: int) -> np.ndarray:
+    def encode(self, values: list, limits: LimitsConfig) -> np.ndarray:
         """Raw JSON values (or a float64 array of numbers) -> float64 (numbers) or codes
         (categories), NaN = missing/mismatch."""
         if self.kind == "numerical":
@@ -95,16 +102,27 @@ class Feature:
             for i, value in enumerate(values):
                 if codes[i] is None and value is not None:
                     code = get(value)
-                    codes[i] = code if code is not None else self._new_code(value, max_categories)
+                    codes[i] = code if code is not None else self._new_code(value, limits)
         return np.array(codes, dtype=np.float64)
 
-    def _new_code(self, value: Any, max_categories: int) -> int:
-        if len(self.vocab) < max_categories:
-            code = self.vocab[value] = len(self.vocab)
+    def _new_code(self, value: Any, limits: LimitsConfig) -> int:
+        vocab = self.vocab
+        if len(vocab) != self._sized:  # the classes' dict, which labels and predictions share, grew elsewhere
+            self.vocab_bytes, self._sized = string_bytes(vocab), len(vocab)
+        size = len(value.encode()) if type(value) is str else 0
+        if len(vocab) < limits.max_categories and self.vocab_bytes + size <= limits.max_vocabulary_bytes:
+            code = vocab[value] = len(vocab)
+            self.vocab_bytes += size
+            self._sized += 1
             return code
         if self.overflow_code is None:
-            self.overflow_code = self.vocab.setdefault(OTHER, len(self.vocab))
+            self.overflow_code = vocab.setdefault(OTHER, len(vocab))
         return self.overflow_code
+
+
+def string_bytes(values) -> int:
+    """UTF-8 bytes of the strings among ``values``."""
+    return sum(len(value.encode()) for value in values if type(value) is str)
 
 
 def infer_kind(values: list) -> str:
@@ -137,6 +155,7 @@ class ModelState:
         # Raw values of the first predictions while the reference is being collected.
         self._collected: dict[str, list] = {}
         self._collected_rows = 0
+        self._collected_bytes: int | None = None  # of the strings collected; None: not counted yet
         self.window: RingColumns | None = None
         self.since_evaluation = 0
         self.evaluations = 0
@@ -187,14 +206,14 @@ class ModelState:
 
     def _build_reference(self, features: dict[str, Feature], columns: dict[str, list], predictions: list,
                          scores: list, rows: int, source: str) -> None:
-        encoded = {name: features[name].encode(columns[name], self.limits.max_categories) for name in features}
+        encoded = {name: features[name].encode(columns[name], self.limits) for name in features}
         self.features = features
         self._index_features()
         self.reference = ReferenceProfile.from_columns(encoded, types={n: f.kind for n, f in features.items()})
         self.prediction_feature = Feature("categorical" if self.task != "regression" else "numerical", self.classes)
         prediction_columns, prediction_types = {}, {}
         if any(p is not None for p in predictions):
-            prediction_columns[PREDICTION] = self.prediction_feature.encode(predictions, self.limits.max_categories)
+            prediction_columns[PREDICTION] = self.prediction_feature.encode(predictions, self.limits)
             prediction_types[PREDICTION] = self.prediction_feature.kind
         if any(s is not None for s in scores):
             prediction_columns[SCORE] = np.array(scores, dtype=np.float64)
@@ -209,7 +228,7 @@ class ModelState:
             self.reference_sample = {name: values[rows_kept] for name, values in encoded.items()}
         else:
             self.reference_sample = encoded
-        self._collected, self._collected_rows = {}, 0
+        self._collected, self._collected_rows, self._collected_bytes = {}, 0, 0
         self.window = RingColumns(self.config.window.size, [*(FEATURE + name for name in features),
                                                              OWN + PREDICTION, OWN + SCORE, TIMESTAMP_COLUMN])
         self.since_evaluation = 0
@@ -219,6 +238,8 @@ class ModelState:
         """Take rows for the first-N reference; returns how many were taken."""
         take = min(len(features), self.config.reference.first_n - self._collected_rows)
         collected = self._collected
+        if self._collected_bytes is None:  # restored from a checkpoint
+            self._collected_bytes = sum(map(string_bytes, collected.values()))
         predictions_key, scores_key = OWN + PREDICTION, OWN + SCORE
         for name in features.names(take):
             if FEATURE + name not in collected:
@@ -227,12 +248,19 @@ class ModelState:
                 collected[FEATURE + name] = [None] * self._collected_rows
         for key, values in collected.items():
             if key.startswith(FEATURE):
-                values += features.values(key[len(FEATURE):], 0, take)
+                added = features.values(key[len(FEATURE):], 0, take)
+                self._collected_bytes += string_bytes(added)
+                values += added
         collected.setdefault(predictions_key, [None] * self._collected_rows).extend(predictions[:take])
+        self._collected_bytes += string_bytes(predictions[:take])
         collected.setdefault(scores_key, [None] * self._collected_rows).extend(
             score if score == score else None for score in scores[:take].tolist())  # NaN: not sent
         self._collected_rows += take
-        if self._collected_rows >= self.config.reference.first_n:
+        full = self._collected_bytes >= self.limits.max_first_n_bytes
+        if full and self._collected_rows < self.config.reference.first_n:
+            log.warning("model %s: first-N reference closed at %d rows: their strings reached "
+                        "limits.max_first_n_bytes=%d", self.name, self._collected_rows, self.limits.max_first_n_bytes)
+        if full or self._collected_rows >= self.config.reference.first_n:
             predictions_ref = collected.pop(predictions_key)
             scores_ref = collected.pop(scores_key)
             wanted = self.config.drift.features
@@ -272,7 +300,7 @@ class ModelState:
         rest = predictions[start:] if start else predictions
         # Regression: as in a numerical feature, a prediction that is not a number is missing.
         columns[OWN + PREDICTION] = as_numbers(rest) if self.task == "regression" \
-            else self.prediction_feature.encode(rest, self.limits.max_categories)
+            else self.prediction_feature.encode(rest, self.limits)
         columns[OWN + SCORE] = scores[start:]
         columns[TIMESTAMP_COLUMN] = timestamps[start:]
         # Appended a step at a time, so that a window is evaluated every `step` predictions
@@ -303,7 +331,7 @@ class ModelState:
             feature = self.features[name]
             codes = features.codes(name, feature.vocab, start)
             if codes is None:
-                codes = feature.encode(features.values(name, start, len(features)), self.limits.max_categories)
+                codes = feature.encode(features.values(name, start, len(features)), self.limits)
             out[name] = np.frombuffer(codes) if isinstance(codes, bytes) else codes
         return out
 
@@ -368,8 +396,8 @@ class ModelState:
             valid = ~np.isnan(errors)
         else:
             classes = Feature("categorical", self.classes)
-            y_true = classes.encode(joined.y_true, self.limits.max_categories)
-            y_pred = classes.encode(joined.y_pred, self.limits.max_categories)
+            y_true = classes.encode(joined.y_true, self.limits)
+            y_pred = classes.encode(joined.y_pred, self.limits)
             valid = ~np.isnan(y_true) & ~np.isnan(y_pred)
             errors = (y_true != y_pred).astype(np.float64)
         scores = np.array(joined.scores, dtype=np.float64)

@@ -305,3 +305,45 @@ def test_instance_and_event_words_above_their_bounds_are_oversize_string():
                   {"kind": "infra", "model": "m", "event": "e" * 65}):
         decoded = decode_both("decode_body", orjson.dumps(event), 1_800_000_000.0)
         assert [r.reason for r in decoded.rejected] == ["oversize_string"]
+
+
+# -- vocabularies and the first-N reference bounded by bytes -----------------------------
+
+
+def categorical_events(n: int, start: int, width: int, model: str = "m") -> list[bytes]:
+    """Predictions whose category "c" is a new string of ``width`` characters every time."""
+    return [orjson.dumps({"kind": "prediction", "model": model, "id": f"e{i}", "prediction": f"{i:0{width}d}",
+                          "features": {"x": float(i), "c": f"{i:0{width}d}"}}) for i in range(start, start + n)]
+
+
+def test_a_vocabulary_is_bounded_by_bytes_as_well_as_by_count():
+    limits = {"max_categories": 1000, "max_vocabulary_bytes": 10_000}
+    engine = Engine(Settings.model_validate({"limits": limits, "models": {"default": {
+        "reference": {"first_n": 20}, "window": {"size": 100, "step": 100}}}}))
+    engine.process(engine.validator.decode_records(categorical_events(600, 0, 1000), received_at=0.0))
+    state = engine.models["m"]
+    for vocabulary in (state.features["c"].vocab, state.classes):
+        strings = [value for value in vocabulary if value != "__other__"]
+        assert sum(len(value) for value in strings) <= 10_000 and len(strings) == 10
+        assert "__other__" in vocabulary
+    # Labels add classes through the same dict: its bound holds for both.
+    labels = [orjson.dumps({"kind": "label", "model": "m", "id": f"e{i}", "label": "L" * 900 + str(i)})
+              for i in range(580, 600)]
+    engine.process(engine.validator.decode_records(labels, received_at=0.0))
+    assert sum(len(value) for value in state.classes if value != "__other__") <= 10_000
+    restored = Engine(engine.settings)
+    restored.restore("m", engine.snapshot("m"))
+    assert restored.models["m"].features["c"].vocab == state.features["c"].vocab
+
+
+def test_a_first_n_reference_of_long_strings_closes_at_its_byte_budget():
+    engine = Engine(Settings.model_validate({"limits": {"max_first_n_bytes": 100_000}, "models": {"default": {
+        "reference": {"first_n": 1000}, "window": {"size": 100, "step": 100}}}}))
+    for start in range(0, 400, 20):
+        engine.process(engine.validator.decode_records(categorical_events(20, start, 1000), received_at=0.0))
+    state = engine.models["m"]
+    # 2,000 bytes a row (the feature and the predicted class): the budget holds 50 rows.
+    assert state.reference is not None and state.reference_rows == 60
+    assert state.window.total == 340
+    engine.process(engine.validator.decode_records(categorical_events(5, 400, 4, model="n"), received_at=0.0))
+    assert engine.models["n"].reference is None and engine.models["n"].reference_rows_collected == 5
