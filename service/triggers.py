@@ -350,8 +350,9 @@ class TriggerManager:
                                 "why": f"{config.model_label} label is not a model name ([A-Za-z0-9_.:-]{{1,128}})"})
                 continue
             if not self.engine.admit(model):
+                limit = self.settings.limits.max_models
                 ignored.append({"fingerprint": fingerprint, "alertname": name,
-                                "why": f"limits.max_models={self.settings.limits.max_models} models are tracked already"})
+                                "why": f"limits.max_models={limit} models are tracked already"})
                 continue
             with self._lock:
                 if key is not None and key in self._alerts_seen:

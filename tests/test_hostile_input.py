@@ -231,8 +231,8 @@ def test_features_named_like_the_models_own_columns_give_no_false_drift(native):
 def test_a_reference_file_with_reserved_looking_features_keeps_them_apart(live_server):
     server = live_server({"models": {"default": {"window": {"size": 300, "step": 300}}}})
     rows = [orjson.loads(line) for line in reserved_events(300, seed=3)]
-    frame = pd.DataFrame([{name: value for name, value in row["features"].items() if name not in ("score", "prediction")}
-                          | {"prediction": row["prediction"]} for row in rows])
+    frame = pd.DataFrame([{name: value for name, value in row["features"].items()
+                           if name not in ("score", "prediction")} | {"prediction": row["prediction"]} for row in rows])
     assert server.client.put("/v1/models/m/reference", content=frame.to_parquet()).status_code == 200
     server.client.post("/v1/events", content=b"\n".join(reserved_events(300, seed=4)))
     drift = server.client.get("/v1/models/m/drift").json()
