@@ -58,6 +58,5 @@ def configure(level: str) -> None:
     if level == "debug":
         return
     logging.getLogger("kafka").setLevel(max(logging.WARNING, logging.getLevelName(level.upper())))
-    repeat = RepeatFilter()
     for handler in logging.getLogger().handlers:
-        handler.addFilter(repeat)
+        handler.addFilter(RepeatFilter())  # one each: a filter's memory belongs to its handler
