@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from service.api import read_limited_body, require_admin, runtime_of
-from service.events import MODEL_NAME
+from service.events import MAX_VERSION_CHARS, MODEL_NAME
 from service.triggers import TriggerManager
 
 STORE_RETRY_AFTER = 30  # seconds; a full disk is not freed in an instant
@@ -19,7 +19,7 @@ STORE_RETRY_AFTER = 30  # seconds; a full disk is not freed in an instant
 
 class RetrainRequest(BaseModel):
     note: str | None = Field(None, max_length=2000, description="free text carried in evidence.note")
-    model_version: str | None = Field(None, max_length=128, description="default: the last version seen")
+    model_version: str | None = Field(None, max_length=MAX_VERSION_CHARS, description="default: the last version seen")
 
 
 class AlertmanagerAlert(BaseModel):

@@ -69,7 +69,8 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # fullmatch; also checks nam
 # Model names are checked against MODEL_NAME in Validator._finish, once per distinct name:
 # a msgspec pattern would run the regex on every event (a quarter of the decoding time).
 Identifier = Union[Annotated[str, msgspec.Meta(min_length=1, max_length=256)], int]
-Version = Union[Annotated[str, msgspec.Meta(max_length=128)], int]
+MAX_VERSION_CHARS = 128
+Version = Union[Annotated[str, msgspec.Meta(max_length=MAX_VERSION_CHARS)], int]
 Timestamp = Union[datetime, float, None]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 

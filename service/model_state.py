@@ -26,7 +26,7 @@ from detectors import (ADWIN, DDM, CategoricalSummary, DriftReport, FeatureDrift
                        ReferenceProfile)
 from service.config import LimitsConfig, ModelConfig
 from service.events import Label, PredictionBatch
-from service.features import FeatureColumns, as_numbers
+from service.features import MAX_NAME_CHARS, FeatureColumns, as_numbers
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
 from service.window import RingColumns, category_counts
 
@@ -182,6 +182,9 @@ class ModelState:
         names = names[: self.limits.max_features]
         if not names:
             raise ValueError("the reference has no feature columns")
+        long = next((str(name) for name in names if len(str(name)) > MAX_NAME_CHARS), None)
+        if long is not None:
+            raise ValueError(f"reference column name {long[:40]!r}... is longer than {MAX_NAME_CHARS} characters")
         features: dict[str, Feature] = {}
         columns: dict[str, list] = {}
         for name in names:

@@ -30,7 +30,7 @@ from typing import Any, Callable
 
 from service import extras
 from service.config import Settings, TriggersConfig
-from service.events import MODEL_NAME
+from service.events import MAX_VERSION_CHARS, MODEL_NAME
 from service.model_state import TIMESTAMP_COLUMN, Evaluation, ModelState
 from service.webhooks import Dispatcher, Outbox, now_payload, rfc3339
 
@@ -349,6 +349,11 @@ class TriggerManager:
                 ignored.append({"fingerprint": fingerprint, "alertname": name,
                                 "why": f"{config.model_label} label is not a model name ([A-Za-z0-9_.:-]{{1,128}})"})
                 continue
+            version = labels.get("model_version")
+            if version is not None and len(version) > MAX_VERSION_CHARS:
+                ignored.append({"fingerprint": fingerprint, "alertname": name,
+                                "why": f"model_version label is longer than {MAX_VERSION_CHARS} characters"})
+                continue
             if not self.engine.admit(model):
                 limit = self.settings.limits.max_models
                 ignored.append({"fingerprint": fingerprint, "alertname": name,
@@ -366,7 +371,7 @@ class TriggerManager:
             extra = {"alert": {"alertname": name, "fingerprint": fingerprint, "startsAt": alert.get("startsAt"),
                                "labels": labels, "annotations": alert.get("annotations") or {},
                                "generatorURL": alert.get("generatorURL")}}
-            outcome = self.raise_trigger(model, "alert", extra=extra, model_version=labels.get("model_version"))
+            outcome = self.raise_trigger(model, "alert", extra=extra, model_version=version)
             if outcome.unavailable:
                 unavailable = True
                 if key is not None:

@@ -146,9 +146,11 @@ def test_malformed_alertmanager_bodies_are_422(live_server, broken):
 def test_alertmanager_model_label_must_be_a_model_name(live_server):
     server = live_server()
     body = server.client.post("/v1/alertmanager", json=webhook(
-        alert("f1", model="bad name"), alert("f2", model="x" * 129), alert("f3", model="ok"))).json()
+        alert("f1", model="bad name"), alert("f2", model="x" * 129), alert("f3", model="ok"),
+        alert("f4", model="ok2", model_version="7" * 129))).json()
     assert [t["model"] for t in body["triggered"]] == ["ok"]
-    assert [i["why"] for i in body["ignored"]] == ["model label is not a model name ([A-Za-z0-9_.:-]{1,128})"] * 2
+    assert [i["why"] for i in body["ignored"]] == ["model label is not a model name ([A-Za-z0-9_.:-]{1,128})"] * 2 + [
+        "model_version label is longer than 128 characters"]
     assert all(t["model"] == "ok" for t in server.client.get("/v1/triggers").json()["triggers"])
 
 
@@ -178,6 +180,14 @@ def test_alertmanager_alerts_count_against_max_models_shared_with_events(live_se
     assert [t["model"] for t in body["triggered"]] == ["seen"]
     assert server.client.get("/v1/models/new/drift").status_code == 404
     assert httpx.get(f"{server.url}/healthz").status_code == 200
+
+
+def test_a_reference_column_name_is_bounded_as_a_feature_name_in_events(live_server):
+    server = live_server()
+    response = server.client.put("/v1/models/m/reference", content=("n" * 257 + ",b\n1,2\n3,4\n").encode())
+    assert response.status_code == 422 and "longer than 256 characters" in response.json()["detail"]
+    response = server.client.put("/v1/models/m/reference", content=("n" * 256 + ",b\n1,2\n3,4\n").encode())
+    assert response.status_code == 200
 
 
 def test_a_reference_with_nested_predictions_or_text_scores_is_a_422(live_server):
