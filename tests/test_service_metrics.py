@@ -5,10 +5,11 @@ import subprocess
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 
-from detectors import ReferenceProfile
 from service import __version__
+from tests.detectors.evidently_oracle import run_evidently
 
 CONFIG = {"models": {"default": {"reference": {"first_n": 100}, "window": {"size": 100, "step": 50},
                                  "labels": {"window": 100}}}}
@@ -37,12 +38,13 @@ def post(server, events):
     return response.json()
 
 
-def expected_report(reference, current):
-    codes = {v: i for i, v in enumerate(dict.fromkeys(reference["colour"]))}
-    encode = lambda values: np.array([codes.setdefault(v, len(codes)) for v in values], dtype=float)  # noqa: E731
-    profile = ReferenceProfile.from_columns({"x": reference["x"], "colour": encode(reference["colour"])},
-                                            types={"x": "numerical", "colour": "categorical"})
-    return profile.compare({"x": current["x"], "colour": encode(current["colour"])})
+def evidently_verdicts(reference, current):
+    """Evidently 0.7.23 on the same values as data frames: the features, and the predicted class."""
+    features = run_evidently(pd.DataFrame({"x": reference["x"], "colour": reference["colour"]}),
+                             pd.DataFrame({"x": current["x"], "colour": current["colour"]}))
+    predictions = run_evidently(pd.DataFrame({"prediction": (reference["x"] > 0).astype(int)}),
+                                pd.DataFrame({"prediction": (current["x"] > 0).astype(int)}))
+    return features, predictions.columns["prediction"]
 
 
 def test_known_sequence_gives_exact_metrics_and_drift_turns_on_and_off(live_server):
@@ -60,20 +62,22 @@ def test_known_sequence_gives_exact_metrics_and_drift_turns_on_and_off(live_serv
         events, current = predictions(rng, 100 * (step + 1), 100, shift=shift)
         latencies.append(current["latency"])
         post(server, events)
-        report = expected_report(reference, current)
+        theirs, prediction = evidently_verdicts(reference, current)
         drifted = 1.0 if shift else 0.0
-        assert report.dataset_drift == bool(drifted)
+        assert theirs.dataset_drift == bool(drifted)
         assert server.metric("driftline_dataset_drift_detected", model="m") == drifted
-        assert server.metric("driftline_drift_share", model="m") == report.drift_share
-        for feature in ("x", "colour"):
-            result = report.features[feature]
+        assert server.metric("driftline_drift_share", model="m") == theirs.share
+        assert {name: column.method for name, column in theirs.columns.items()} == {"x": "ks", "colour": "chisquare"}
+        for feature, expected in theirs.columns.items():
             assert server.metric("driftline_feature_drift_score", model="m", feature=feature,
-                                 method=result.method) == result.score
-            assert server.metric("driftline_feature_drift_detected", model="m", feature=feature) == float(result.drift)
+                                 method=expected.method) == pytest.approx(expected.score, rel=1e-6, abs=0)
+            assert server.metric("driftline_feature_drift_detected", model="m", feature=feature) == \
+                float(expected.drift)
         assert server.metric("driftline_window_samples", model="m") == 100
-
-    # Prediction drift: the predicted class follows sign(x), so it drifted in the shifted window only.
-    assert server.metric("driftline_prediction_drift_score", model="m", method="z") is not None
+        # Prediction drift: the predicted class follows sign(x), so it drifts in the shifted window only.
+        assert prediction.method == "z" and prediction.drift == bool(shift)
+        assert server.metric("driftline_prediction_drift_score", model="m", method="z") == \
+            pytest.approx(prediction.score, rel=1e-6, abs=0)
 
     everything = np.concatenate(latencies)
     for bound in LATENCY_BUCKETS:

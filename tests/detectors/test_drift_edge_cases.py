@@ -44,16 +44,24 @@ def test_infinities_are_missing():
     assert feature.missing == 2
 
 
-def test_constant_columns_never_give_nan():
-    profile = ReferenceProfile.from_columns({"x": np.full(2000, 4.0), "c": np.array(["k"] * 2000, dtype=object)})
-    for method in METHODS:
-        for window in ({"x": np.full(300, 4.0), "c": np.array(["k"] * 300, dtype=object)},
-                       {"x": np.full(300, 5.0), "c": np.array(["j"] * 300, dtype=object)}):
-            try:
-                report = profile.compare(window, method=method)
-            except ValueError:
-                continue  # method not applicable to one of the types
-            assert all(np.isfinite(f.score) for f in report.features.values()), method
+CONSTANT_REFERENCE = {"x": np.full(2000, 4.0), "c": np.array(["k"] * 2000, dtype=object)}
+SAME_CONSTANT = {"x": np.full(300, 4.0), "c": np.array(["k"] * 300, dtype=object)}
+OTHER_CONSTANT = {"x": np.full(300, 5.0), "c": np.array(["j"] * 300, dtype=object)}
+
+
+@pytest.mark.parametrize("method", ["auto", *METHODS])
+def test_constant_columns_never_give_nan(method):
+    """Every method on every column type it applies to: the same constant is no drift (and a
+    finite no-drift score), another constant is drift."""
+    applicable = [name for name, column_type in (("x", "numerical"), ("c", "categorical"))
+                  if method == "auto" or column_type in METHODS[method].column_types]
+    profile = ReferenceProfile.from_columns({name: CONSTANT_REFERENCE[name] for name in applicable})
+    for window, drifted in ((SAME_CONSTANT, False), (OTHER_CONSTANT, True)):
+        report = profile.compare({name: window[name] for name in applicable}, method=method)
+        assert list(report.features) == applicable
+        for name, feature in report.features.items():
+            assert np.isfinite(feature.score), (method, name, feature)
+            assert feature.drift == drifted, (method, name, feature)
 
 
 def test_unseen_categories_count_against_the_reference():
@@ -185,3 +193,17 @@ def test_ks_pvalue_is_scipys_public_ks_2samp(n, m):
     for shift, digits in ((0.0, 1), (0.2, 3), (0.5, 12)):
         u, v = np.sort(rng.normal(size=n).round(digits)), np.sort(rng.normal(shift, size=m).round(digits))
         assert ks_pvalue(NumericalSummary(u), NumericalSummary(v), "numerical") == stats.ks_2samp(u, v).pvalue
+
+
+def test_ks_pvalue_depends_on_the_window_size_for_the_same_statistic():
+    """One reference, windows of several sizes in one process, each entirely above the
+    reference: the statistic is 1 every time, the p-value is not (cached p-values must be
+    keyed by both sizes)."""
+    reference = NumericalSummary(np.arange(1000.0))
+    pvalues = []
+    for size in (50, 200, 1000, 200, 50, 30):
+        window = np.arange(size) + 5000.0
+        assert ks_statistic(reference.sorted_values, window) == 1.0
+        pvalues.append(ks_pvalue(reference, NumericalSummary(window), "numerical"))
+        assert pvalues[-1] == stats.ks_2samp(reference.sorted_values, window).pvalue, size
+    assert len(set(pvalues)) == 4

@@ -151,3 +151,20 @@ def test_binned_methods_on_large_integer_columns_match_evidently():
     ours = drift_report(reference, current, columns=["int_psi", "float_in_current_psi"], method="psi")
     for name in ours.features:
         assert scores_agree(ours.features[name].score, theirs.columns[name].score), name
+
+
+@pytest.mark.parametrize("n_ref", [300, 1500])
+def test_auto_counts_distinct_values_over_both_samples(n_ref):
+    """Each sample with at most 5 numbers (2 categories), more of them together: Evidently
+    counts the values of both samples together, so KS (Wasserstein over 1000 reference rows)
+    and chi-square, not chi-square and Z."""
+    reference = pd.DataFrame({"number": np.tile([0.0, 1.0, 2.0], n_ref // 3),
+                              "overlapping": np.tile([0.0, 1.0, 2.0, 3.0, 4.0], n_ref // 5),
+                              "category": np.tile(["a", "b"], n_ref // 2)})
+    current = pd.DataFrame({"number": np.tile([3.0, 4.0, 5.0], 100), "overlapping": np.tile([4.0, 5.0], 150),
+                            "category": np.tile(["c", "b"], 150)})
+    theirs = run_evidently(reference, current)
+    expected = {"number": "ks", "overlapping": "ks", "category": "chisquare"} if n_ref <= 1000 else \
+        {"number": "wasserstein", "overlapping": "wasserstein", "category": "jensenshannon"}
+    assert {name: column.method for name, column in theirs.columns.items()} == expected
+    assert_same_verdicts(drift_report(reference, current), theirs)
