@@ -81,4 +81,7 @@ def serve(settings: Settings, config_path: str | Path | None = None) -> None:
              config_path or "(built-in defaults)", settings.state_dir.resolve(), address, kafka, native)
     app = build_app(settings)
     config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.log_level == "debug")
-    uvicorn.Server(config).run(sockets=[sock])
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on; as uvicorn.run, exit 0
+        pass

@@ -50,12 +50,13 @@ def test_start_up_says_in_one_line_what_runs_where(tmp_path):
             except httpx.HTTPError:
                 time.sleep(0.2)
         process.send_signal(signal.SIGINT)
-        process.wait(timeout=30)
+        code = process.wait(timeout=30)
     finally:
         if process.poll() is None:
             process.kill()
             process.wait(timeout=10)
     text = log.read_text(errors="replace")
+    assert code == 0, text  # Ctrl-C is a clean stop
     lines = [line for line in text.splitlines() if f"driftline {__version__}:" in line]
     assert len(lines) == 1, text
     (line,) = lines
