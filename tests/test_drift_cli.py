@@ -163,6 +163,15 @@ def test_nothing_left_to_test_fails_the_gate(tmp_path):
                              "than half the rows); note: text (distinct strings in more than half the rows))\n")
 
 
+def test_files_sharing_no_column_name_their_columns(capsys, tmp_path):
+    reference = write_csv(tmp_path / "reference.csv", pd.DataFrame({"a": [1.0, 2.0], "c": [3.0, 4.0]}))
+    current = write_csv(tmp_path / "current.csv", pd.DataFrame({"p": [1.0, 2.0], "q": [3.0, 4.0]}))
+    result = drift_in_process(capsys, "--reference", reference, "--current", current, "--fail-on-drift")
+    assert result.returncode == 2 and result.stdout == ""
+    assert result.stderr == ("driftline drift: the reference and current data share no column "
+                             "(reference: a, c; current: p, q)\n")
+
+
 def test_columns_without_values_fail_the_gate(capsys, tmp_path):
     reference = write_csv(tmp_path / "reference.csv", pd.DataFrame({"a": [1.0, 2.0, 3.0], "b": [0.5, 0.1, 0.2]}))
     current = write_csv(tmp_path / "current.csv", pd.DataFrame({"a": [None, None], "b": [float("inf"), None]}))

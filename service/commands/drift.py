@@ -60,7 +60,8 @@ def choose_columns(reference, current, requested: str | None) -> list[str] | Non
                 raise UsageError(f"unknown column(s) in {role} data: {', '.join(absent)}")
         return names
     if not any(name in reference.columns for name in current.columns):
-        raise UsageError("the reference and current data share no column")
+        raise UsageError(f"the reference and current data share no column (reference: "
+                         f"{', '.join(map(str, reference.columns))}; current: {', '.join(map(str, current.columns))})")
     return None
 
 
