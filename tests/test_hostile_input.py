@@ -143,6 +143,17 @@ def test_malformed_alertmanager_bodies_are_422(live_server, broken):
     assert server.client.get("/v1/triggers").json()["triggers"] == []
 
 
+def test_alertmanager_bodies_nested_too_deep_or_with_lone_surrogates_are_400(live_server):
+    server = live_server()
+    deep_labels = b'{"alerts": [{"labels": ' + b'{"a": ' * 5000 + b"1" + b"}" * 5001 + b"]}"
+    for body in (b"[" * 100_000 + b"]" * 100_000, deep_labels,
+                 b'{"alerts": [{"status": "firing", "labels": {"driftline_action": "retrain", "model": "m", '
+                 b'"note": "\\ud800"}}]}'):
+        response = server.client.post("/v1/alertmanager", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 400 and response.json()["detail"].startswith("body is not JSON"), response.text
+    assert server.client.get("/healthz").status_code == 200
+
+
 def test_alertmanager_model_label_must_be_a_model_name(live_server):
     server = live_server()
     body = server.client.post("/v1/alertmanager", json=webhook(
