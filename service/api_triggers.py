@@ -10,7 +10,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from service.api import read_limited_body, require_admin, runtime_of
+from service.api import ModelName, body_types, errors, read_limited_body, require_admin, require_read, runtime_of
 from service.events import MAX_VERSION_CHARS, MODEL_NAME
 from service.triggers import TriggerManager
 
@@ -46,14 +46,14 @@ def _first_error(exc: ValidationError) -> str:
 def create_router(manager: TriggerManager) -> APIRouter:
     router = APIRouter(tags=["retraining"])
 
-    @router.post("/v1/models/{model}/retrain", status_code=202, dependencies=[Depends(require_admin)],
+    @router.post("/v1/models/{model}/retrain", status_code=202,
+                 dependencies=[Depends(require_admin), Depends(body_types("application/json"))],
+                 responses=errors(401, 403, 404, 408, 413, 415, 422, 503),
                  openapi_extra={"requestBody": {"required": False, "content": {
                      "application/json": {"schema": RetrainRequest.model_json_schema()}}}})
-    async def retrain(request: Request, model: str) -> JSONResponse:
+    async def retrain(request: Request, model: ModelName) -> JSONResponse:
         """Start the model's retraining pipeline now (reason ``manual``; no cooldown applies,
         but it starts one). The optional JSON body carries ``note`` and ``model_version``."""
-        if not MODEL_NAME.fullmatch(model):
-            raise HTTPException(422, "model must match [A-Za-z0-9_.:-]{1,128}")
         runtime = runtime_of(request)
         if model not in runtime.engine.models and (model == "default" or model not in runtime.settings.models):
             raise HTTPException(404, f"model {model!r} has not been seen and is not configured")
@@ -68,11 +68,15 @@ def create_router(manager: TriggerManager) -> APIRouter:
             raise HTTPException(503, outcome.suppressed or "trigger not raised", headers)
         return JSONResponse(outcome.to_dict(), status_code=202)
 
-    @router.post("/v1/alertmanager", dependencies=[Depends(require_admin)],
+    @router.post("/v1/alertmanager", dependencies=[Depends(require_admin), Depends(body_types("application/json"))],
+                 responses={**errors(400, 401, 403, 408, 413, 415, 422), 503: {
+                     "description": "the trigger store cannot write (disk full); Alertmanager resends later",
+                     "content": {"application/json": {"schema": {"type": "object"}}}}},
                  openapi_extra={"requestBody": {"required": True, "content": {
                      "application/json": {"schema": {"type": "object", "required": ["alerts"], "properties": {
-                         "version": {"type": "string", "enum": ["4"]}, "status": {"type": "string"},
-                         "alerts": {"type": "array", "items": {"type": "object"}}}}}}}})
+                         "version": {"enum": ["4", 4]}, "status": {"type": ["string", "null"]},
+                         "alerts": {"type": "array", "items": _ALERTS.json_schema()["items"]}},
+                         "$defs": _ALERTS.json_schema().get("$defs", {})}}}}})
     async def alertmanager(request: Request) -> dict[str, Any]:
         """Alertmanager's webhook (payload version 4): each *firing* alert labelled
         ``<alertmanager.action_label>=<action_value>`` (default ``driftline_action="retrain"``)
@@ -85,16 +89,16 @@ def create_router(manager: TriggerManager) -> APIRouter:
             payload = orjson.loads(body)
         except orjson.JSONDecodeError as exc:
             raise HTTPException(400, f"body is not JSON: {exc}") from None
-        if not isinstance(payload, dict) or not isinstance(payload.get("alerts", []), list):
+        if not isinstance(payload, dict) or not isinstance(payload.get("alerts"), list):
             raise HTTPException(422, "not an Alertmanager webhook payload (an object with an alerts list)")
-        version = str(payload.get("version", "4"))
-        if version != "4":
-            raise HTTPException(422, f"Alertmanager webhook payload version {version} is not supported (4 is)")
+        version = payload.get("version", "4")
+        if isinstance(version, bool) or version not in ("4", 4):
+            raise HTTPException(422, f"Alertmanager webhook payload version {version!r} is not supported (4 is)")
         limit = runtime.settings.alertmanager.max_alerts
-        if len(payload.get("alerts") or []) > limit:
+        if len(payload["alerts"]) > limit:
             raise HTTPException(413, f"{len(payload['alerts'])} alerts exceed alertmanager.max_alerts={limit}")
         try:
-            _ALERTS.validate_python(payload.get("alerts") or [])
+            _ALERTS.validate_python(payload["alerts"])
             _STATUS.validate_python(payload.get("status"))
         except ValidationError as exc:
             raise HTTPException(422, f"not an Alertmanager webhook payload: {_first_error(exc)}") from None
@@ -104,11 +108,12 @@ def create_router(manager: TriggerManager) -> APIRouter:
             return JSONResponse(result, status_code=503, headers={"Retry-After": str(STORE_RETRY_AFTER)})
         return result
 
-    @router.get("/v1/triggers")
-    def triggers(limit: int = Query(50, ge=1, le=1000), model: str | None = None) -> dict[str, Any]:
+    @router.get("/v1/triggers", dependencies=[Depends(require_read)], responses=errors(401, 403, 422))
+    def triggers(limit: int = Query(50, ge=1, le=1000),
+                 model: str | None = Query(None, pattern=f"^{MODEL_NAME.pattern}$")) -> dict[str, Any]:
         """The most recent triggers, newest first, with their payload, delivery state
         (``pending``, ``delivered``, ``failed``, ``not_sent`` when no webhook is configured)
-        and MLflow run."""
+        and MLflow run. Needs the read token (or the admin token) once any token is configured."""
         return {"triggers": manager.recent(limit, model)}
 
     return router

@@ -397,11 +397,15 @@ def http_router():
     """``POST /v1/cloudevents``: the sink URL to give KServe's ``logger.url`` or Seldon's
     ``logger.url``. Binary mode (attributes in ``ce-*`` headers); structured mode
     (``application/cloudevents+json``) is read too."""
-    from service.api import read_limited_body, require_ingest, runtime_of  # noqa: PLC0415
+    from service.api import body_types, errors, read_limited_body, require_ingest, runtime_of  # noqa: PLC0415
 
     router = APIRouter()
 
-    @router.post("/v1/cloudevents", status_code=202, tags=["ingest"], dependencies=[Depends(require_ingest)],
+    @router.post("/v1/cloudevents", status_code=202, tags=["ingest"],
+                 dependencies=[Depends(require_ingest),
+                               Depends(body_types("application/json", "application/cloudevents+json"))],
+                 responses={400: {"description": "the event was rejected (reasons in errors)"},
+                            **errors(401, 403, 408, 413, 415)},
                  openapi_extra={"requestBody": {"required": True, "content": {
                      "application/json": {"schema": {"type": "object"}}}}})
     async def post_cloudevent(request: Request) -> JSONResponse:

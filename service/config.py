@@ -52,9 +52,34 @@ class Strict(BaseModel):
 
 
 class AuthConfig(Strict):
+    """Bearer tokens per route class (see docs/security.md). With no token at all every route is
+    open, which start-up allows only on a loopback address unless ``allow_unauthenticated``."""
+
     # Names of environment variables holding the tokens: secrets stay out of config files.
     token_env: str = "DRIFTLINE_TOKEN"
     ingest_token_env: str = "DRIFTLINE_INGEST_TOKEN"
+    # Reports (raw feature values) and the trigger list; the admin token is accepted too.
+    read_token_env: str = "DRIFTLINE_READ_TOKEN"
+    # Serve a non-loopback address with no admin token (e.g. behind an authenticating proxy).
+    allow_unauthenticated: bool = False
+
+
+class ServerConfig(Strict):
+    """HTTP server bounds: slow or too many clients are cut off instead of holding the service."""
+
+    # Connections plus requests in progress above which new requests get HTTP 503.
+    limit_concurrency: int = Field(512, ge=1)
+    # An idle keep-alive connection is closed after this long.
+    timeout_keep_alive: Duration = 5.0
+    # A request head (request line and headers) must arrive within this long of the connection
+    # opening (or of the previous response), else the connection is closed.
+    header_timeout: Duration = Field(10.0, gt=0)
+    # A request body must arrive within this long of its head, else HTTP 408.
+    body_timeout: Duration = Field(60.0, gt=0)
+    # Largest request head the h11 parser buffers (httptools' llhttp has its own fixed bound).
+    max_header_bytes: int = Field(16 * 1024, ge=1024)
+    # A model's Evidently report is served from cache for this long; one report renders at a time.
+    report_cache_ttl: Duration = 30.0
 
 
 class LimitsConfig(Strict):
@@ -288,6 +313,7 @@ class Settings(Strict):
     checkpoint_interval: Duration = 30.0
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     auth: AuthConfig = Field(default_factory=AuthConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     kafka: KafkaConfig | None = None
     models: dict[str, ModelConfig] = Field(default_factory=dict)

@@ -47,6 +47,7 @@ class Runtime:
         # Tokens are read once; they are never logged or exported.
         self.token = environ.get(settings.auth.token_env) or None
         self.ingest_token = environ.get(settings.auth.ingest_token_env) or None
+        self.read_token = environ.get(settings.auth.read_token_env) or None
         self.environ = environ
         self.components: list[Component] = []
         self.reference_errors: dict[str, str] = {}

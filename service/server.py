@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
+import ipaddress
 import logging
+import os
 import socket
+from collections.abc import Mapping
 from pathlib import Path
 
 import uvicorn
@@ -12,7 +16,7 @@ from prometheus_client import CollectorRegistry
 
 from service import __version__, events, logs
 from service.api import create_app
-from service.config import Settings
+from service.config import ConfigError, Settings
 from service.runtime import Runtime
 
 log = logging.getLogger("driftline")
@@ -46,6 +50,104 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     return create_app(runtime, routers)
 
 
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def check_exposure(settings: Settings, environ: Mapping[str, str]) -> None:
+    """Refuse to serve a non-loopback address with no admin token (anyone who reaches it could
+    replace references and start retraining runs), unless ``auth.allow_unauthenticated``; warn
+    about route classes that a partial set of tokens leaves disabled."""
+    auth = settings.auth
+    token, ingest_token, read_token = (environ.get(name) or None for name in
+                                       (auth.token_env, auth.ingest_token_env, auth.read_token_env))
+    if token is None and not is_loopback(settings.host):
+        if not auth.allow_unauthenticated:
+            raise ConfigError(
+                f"refusing to serve {settings.host}:{settings.port} without an admin token: set the environment "
+                f"variable {auth.token_env}, bind a loopback address (--host 127.0.0.1), or set "
+                f"auth.allow_unauthenticated: true if an authenticating proxy guards this address")
+        log.warning("serving %s without an admin token (auth.allow_unauthenticated): every route is open "
+                    "to whoever reaches this address", settings.host)
+    if token is None and (ingest_token is not None or read_token is not None):
+        log.warning("no admin token (%s) is set: references, retraining and the Alertmanager receiver answer 403",
+                    auth.token_env)
+    if token is None and read_token is None and ingest_token is not None:
+        log.warning("neither %s nor %s is set: reports and the trigger list answer 403", auth.read_token_env,
+                    auth.token_env)
+
+
+class _RequestHeadDeadline:
+    """Closes a connection whose request head has not arrived ``header_timeout`` seconds after the
+    connection opened or its previous response ended. uvicorn's keep-alive timer stops at the
+    first byte of a request, so a client dribbling header bytes would otherwise hold its
+    connection, and a slot under ``limit_concurrency``, for ever."""
+
+    header_timeout = 10.0
+    _head_deadline: asyncio.TimerHandle | None = None
+    _cycle_when_armed: object = None
+
+    def connection_made(self, transport) -> None:
+        super().connection_made(transport)
+        self._arm_head_deadline()
+
+    def data_received(self, data: bytes) -> None:
+        super().data_received(data)
+        if self._head_deadline is not None and self.cycle is not self._cycle_when_armed:
+            self._cancel_head_deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        if not self.transport.is_closing():
+            self._arm_head_deadline()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self._cancel_head_deadline()
+        super().connection_lost(exc)
+
+    def _arm_head_deadline(self) -> None:
+        self._cancel_head_deadline()
+        self._cycle_when_armed = self.cycle
+        self._head_deadline = self.loop.call_later(self.header_timeout, self._head_timed_out)
+
+    def _cancel_head_deadline(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_timed_out(self) -> None:
+        self._head_deadline = None
+        # A pipelined request may have started without another data_received call.
+        if self.cycle is self._cycle_when_armed and not self.transport.is_closing():
+            self.transport.close()
+
+
+def http_protocol(header_timeout: float) -> type[asyncio.Protocol]:
+    """uvicorn's HTTP protocol (httptools when installed, as uvicorn's "auto" picks, else h11)
+    with the request-head deadline."""
+    try:
+        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base  # noqa: PLC0415
+    except ImportError:
+        from uvicorn.protocols.http.h11_impl import H11Protocol as base  # noqa: PLC0415
+    return type("DriftlineHTTPProtocol", (_RequestHeadDeadline, base), {"header_timeout": header_timeout})
+
+
+def uvicorn_config(app: FastAPI, settings: Settings, **overrides) -> uvicorn.Config:
+    """uvicorn's configuration with the bounds of ``settings.server``."""
+    server = settings.server
+    options = dict(host=settings.host, port=settings.port, log_level=settings.log_level,
+                   access_log=settings.log_level == "debug", http=http_protocol(server.header_timeout),
+                   limit_concurrency=server.limit_concurrency, timeout_keep_alive=server.timeout_keep_alive,
+                   h11_max_incomplete_event_size=server.max_header_bytes)
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
 class ListenError(Exception):
     """The service's address cannot be bound (in use, not an address of this host, ...)."""
 
@@ -68,8 +170,10 @@ def listen(host: str, port: int) -> socket.socket:
 
 def serve(settings: Settings, config_path: str | Path | None = None) -> None:
     """Run the service until stopped. The port is bound first, so a second instance on a taken
-    port stops (ListenError) before it opens the state directory or connects to Kafka."""
+    port stops (ListenError) before it opens the state directory or connects to Kafka, and an
+    open non-loopback address (ConfigError, see :func:`check_exposure`) before it binds."""
     logs.configure(settings.log_level)
+    check_exposure(settings, os.environ)
     sock = listen(settings.host, settings.port)
     host, port = sock.getsockname()[:2]
     address = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
@@ -80,8 +184,7 @@ def serve(settings: Settings, config_path: str | Path | None = None) -> None:
     log.info("driftline %s: config %s, state_dir %s, listening on http://%s, %s, %s", __version__,
              config_path or "(built-in defaults)", settings.state_dir.resolve(), address, kafka, native)
     app = build_app(settings)
-    config = uvicorn.Config(app, log_level=settings.log_level, access_log=settings.log_level == "debug")
     try:
-        uvicorn.Server(config).run(sockets=[sock])
+        uvicorn.Server(uvicorn_config(app, settings)).run(sockets=[sock])
     except KeyboardInterrupt:  # uvicorn re-raises the Ctrl-C it shut down on; as uvicorn.run, exit 0
         pass

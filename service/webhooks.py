@@ -27,6 +27,7 @@ import hmac
 import json
 import logging
 import random
+import re
 import sqlite3
 import threading
 import time
@@ -34,7 +35,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterable
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, quote_plus, urlencode
 
 import httpx
 
@@ -531,7 +532,8 @@ def attempt_delivery(client: httpx.Client, config: WebhookConfig, creds: Credent
         except httpx.TimeoutException as exc:
             return Attempt("retry", None, f"timeout after {config.timeout:g}s ({type(exc).__name__})")
         except httpx.TransportError as exc:
-            return Attempt("retry", None, f"connection error: {type(exc).__name__}: {_short(exc)}")
+            return Attempt("retry", None, f"connection error: {type(exc).__name__}: "
+                                          f"{redacted_excerpt(str(exc), sent_secrets(creds, headers))}")
         if response.status_code == 401 and creds.login is not None and not renewed:
             creds.token = None
             failed = _log_in(client, config, creds)
@@ -543,7 +545,10 @@ def attempt_delivery(client: httpx.Client, config: WebhookConfig, creds: Credent
     status = response.status_code
     if 200 <= status < 300 or (attempt > 1 and status in prepared.also_delivered_on_retry):
         return Attempt("delivered", status, None)
-    detail = f"HTTP {status}: {_short(response.text)}{_hint(config, creds, status)}"
+    # Kept in the outbox, shown by GET /v1/triggers and logged: a receiver that echoes the
+    # request must not leak its credentials there.
+    excerpt = redacted_excerpt(response.text, sent_secrets(creds, headers))
+    detail = f"HTTP {status}: {excerpt}{_hint(config, creds, status)}"
     if status in RETRYABLE_STATUS or status >= 500:
         return Attempt("retry", status, detail, retry_after_seconds(response.headers.get("retry-after")))
     return Attempt("failed", status, detail)
@@ -572,7 +577,7 @@ def _log_in(client: httpx.Client, config: WebhookConfig, creds: Credentials) -> 
             creds.token = token
             return None
         return Attempt("failed", status, f"logging in at {url}: HTTP {status} without an access_token")
-    detail = f"logging in at {url}: HTTP {status}: {_short(response.text)}"
+    detail = f"logging in at {url}: HTTP {status}: {redacted_excerpt(response.text, sent_secrets(creds, {}))}"
     if status in (401, 403):
         detail += f" (check the credentials in {config.auth.username_env}/{config.auth.password_env})"
     if status in RETRYABLE_STATUS or status >= 500:
@@ -591,6 +596,39 @@ def _hint(config: WebhookConfig, creds: Credentials, status: int) -> str:
         return (" (Airflow 3's tokens expire, after 24 h by default: set auth: {username_env, password_env} "
                 "and driftline logs in at /auth/token and renews the token)")
     return ""
+
+
+# A credential-looking name with its separator ("token=", "Authorization: "), or an auth scheme
+# word, and the value after it.
+_CREDENTIAL_AFTER = re.compile(
+    r"(?i)(authorization|password|passwd|secret|api[-_]?key|token|signature|cookie)"
+    r"([\"']?\s*[:=]\s*[\"']?(?:(?:bearer|basic|token)\s+)?)[^\s\"';&}]+"
+    r"|\b(bearer|basic)(\s+)[A-Za-z0-9._~+/=-]+")
+REDACTED = "[redacted]"
+
+
+def sent_secrets(creds: Credentials, headers: dict[str, str]) -> list[str]:
+    """Every credential an attempt may send (as sent, and URL-encoded), longest first."""
+    values = [creds.bearer, creds.trigger_token, creds.header[1] if creds.header else None,
+              creds.basic[1] if creds.basic else None, creds.login[1] if creds.login else None, creds.token,
+              headers.get("webhook-signature")]
+    authorization = headers.get("Authorization")
+    if authorization:
+        values += [authorization, authorization.partition(" ")[2]]
+    found = set()
+    for value in values:
+        if value and len(value) >= 4:
+            found.update((value, quote_plus(value), quote(value, safe="")))
+    return sorted(found, key=len, reverse=True)
+
+
+def redacted_excerpt(text: str, secrets: Iterable[str] = (), limit: int = 200) -> str:
+    """``text`` with the given secrets and anything after a credential-looking name replaced,
+    on one line, at most ``limit`` characters."""
+    for secret in secrets:
+        text = text.replace(secret, REDACTED)
+    text = _CREDENTIAL_AFTER.sub(lambda m: f"{m.group(1) or m.group(3)}{m.group(2) or m.group(4)}{REDACTED}", text)
+    return _short(text, limit)
 
 
 def _short(value: Any, limit: int = 300) -> str:

@@ -13,7 +13,7 @@ import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import load_settings
-from service.server import build_app
+from service.server import build_app, uvicorn_config
 
 
 class LiveServer:
@@ -22,7 +22,7 @@ class LiveServer:
         self.runtime = app.state.runtime
         host, port = sock.getsockname()[:2]
         self.url = f"http://{host}:{port}"
-        self._server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+        self._server = uvicorn.Server(uvicorn_config(app, self.runtime.settings, log_level="warning", lifespan="on"))
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
@@ -39,6 +39,12 @@ class LiveServer:
         self.client.close()
         self._server.should_exit = True
         self._thread.join(timeout=20)
+
+    @property
+    def admin_headers(self) -> dict[str, str]:
+        """The admin token's Authorization header, when the server has one (reads need it then)."""
+        token = self.runtime.token
+        return {"authorization": f"Bearer {token}"} if token else {}
 
     def metrics(self) -> dict[tuple, float]:
         """/metrics as {(sample name, frozenset of label items): value}."""

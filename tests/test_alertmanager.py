@@ -88,7 +88,7 @@ def test_an_alert_through_real_alertmanager_becomes_one_trigger(alertmanager):
     assert httpx.post(f"{am}/api/v2/alerts", json=firing, timeout=5).status_code == 200
 
     def one_trigger():
-        items = server.client.get("/v1/triggers").json()["triggers"]
+        items = server.client.get("/v1/triggers", headers=server.admin_headers).json()["triggers"]
         return items if items else None
 
     [trigger] = wait_until("the trigger at driftline", one_trigger, timeout=30)
@@ -107,6 +107,6 @@ def test_an_alert_through_real_alertmanager_becomes_one_trigger(alertmanager):
     assert httpx.post(f"{am}/api/v2/alerts", json=resolved, timeout=5).status_code == 200
     wait_until("the resolved notification", lambda: notifications(am) > sent, timeout=30)
     time.sleep(1.5)
-    assert len(server.client.get("/v1/triggers").json()["triggers"]) == 1
+    assert len(server.client.get("/v1/triggers", headers=server.admin_headers).json()["triggers"]) == 1
     assert server.metric("driftline_retrain_triggers_total", model="fraud", reason="alert") == 1
     assert notifications(am, "alertmanager_notifications_failed_total") == 0

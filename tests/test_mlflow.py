@@ -135,7 +135,7 @@ def test_drift_evidence_is_logged_to_mlflow(registered, live_server):
     assert server.client.post("/v1/events", content=events(300, 0, shift=40, seed=3)).status_code == 202
 
     def logged():
-        items = server.client.get("/v1/triggers").json()["triggers"]
+        items = server.client.get("/v1/triggers", headers=server.admin_headers).json()["triggers"]
         return items[0] if items and items[0]["mlflow"]["state"] in ("logged", "failed") else None
 
     assert server.client.get("/v1/models/fraud/drift").json()["dataset_drift"] is True

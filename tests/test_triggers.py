@@ -31,7 +31,7 @@ def model_config(**triggers):
 
 
 def triggers_of(server, model=None):
-    return server.client.get("/v1/triggers", params={"model": model} if model else {}).json()["triggers"]
+    return server.client.get("/v1/triggers", params={"model": model} if model else {}, headers=server.admin_headers).json()["triggers"]
 
 
 def count(server, model, reason):

@@ -162,7 +162,7 @@ def wait_until_answers(what: str, url: str, process: subprocess.Popen, log: Path
 
 
 def trigger_state(server, trigger_id: str) -> dict:
-    for item in server.client.get("/v1/triggers").json()["triggers"]:
+    for item in server.client.get("/v1/triggers", headers=server.admin_headers).json()["triggers"]:
         if item["id"] == trigger_id:
             return item
     raise AssertionError(f"trigger {trigger_id} not listed")
@@ -335,7 +335,7 @@ def test_pending_gauge_counts_the_outbox(live_server, receivers):
     wait_until("2 attempts counted",
                lambda: server.metric("driftline_webhook_deliveries_total", target="slow", outcome="retried") == 2)
     assert server.metric("driftline_webhook_pending", target="slow") == 2
-    [first, second] = server.client.get("/v1/triggers?model=m").json()["triggers"]
+    [first, second] = server.client.get("/v1/triggers?model=m", headers=server.admin_headers).json()["triggers"]
     assert first["delivery"]["next_attempt_at"] is not None and first["state"] == "pending"
 
 

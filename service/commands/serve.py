@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         serve(settings, args.config)
-    except (ListenError, MissingExtra) as exc:
+    except (ListenError, MissingExtra, ConfigError) as exc:
         print(f"driftline: {exc}", file=sys.stderr)
         return 2
     return 0

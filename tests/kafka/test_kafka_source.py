@@ -349,4 +349,4 @@ def test_every_trigger_is_also_published_to_the_trigger_topic(broker, names, liv
     payload = orjson.loads(record.value)
     assert record.key == b"fraud"
     assert payload["type"] == "driftline.retrain.requested" and payload["reason"] == "manual"
-    assert payload["id"] == server.client.get("/v1/triggers").json()["triggers"][0]["id"]
+    assert payload["id"] == server.client.get("/v1/triggers", headers=server.admin_headers).json()["triggers"][0]["id"]
