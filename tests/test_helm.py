@@ -18,6 +18,7 @@ What they prove:
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -289,6 +290,44 @@ def test_secrets_reach_the_container():
     assert c["envFrom"] == [{"secretRef": {"name": secret["metadata"]["name"]}}]
 
 
+def _env(container: dict) -> dict[str, dict]:
+    return {e["name"]: e for e in container.get("env", [])}
+
+
+def test_an_admin_token_is_generated_when_no_secret_provides_one():
+    docs = render()
+    secret = one(docs, "Secret")
+    assert secret["metadata"]["name"] == "rel-driftline-token"
+    token = base64.b64decode(secret["data"]["DRIFTLINE_TOKEN"]).decode()
+    assert len(token) == 48 and token.isalnum()
+    env = _env(_driftline_container(one(docs, "Deployment")))
+    assert env["DRIFTLINE_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "rel-driftline-token",
+                                                                    "key": "DRIFTLINE_TOKEN"}
+
+
+@pytest.mark.parametrize("sets", [
+    {"existingSecret": "mine"},
+    {"secretEnv.DRIFTLINE_TOKEN.name": "mine", "secretEnv.DRIFTLINE_TOKEN.key": "token"},
+    {"secret.create": "true", "secret.stringData.DRIFTLINE_TOKEN": "given"},
+    {"adminToken.generate": "false"},
+], ids=["existingSecret", "secretEnv", "secret-stringData", "generate-false"])
+def test_no_token_is_generated_when_one_is_given_or_generation_is_off(sets):
+    docs = render(sets=sets)
+    assert not [d for d in by_kind(docs, "Secret") if d["metadata"]["name"].endswith("-token")]
+    env = _env(_driftline_container(one(docs, "Deployment")))
+    if "secretEnv.DRIFTLINE_TOKEN.name" in sets:
+        assert env["DRIFTLINE_TOKEN"]["valueFrom"]["secretKeyRef"] == {"name": "mine", "key": "token"}
+    else:
+        assert "DRIFTLINE_TOKEN" not in env
+
+
+def test_the_kserve_sidecar_gets_the_generated_token():
+    docs = _render_example("kserve-sidecar", **{"driftline.existingSecret": ""})
+    secret = next(d for d in by_kind(docs, "Secret") if d["metadata"]["name"].endswith("-token"))
+    sidecar = one(docs, "InferenceService")["spec"]["predictor"]["containers"][1]
+    assert _env(sidecar)["DRIFTLINE_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == secret["metadata"]["name"]
+
+
 def test_persistence_uses_a_claim_and_recreate():
     docs = render(CHART, CHART / "ci" / "standalone-persistence-values.yaml")
     pvc = one(docs, "PersistentVolumeClaim")
@@ -481,8 +520,10 @@ def test_example_kserve_inference_service_logs_to_sidecar():
         ("sidecar:\n  native: \"yes\"\n", "at '/sidecar/native': got string, want boolean"),
         ("persistence:\n  size: lots\n", "/persistence/size"),
         ("image:\n  pullPolicy: Sometimes\n", "at '/image/pullPolicy'"),
+        ("adminToken:\n  generate: \"no\"\n", "at '/adminToken/generate': got string, want boolean"),
     ],
-    ids=["replicaCount-string", "mode-enum", "typo-key", "native-string", "size-quantity", "pullPolicy"],
+    ids=["replicaCount-string", "mode-enum", "typo-key", "native-string", "size-quantity", "pullPolicy",
+         "adminToken-string"],
 )
 def test_schema_rejects_bad_values(tmp_path, values, message):
     bad = tmp_path / "bad-values.yaml"

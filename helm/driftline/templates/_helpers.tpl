@@ -112,9 +112,29 @@ back to "on", so `triggers: {on: [data_drift]}` works as written.
       optional: {{ $ref.optional }}
       {{- end }}
 {{- end }}
+{{- if include "driftline.generatesAdminToken" . }}
+- name: DRIFTLINE_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "driftline.adminTokenSecretName" . | quote }}
+      key: DRIFTLINE_TOKEN
+{{- end }}
 {{- with .Values.extraEnv }}
 {{ toYaml . }}
 {{- end }}
+{{- end -}}
+
+{{/*
+"true" when the chart generates the admin token: no Secret the values name provides DRIFTLINE_TOKEN.
+*/}}
+{{- define "driftline.generatesAdminToken" -}}
+{{- $v := .Values -}}
+{{- $given := or $v.existingSecret (hasKey $v.secretEnv "DRIFTLINE_TOKEN") (and $v.secret.create (hasKey $v.secret.stringData "DRIFTLINE_TOKEN")) -}}
+{{- if and $v.adminToken.generate (not $given) -}}true{{- end -}}
+{{- end -}}
+
+{{- define "driftline.adminTokenSecretName" -}}
+{{- printf "%s-token" (include "driftline.fullname" . | trunc 57 | trimSuffix "-") -}}
 {{- end -}}
 
 {{- define "driftline.envFrom" -}}
