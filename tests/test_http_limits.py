@@ -32,20 +32,20 @@ def _closed_by_server(connection: socket.socket, deadline: float) -> bool:
 
 
 def test_slow_header_connections_are_closed_while_healthz_keeps_answering(live_server):
-    server = live_server({"server": {"header_timeout": "2s"}})
+    server = live_server({"server": {"header_timeout": "4s"}})
     opened = time.monotonic()
     slow = _open_slow_connections(server, 300)
     try:
-        started = time.monotonic()
+        # Answered while all 300 are still open (well inside their 4 s deadline).
         assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
-        assert time.monotonic() - started < 1.0
+        assert time.monotonic() - opened < 3.0
         # Dribbling one more header byte does not buy time: the deadline is for the whole head.
         for connection in slow[:50]:
             connection.sendall(b"x")
-        deadline = opened + 10
+        deadline = opened + 15
         closed = sum(_closed_by_server(connection, deadline) for connection in slow)
         assert closed == len(slow)
-        assert 1.5 < time.monotonic() - opened < 10
+        assert 3.5 < time.monotonic() - opened < 15
     finally:
         for connection in slow:
             connection.close()
