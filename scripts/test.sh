@@ -21,7 +21,10 @@ if [[ "${DRIFTLINE_LATEST:-}" == 1 ]]; then
 fi
 [[ -x "$venv/bin/python" ]] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install --quiet --upgrade pip
-"$venv/bin/python" -m pip install --quiet "${pins[@]}" -e '.[test]'
+# grafana-client's niquests needs urllib3-future, whose wheel overwrites urllib3 in the venv
+# (a .pth file rewrites site-packages/urllib3 at every start): schemathesis' requests transport
+# then fails. Built from its sdist with URLLIB3_NO_OVERRIDE=1 it installs beside urllib3.
+URLLIB3_NO_OVERRIDE=1 "$venv/bin/python" -m pip install --quiet --no-binary urllib3-future "${pins[@]}" -e '.[test]'
 # The core install alone (no extras), with just pytest: tests/test_core_install.py runs the
 # suite's core modules in it and checks that each extra-backed feature names its extra.
 core="$venv-core"
