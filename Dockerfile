@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # driftline container image.
 #   docker build -t driftline:0.1.0 .
-#   docker run --rm -p 8000:8000 driftline:0.1.0
-#   docker run --rm -p 8000:8000 -v $PWD/config.yaml:/etc/driftline/config.yaml:ro driftline:0.1.0
+#   docker run --rm -p 8000:8000 -e DRIFTLINE_TOKEN=change-me driftline:0.1.0
+#   docker run --rm -p 8000:8000 -e DRIFTLINE_TOKEN=change-me \
+#     -v $PWD/config.yaml:/etc/driftline/config.yaml:ro driftline:0.1.0
 #
 # Stage 1 builds the driftline wheel, with its native event decoder (native/, Rust), and
 # installs it, with its runtime dependencies only (no test extras, no build tools), into a
@@ -76,4 +77,6 @@ EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
   CMD ["python", "-c", "import sys, urllib.request; sys.exit(urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4).status != 200)"]
 ENTRYPOINT ["driftline"]
+# Serving 0.0.0.0, driftline refuses to start without an admin token: pass DRIFTLINE_TOKEN
+# (docs/security.md), so the image never runs with its mutating routes open.
 CMD ["serve", "--host", "0.0.0.0", "--config", "/etc/driftline/config.yaml"]
