@@ -24,7 +24,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from service import __version__, extras
-from service.events import INFRA_GAUGES, MODEL_NAME, Rejection
+from service.events import INFRA_GAUGES, MAX_VERSION_CHARS, MODEL_NAME, Rejection
+from service.features import MAX_NAME_CHARS, MAX_VALUE_CHARS
 from service.model_state import ModelState
 from service.reports import ReportError, evidently_html
 from service.runtime import Runtime
@@ -103,18 +104,19 @@ _TIMESTAMP = {"anyOf": [{"type": "string", "format": "date-time"},
                        {"type": "number", "minimum": 0, "exclusiveMaximum": 1e11}, {"type": "null"}],
               "description": "RFC 3339 or UNIX seconds; default: time of receipt"}
 _IDENTIFIER = {"anyOf": [{"type": "string", "minLength": 1, "maxLength": 256}, {"type": "integer"}]}
-_SCALAR = {"type": ["string", "number", "boolean", "null"]}
+_VALUE = {"anyOf": [{"type": "string", "maxLength": MAX_VALUE_CHARS}, {"type": ["number", "boolean", "null"]}]}
 _GAUGE = {"type": ["number", "null"], "minimum": 0}
 EVENT_SCHEMA = {"oneOf": [
     {"title": "Prediction", "type": "object", "required": ["kind", "model"], "properties": {
         "kind": {"const": "prediction"}, "model": _MODEL, "timestamp": _TIMESTAMP,
-        "model_version": {"type": ["string", "integer"]}, "id": {"anyOf": [_IDENTIFIER, {"type": "null"}]},
+        "model_version": {"anyOf": [{"type": "string", "maxLength": MAX_VERSION_CHARS}, {"type": "integer"}]},
+        "id": {"anyOf": [_IDENTIFIER, {"type": "null"}]},
         "latency_ms": _GAUGE, "status": {"enum": ["ok", "error"]},
-        "features": {"type": "object", "additionalProperties": _SCALAR},
-        "prediction": _SCALAR, "score": {"type": ["number", "null"]}}},
+        "features": {"type": "object", "propertyNames": {"maxLength": MAX_NAME_CHARS}, "additionalProperties": _VALUE},
+        "prediction": _VALUE, "score": {"type": ["number", "null"]}}},
     {"title": "Label", "type": "object", "required": ["kind", "model", "id", "label"], "properties": {
         "kind": {"const": "label"}, "model": _MODEL, "timestamp": _TIMESTAMP, "id": _IDENTIFIER,
-        "label": {"type": ["string", "number", "boolean"]}}},
+        "label": {"anyOf": [{"type": "string", "maxLength": MAX_VALUE_CHARS}, {"type": ["number", "boolean"]}]}}},
     {"title": "Infra", "type": "object", "required": ["kind", "model"], "properties": {
         "kind": {"const": "infra"}, "model": _MODEL, "timestamp": _TIMESTAMP,
         "instance": {"type": "string", "minLength": 1, "maxLength": 256},
