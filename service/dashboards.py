@@ -431,11 +431,11 @@ def feature_drift_dashboard() -> dict[str, Any]:
 
 
 def infrastructure_dashboard() -> dict[str, Any]:
-    instance_var = query_var(
-        "instance", 'label_values(driftline_infra_cpu_utilization_ratio{model=~"$model"}, instance)',
-        "Instance")
-    mi = 'model=~"$model", instance=~"$instance"'
-    legend = "{{model}} {{instance}}"
+    server_var = query_var(
+        "server", 'label_values(driftline_infra_cpu_utilization_ratio{model=~"$model"}, server)',
+        "Model server")
+    mi = 'model=~"$model", server=~"$server"'
+    legend = "{{model}} {{server}}"
     lay = _Layout()
     lay.add(timeseries("CPU utilization", _targets(
         (f"driftline_infra_cpu_utilization_ratio{{{mi}}}", legend)), "percentunit", min_=0), w=12)
@@ -454,7 +454,7 @@ def infrastructure_dashboard() -> dict[str, Any]:
     return dashboard(
         "driftline-infrastructure", "driftline / Infrastructure",
         "Resources of the model servers, as reported by infra events.",
-        lay, [MODEL_VAR, instance_var],
+        lay, [MODEL_VAR, server_var],
         annotations=[prom_annotation(
             "Infra events",
             new_in_window("driftline_infra_events_total", M, "model, event"),

@@ -66,7 +66,7 @@ class Engine:
         self.models: dict[str, ModelState] = {}
         self.model_names = BoundedNames(limits.max_models)
         self._versions: dict[str, BoundedNames] = defaultdict(lambda: BoundedNames(limits.max_model_versions))
-        self._instances: dict[str, BoundedNames] = defaultdict(lambda: BoundedNames(limits.max_instances))
+        self._servers: dict[str, BoundedNames] = defaultdict(lambda: BoundedNames(limits.max_instances))
         self._infra_words: dict[str, BoundedNames] = defaultdict(lambda: BoundedNames(limits.max_infra_event_kinds))
         self.listeners: list[Listener] = []
         # Counters and gauges, keyed by their Prometheus label values (see service.metrics).
@@ -179,12 +179,12 @@ class Engine:
     def _infra(self, model: str, events: list[Infra]) -> None:
         label = model if self._state(model) is not None else OTHER
         self.events_total[(label, "infra")] += len(events)
-        instances, words = self._instances[label], self._infra_words[label]
+        servers, words = self._servers[label], self._infra_words[label]
         for event in events:
-            instance = instances.admit(event.instance)
+            server = servers.admit(event.instance)
             values = {name: float(value) for name in INFRA_GAUGES if (value := getattr(event, name)) is not None}
             if values:
-                self.infra_gauges.setdefault((label, instance), {}).update(values)
+                self.infra_gauges.setdefault((label, server), {}).update(values)
             word = event.event
             if word is not None:
                 self.infra_events[(label, words.admit(word))] += 1
@@ -222,6 +222,6 @@ class Engine:
         return {
             "model": self.model_names.overflowed,
             "model_version": sum(b.overflowed for b in self._versions.values()),
-            "instance": sum(b.overflowed for b in self._instances.values()),
+            "server": sum(b.overflowed for b in self._servers.values()),
             "event": sum(b.overflowed for b in self._infra_words.values()),
         }

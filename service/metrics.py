@@ -87,10 +87,12 @@ class EngineCollector(Collector):
                              engine.label_delay)
             yield from self._model_figures()
             for field, (name, documentation) in INFRA_METRICS.items():
-                family = GaugeMetricFamily(name, documentation, labels=["model", "instance"])
-                for (model, instance), values in engine.infra_gauges.items():
+                # `server`, not the event's field name `instance`: Prometheus sets `instance` to the
+                # scrape target and renames an exposed one to `exported_instance`.
+                family = GaugeMetricFamily(name, documentation, labels=["model", "server"])
+                for (model, server), values in engine.infra_gauges.items():
                     if field in values:
-                        family.add_metric([model, instance], values[field])
+                        family.add_metric([model, server], values[field])
                 yield family
             yield _counter("driftline_infra_events", "Infrastructure events by kind.", ["model", "event"],
                            engine.infra_events)

@@ -131,11 +131,11 @@ def test_infra_events_and_rejections_are_counted(live_server):
     response = server.client.post("/v1/events", content=body)
     assert response.status_code == 202
     assert response.json()["accepted"] == 4 and response.json()["rejected"] == 3
-    assert server.metric("driftline_infra_cpu_utilization_ratio", model="m", instance="pod-a") == 0.5
-    assert server.metric("driftline_infra_memory_bytes", model="m", instance="pod-a") == 1e9
-    assert server.metric("driftline_infra_gpu_utilization_ratio", model="m", instance="pod-b") == 0.9
-    assert server.metric("driftline_infra_gpu_memory_bytes", model="m", instance="pod-b") == 2.1e10
-    assert server.metric("driftline_infra_requests_in_flight", model="m", instance="pod-b") == 4
+    assert server.metric("driftline_infra_cpu_utilization_ratio", model="m", server="pod-a") == 0.5
+    assert server.metric("driftline_infra_memory_bytes", model="m", server="pod-a") == 1e9
+    assert server.metric("driftline_infra_gpu_utilization_ratio", model="m", server="pod-b") == 0.9
+    assert server.metric("driftline_infra_gpu_memory_bytes", model="m", server="pod-b") == 2.1e10
+    assert server.metric("driftline_infra_requests_in_flight", model="m", server="pod-b") == 4
     assert server.metric("driftline_infra_events_total", model="m", event="restart") == 2
     assert server.metric("driftline_infra_events_total", model="m", event="oom_killed") == 1
     assert server.metric("driftline_events_total", model="m", kind="infra") == 4
@@ -143,6 +143,30 @@ def test_infra_events_and_rejections_are_counted(live_server):
     assert server.metric("driftline_events_rejected_total", reason="invalid_json") == 1
     assert server.metric("driftline_events_rejected_total", reason="not_an_object") == 1
     assert server.metric("driftline_build_info", version=__version__) == 1
+
+
+def test_infra_gauges_name_the_model_server_in_label_server(live_server):
+    """The event's `instance` is exported as `server`: Prometheus owns the label `instance`
+    (the scrape target) and would rename driftline's to `exported_instance`."""
+    server = live_server(CONFIG)
+    post(server, [{"kind": "infra", "model": "m", "instance": "pod-a", "cpu_utilization": 0.25,
+                   "memory_bytes": 1e9, "gpu_utilization": 0.5, "gpu_memory_bytes": 1e10,
+                   "requests_in_flight": 2}])
+    infra = {(name, labels) for name, labels in server.metrics() if name.startswith("driftline_infra_")
+             and name != "driftline_infra_events_total"}
+    assert len(infra) == 5
+    assert {labels for _, labels in infra} == {frozenset({("model", "m"), ("server", "pod-a")})}
+
+
+def test_model_servers_beyond_the_bound_fold_into_other(live_server):
+    server = live_server({**CONFIG, "limits": {"max_instances": 2}})
+    post(server, [{"kind": "infra", "model": "m", "instance": f"pod-{i}", "cpu_utilization": i / 10}
+                  for i in range(4)])
+    assert server.metric("driftline_infra_cpu_utilization_ratio", model="m", server="pod-0") == 0.0
+    assert server.metric("driftline_infra_cpu_utilization_ratio", model="m", server="pod-1") == 0.1
+    # pod-2 and pod-3 share __other__: the last value written wins
+    assert server.metric("driftline_infra_cpu_utilization_ratio", model="m", server="__other__") == 0.3
+    assert server.metric("driftline_label_values_overflow_total", label="server") == 2
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
