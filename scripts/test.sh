@@ -4,8 +4,10 @@
 # Installs: the Python package with its test extras into .venv (building its native event
 # decoder with the machine's Rust toolchain, whose own tests run too), Debian's prometheus and
 # prometheus-alertmanager (promtool, amtool), Apache Kafka's jars (scripts/kafka.sh fetch),
-# and the helm CLI built from its Go module (scripts/install-helm.sh). Tests start and stop
-# the servers they need (Kafka, Prometheus, Alertmanager, MLflow, driftline) on loopback.
+# the helm CLI built from its Go module (scripts/install-helm.sh), and Prometheus 3
+# (prometheus3, promtool3) built from its Go module (scripts/install-prometheus3.sh): the rule
+# tests and the dashboards' end-to-end test run on both majors. Tests start and stop the
+# servers they need (Kafka, Prometheus, Alertmanager, MLflow, driftline) on loopback.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -54,5 +56,7 @@ scripts/kafka.sh fetch
 # Assigned apart from `export`, which would swallow a failed build's exit status.
 HELM="$(scripts/install-helm.sh)"
 export HELM
+PROMETHEUS3_DIR="$(scripts/install-prometheus3.sh)"
+export PROMETHEUS3_DIR
 
 exec "$venv/bin/python" -m pytest "$@"

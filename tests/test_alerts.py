@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import yaml
+
+from tests.prometheus_tools import MAJORS, binary, on_path
 
 ROOT = Path(__file__).resolve().parents[1]
 RULES = ROOT / "alerts" / "driftline-rules.yml"
@@ -25,10 +26,9 @@ EXPECTED_ALERTS = RETRAIN_ALERTS | {
     "DriftlineWebhookBacklog",
 }
 
-needs_promtool = pytest.mark.skipif(shutil.which("promtool") is None,
-                                    reason="promtool not installed (apt install prometheus)")
-needs_amtool = pytest.mark.skipif(shutil.which("amtool") is None,
-                                  reason="amtool not installed (apt install prometheus-alertmanager)")
+
+def amtool() -> str:
+    return on_path("amtool", install="apt install prometheus-alertmanager")
 
 
 def _alerts() -> dict[str, dict]:
@@ -40,17 +40,17 @@ def _run(*cmd: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, capture_output=True, text=True, timeout=120, cwd=ROOT)
 
 
-@needs_promtool
-def test_promtool_check_rules():
-    r = _run("promtool", "check", "rules", str(RULES))
+@pytest.mark.parametrize("major", MAJORS)
+def test_promtool_check_rules(major):
+    r = _run(binary("promtool", major), "check", "rules", str(RULES))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS" in r.stdout
 
 
-@needs_promtool
-def test_promtool_unit_tests_pass():
+@pytest.mark.parametrize("major", MAJORS)
+def test_promtool_unit_tests_pass(major):
     assert RULE_TESTS
-    r = _run("promtool", "test", "rules", *map(str, RULE_TESTS))
+    r = _run(binary("promtool", major), "test", "rules", *map(str, RULE_TESTS))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "FAILED" not in r.stdout + r.stderr
 
@@ -106,14 +106,12 @@ def test_latency_burn_rate_uses_the_workbook_windows_and_factors():
         assert 'le="0.25"' in expr and f"[{window}]" in expr
 
 
-@needs_amtool
 def test_amtool_check_config():
-    r = _run("amtool", "check-config", str(AM_CONFIG))
+    r = _run(amtool(), "check-config", str(AM_CONFIG))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "SUCCESS" in r.stdout
 
 
-@needs_amtool
 @pytest.mark.parametrize("labels, receivers", [
     (["alertname=DriftlineDatasetDriftPersisting", "driftline_action=retrain", "model=fraud"],
      "driftline-retrain,default"),
@@ -123,7 +121,7 @@ def test_amtool_check_config():
     (["alertname=DriftlineLatencySLOBurnFast", "model=fraud"], "default"),
 ])
 def test_alertmanager_routes(labels, receivers):
-    r = _run("amtool", "config", "routes", "test", f"--config.file={AM_CONFIG}", *labels)
+    r = _run(amtool(), "config", "routes", "test", f"--config.file={AM_CONFIG}", *labels)
     assert r.returncode == 0, r.stdout + r.stderr
     assert r.stdout.strip() == receivers
 

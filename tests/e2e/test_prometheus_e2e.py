@@ -1,12 +1,18 @@
 """End to end: driftline -> a real Prometheus -> a real Alertmanager -> driftline.
 
-Starts ``driftline serve`` (subprocess), a webhook receiver (thread), Prometheus and
-Alertmanager (Debian packages ``prometheus`` and ``prometheus-alertmanager``), all on
-127.0.0.1 and free ports. Drives two models with traffic that drifts and whose accuracy
-drops, then checks that
+Starts ``driftline serve`` (subprocess), a webhook receiver (thread), Prometheus (each
+major: Debian's 2 and the 3 of scripts/install-prometheus3.sh, see tests/prometheus_tools.py)
+and Alertmanager (Debian package ``prometheus-alertmanager``), all on 127.0.0.1 and free
+ports. Prometheus scrapes driftline with the default scrape settings (``honor_labels:
+false``), as kube-prometheus-stack does. Drives two models with traffic that drifts and whose
+accuracy drops, and infra events from three model servers, then checks that
 
-* every query of every dashboard panel (and every annotation and template variable),
-  with Grafana's variables substituted, returns data from Prometheus;
+* every template variable resolves as Grafana resolves it: its own ``label_values(...)``
+  query, with the variables before it set to every value they resolved to;
+* every query of every dashboard panel (and every annotation), with those values, returns
+  data from Prometheus;
+* each per-server Infrastructure panel, for each value of its server variable, shows
+  exactly the series of that model server, and its legend names the model and the server;
 * DriftlineDatasetDriftPersisting fires in Prometheus, reaches Alertmanager, and arrives at
   driftline's ``POST /v1/alertmanager`` (a trigger with reason ``alert``).
 
@@ -28,7 +34,6 @@ import math
 import os
 import random
 import re
-import shutil
 import signal
 import socket
 import subprocess
@@ -44,6 +49,7 @@ import pytest
 import yaml
 
 from service import dashboards as D
+from tests.prometheus_tools import MAJORS, binary, on_path
 
 ROOT = Path(__file__).resolve().parents[2]
 RULES = ROOT / "alerts" / "driftline-rules.yml"
@@ -57,13 +63,10 @@ DEADLINE = 100.0  # seconds for the whole scenario once the servers run
 # so their panel queries are checked to run but cannot return data here.
 KAFKA_ONLY = ("driftline_consumer_lag_messages",)
 
-pytestmark = [
-    pytest.mark.skipif(shutil.which("prometheus") is None, reason="needs `apt install prometheus`"),
-    pytest.mark.skipif(shutil.which("prometheus-alertmanager") is None and
-                       shutil.which("alertmanager") is None,
-                       reason="needs `apt install prometheus-alertmanager`"),
-    pytest.mark.timeout(180),
-]
+# The model servers that send infra events, and the model each one serves.
+INFRA_SERVERS = {"fraud-7-a": "fraud", "fraud-7-b": "fraud", "price-1-a": "price"}
+
+pytestmark = [pytest.mark.timeout(180)]
 
 
 def driftline_command(port: int, config: Path) -> list[str]:
@@ -252,8 +255,8 @@ class Traffic:
                 events.append(ev)
                 self.pending_labels.append({"kind": "label", "model": model, "id": rid,
                                             "label": label, "timestamp": now})
-        for m, inst in (("fraud", "fraud-7-a"), ("fraud", "fraud-7-b"), ("price", "price-1-a")):
-            events.append({"kind": "infra", "model": m, "instance": inst, "timestamp": now,
+        for server, m in INFRA_SERVERS.items():
+            events.append({"kind": "infra", "model": m, "instance": server, "timestamp": now,
                            "cpu_utilization": self.rng.uniform(0.2, 0.9),
                            "memory_bytes": self.rng.randint(500_000_000, 900_000_000),
                            "gpu_utilization": self.rng.uniform(0.1, 1.0),
@@ -283,8 +286,11 @@ class Traffic:
 # ----------------------------------------------------------------------------------------
 # the scenario
 
-@pytest.fixture
-def stack(tmp_path):
+@pytest.fixture(params=MAJORS, ids=[f"prometheus{m}" for m in MAJORS])
+def stack(request, tmp_path):
+    prometheus_bin = binary("prometheus", request.param)
+    am_bin = on_path("prometheus-alertmanager", "alertmanager",
+                     install="apt install prometheus-alertmanager")
     procs: list[Proc] = []
     receiver = Receiver()
     traffic: Traffic | None = None
@@ -322,17 +328,17 @@ def stack(tmp_path):
         am_cfg = tmp_path / "alertmanager.yml"
         am_cfg.write_text(yaml.safe_dump(derive_am_config(
             yaml.safe_load(AM_CONFIG.read_text()), dl_url, receiver.url, token_file)))
-        if shutil.which("amtool"):
-            check = subprocess.run(["amtool", "check-config", str(am_cfg)], capture_output=True,
-                                   text=True, timeout=30)
-            assert check.returncode == 0, check.stdout + check.stderr
-        am_bin = shutil.which("prometheus-alertmanager") or shutil.which("alertmanager")
+        amtool = on_path("amtool", install="apt install prometheus-alertmanager")
+        check = subprocess.run([amtool, "check-config", str(am_cfg)], capture_output=True,
+                               text=True, timeout=30)
+        assert check.returncode == 0, check.stdout + check.stderr
         procs.append(Proc("alertmanager", [
             am_bin, f"--config.file={am_cfg}", f"--storage.path={tmp_path / 'am'}",
             f"--web.listen-address=127.0.0.1:{am_port}", "--cluster.listen-address=",
             "--log.level=info"], tmp_path / "alertmanager.log"))
 
-        # Prometheus, with alerts/driftline-rules.yml (for: shortened)
+        # Prometheus, with alerts/driftline-rules.yml (for: shortened); the scrape config
+        # leaves honor_labels at its default (false), which the test checks in Prometheus.
         rules = tmp_path / "driftline-rules.yml"
         rules.write_text(yaml.safe_dump(short_rules(yaml.safe_load(RULES.read_text())),
                                         sort_keys=False))
@@ -345,7 +351,7 @@ def stack(tmp_path):
             "alerting": {"alertmanagers": [{"static_configs": [{"targets": [f"127.0.0.1:{am_port}"]}]}]},
         }))
         procs.append(Proc("prometheus", [
-            "prometheus", f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
+            prometheus_bin, f"--config.file={prom_cfg}", f"--storage.tsdb.path={tmp_path / 'tsdb'}",
             f"--web.listen-address=127.0.0.1:{prom_port}", "--rules.alert.resend-delay=1s",
             "--log.level=info"], tmp_path / "prometheus.log"))
 
@@ -376,20 +382,34 @@ def _up(proc: Proc, url: str) -> bool:
     return httpx.get(url, timeout=2).status_code == 200
 
 
-GRAFANA_VARS = {
-    # what Grafana sends with both models and all versions selected (multi-value regex)
-    "$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m",
-    "$model_version": "(1|7)", "$model": "(fraud|price)",
-    # the "All" value of these variables is allValue ".*"
-    "$feature": ".*", "$instance": ".*",
-}
+# Grafana's built-in variables, as it sets them for a short time range.
+BUILTIN_VARS = {"__rate_interval": "1m", "__interval": "15s", "__range": "5m"}
+# Characters Grafana's Prometheus data source escapes in a value of a multi-value variable
+# that goes into a regex matcher (prometheusSpecialRegexEscape): each gets a backslash that
+# is itself escaped for the PromQL string, and a backslash becomes four.
+REGEX_SPECIAL = re.compile(r"""([$^*{}\[\]'+?.()|])""")
 
 
-def substitute(expr: str) -> str:
-    for var, value in GRAFANA_VARS.items():  # $model_version before $model
-        expr = expr.replace(var, value)
+def grafana_regex(values: list[str]) -> str:
+    """A multi-value variable's selected values, formatted as Grafana formats them for a
+    regex matcher: one value alone, or ``(a|b|...)``."""
+    escaped = [REGEX_SPECIAL.sub(r"\\\\\1", v.replace("\\", "\\" * 4)) for v in values]
+    return escaped[0] if len(escaped) == 1 else "(" + "|".join(escaped) + ")"
+
+
+def interpolate(expr: str, variables: dict[str, list[str]]) -> str:
+    """``expr`` with Grafana's variables replaced: longest names first ($model_version
+    before $model); a variable still unresolved fails the test."""
+    values = {**BUILTIN_VARS, **{name: grafana_regex(v) for name, v in variables.items()}}
+    for name in sorted(values, key=len, reverse=True):
+        expr = expr.replace(f"${name}", values[name])
     assert "$" not in expr, expr
     return expr
+
+
+def render_legend(legend_format: str, labels: dict[str, str]) -> str:
+    """A series' name in a panel, as Grafana renders ``{{label}}`` legends (absent -> "")."""
+    return re.sub(r"\{\{\s*(.+?)\s*\}\}", lambda m: labels.get(m.group(1), ""), legend_format)
 
 
 def prom_query(prom: str, expr: str) -> list[dict]:
@@ -403,22 +423,26 @@ def has_finite(result: list[dict]) -> bool:
     return any(math.isfinite(float(s["value"][1])) for s in result)
 
 
-def all_queries() -> list[tuple[str, str]]:
-    out = []
-    for model in D.all_dashboards().values():
-        out.extend(D.iter_queries(model))
-    return out
-
-
-def variable_queries() -> list[tuple[str, str, str]]:
-    out = []
-    for model in D.all_dashboards().values():
-        for v in model["templating"]["list"]:
-            if v["type"] == "query":
-                m = re.fullmatch(r"label_values\((.+), (\w+)\)", v["definition"])
-                assert m, v["definition"]
-                out.append((f"{model['uid']} / ${v['name']}", m.group(1), m.group(2)))
-    return out
+def resolve_variables(prom: str, dashboard: dict) -> dict[str, list[str]]:
+    """Every query variable of ``dashboard``, in order, resolved as Grafana resolves it: its
+    ``label_values(selector, label)`` runs as ``/api/v1/label/<label>/values?match[]=selector``
+    over the dashboard's time range, with the variables before it set to all their values."""
+    hours = int(re.fullmatch(r"now-(\d+)h", dashboard["time"]["from"]).group(1))
+    variables: dict[str, list[str]] = {}
+    for v in dashboard["templating"]["list"]:
+        if v["type"] != "query":
+            continue
+        m = re.fullmatch(r"label_values\((.+), (\w+)\)", v["definition"])
+        assert m, v["definition"]
+        selector, label = interpolate(m.group(1), variables), m.group(2)
+        now = time.time()
+        r = httpx.get(f"{prom}/api/v1/label/{quote(label)}/values", timeout=5,
+                      params={"match[]": selector, "start": now - 3600 * hours, "end": now})
+        body = r.json()
+        assert r.status_code == 200 and body["status"] == "success", (selector, body)
+        assert body["data"], f"{dashboard['uid']}: ${v['name']} resolves to nothing ({selector}, {label})"
+        variables[v["name"]] = sorted(body["data"])
+    return variables
 
 
 def test_dashboards_and_alerts_on_real_prometheus_and_alertmanager(stack):
@@ -500,13 +524,24 @@ def check_alert_reaches_driftline(stack: dict, remaining) -> None:
 
 def check_dashboard_queries(stack: dict, remaining) -> None:
     dl, prom = stack["driftline"], stack["prometheus"]
-    queries = all_queries()
+    # the default scrape settings: Prometheus owns `instance` and `job` on every series
+    # (its running config leaves out honor_labels when it is false)
+    config = yaml.safe_load(httpx.get(f"{prom}/api/v1/status/config", timeout=5).json()["data"]["yaml"])
+    assert [c.get("honor_labels", False) for c in config["scrape_configs"]] == [False]
+
+    dashboards = D.all_dashboards()
+    queries = [(model, where, expr) for model in dashboards.values()
+               for where, expr in D.iter_queries(model)]
     assert len(queries) > 40
-    kafka_only = [(w, e) for w, e in queries if any(k in e for k in KAFKA_ONLY)]
-    checked = [(w, e) for w, e in queries if (w, e) not in kafka_only]
+    kafka_only = [q for q in queries if any(k in q[2] for k in KAFKA_ONLY)]
+    checked = [q for q in queries if q not in kafka_only]
+    variables: dict[str, dict[str, list[str]]] = {}
 
     def empty_queries():
-        return [(w, substitute(e)) for w, e in checked if not has_finite(prom_query(prom, substitute(e)))]
+        for model in dashboards.values():
+            variables[model["uid"]] = resolve_variables(prom, model)
+        return [(where, expr) for model, where, expr in checked
+                if not has_finite(prom_query(prom, interpolate(expr, variables[model["uid"]])))]
 
     missing: list = []
 
@@ -516,24 +551,43 @@ def check_dashboard_queries(stack: dict, remaining) -> None:
 
     try:
         wait_for("every dashboard query to return data", all_have_data, remaining(), 2.0)
-    except AssertionError:
-        raise AssertionError("queries without data:\n" + "\n".join(f"{w}: {e}" for w, e in missing))
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}\nqueries without data:\n" + "\n".join(f"{w}: {e}" for w, e in missing)
+                             + f"\nvariables: {variables}") from None
 
     # Kafka-only panels: the query is valid, and empty only because driftline has no Kafka
     # source here (it exports no such series).
     metrics_text = httpx.get(f"{dl}/metrics", timeout=5).text
-    for where, expr in kafka_only:
-        assert prom_query(prom, substitute(expr)) == [], where
+    for model, where, expr in kafka_only:
+        assert prom_query(prom, interpolate(expr, variables[model["uid"]])) == [], where
     for name in KAFKA_ONLY:
         assert f"\n{name}{{" not in metrics_text
 
-    # template variables: label_values(...) resolve to the models, versions, features, instances
-    for where, selector, label in variable_queries():
-        sel = substitute(selector)
-        r = httpx.get(f"{prom}/api/v1/label/{quote(label)}/values", params={"match[]": sel},
-                      timeout=5).json()
-        assert r["status"] == "success" and r["data"], (where, sel)
-        if label == "model":
-            assert {"fraud", "price"} <= set(r["data"])
-        if label == "model_version":
-            assert {"7", "1"} <= set(r["data"])
+    # the variables list what driftline was sent: models, versions, features, model servers
+    for uid, resolved in variables.items():
+        assert resolved["model"] == ["fraud", "price"], uid
+    assert variables["driftline-model-overview"]["model_version"] == ["1", "7"]
+    assert {"amount", "age", "country"} <= set(variables["driftline-feature-drift"]["feature"])
+    check_per_server_panels(prom, dashboards["driftline-infrastructure.json"],
+                            variables["driftline-infrastructure"])
+
+
+def check_per_server_panels(prom: str, dashboard: dict, variables: dict[str, list[str]]) -> None:
+    """The Infrastructure dashboard's server variable lists the model servers that sent infra
+    events (not driftline's own scrape targets), and each panel filtered by it shows, for
+    each server chosen alone, that server's series, named by model and server."""
+    per_server = [name for name in variables if name != "model"]
+    assert len(per_server) == 1, variables
+    server_var = per_server[0]
+    assert variables[server_var] == sorted(INFRA_SERVERS), variables
+    panels = [p for p in dashboard["panels"]
+              if any(f"${server_var}" in t["expr"] for t in p.get("targets", []))]
+    assert {p["title"] for p in panels} == {"CPU utilization", "Memory", "GPU utilization",
+                                            "GPU memory", "Requests in flight"}
+    for server, model in INFRA_SERVERS.items():
+        chosen = {**variables, server_var: [server]}
+        for panel in panels:
+            for t in panel["targets"]:
+                result = prom_query(prom, interpolate(t["expr"], chosen))
+                names = [render_legend(t["legendFormat"], s["metric"]) for s in result]
+                assert names == [f"{model} {server}"], (panel["title"], server, result)
