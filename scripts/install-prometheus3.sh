@@ -5,7 +5,7 @@
 #   scripts/install-prometheus3.sh     -> .tools/bin/prometheus3, .tools/bin/promtool3
 #                                         (prints the directory)
 # Env: PROMETHEUS3_MODULE_VERSION (default v0.316.0, the module version of Prometheus 3.16.0),
-#      PROMETHEUS3_BIN_DIR (default <repo>/.tools/bin),
+#      PROMETHEUS3_DIR (default <repo>/.tools/bin; the tests read the same variable),
 #      GO (default: `go` on PATH, else /usr/local/go/bin/go).
 # Idempotent: skips the build when both binaries already report the wanted version.
 # Built without the web UI's assets (the `builtinassets` tag): the tests use only the HTTP API.
@@ -18,7 +18,7 @@ MODULE_VERSION="${PROMETHEUS3_MODULE_VERSION:-v0.316.0}"
   echo "install-prometheus3.sh: $MODULE_VERSION is not a Prometheus 3 module version (v0.3MM.P)" >&2; exit 1; }
 VERSION="3.$((10#${BASH_REMATCH[1]})).${BASH_REMATCH[2]}"
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-bin_dir="${PROMETHEUS3_BIN_DIR:-$repo_root/.tools/bin}"
+bin_dir="${PROMETHEUS3_DIR:-$repo_root/.tools/bin}"
 
 reports_version() {  # reports_version BINARY: true when BINARY --version names $VERSION
   [[ -x "$1" ]] && "$1" --version 2>/dev/null | head -1 | grep -q "version $VERSION "
