@@ -4,9 +4,10 @@
 # Installs: the Python package with its test extras into .venv (building its native event
 # decoder with the machine's Rust toolchain, whose own tests run too), Debian's prometheus and
 # prometheus-alertmanager (promtool, amtool), Apache Kafka's jars (scripts/kafka.sh fetch),
-# the helm CLI built from its Go module (scripts/install-helm.sh), and Prometheus 3
+# the helm CLI built from its Go module (scripts/install-helm.sh), Prometheus 3
 # (prometheus3, promtool3) built from its Go module (scripts/install-prometheus3.sh): the rule
-# tests and the dashboards' end-to-end test run on both majors. Tests start and stop the
+# tests and the dashboards' end-to-end test run on both majors, and NannyML in .venv-nannyml
+# (scripts/install-nannyml.sh), the oracle of the CBPE parity tests. Tests start and stop the
 # servers they need (Kafka, Prometheus, Alertmanager, MLflow, driftline) on loopback.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -58,5 +59,8 @@ HELM="$(scripts/install-helm.sh)"
 export HELM
 PROMETHEUS3_DIR="$(scripts/install-prometheus3.sh)"
 export PROMETHEUS3_DIR
+# NannyML in its own venv (pandas 3): the oracle of tests/detectors/test_cbpe_parity.py.
+NANNYML_PYTHON="$(scripts/install-nannyml.sh)"
+export NANNYML_PYTHON
 
 exec "$venv/bin/python" -m pytest "$@"
