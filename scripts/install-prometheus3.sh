@@ -35,7 +35,7 @@ fi
 [[ -x "$GO" ]] || { echo "install-prometheus3.sh: Go toolchain not found (set GO=/path/to/go)" >&2; exit 1; }
 
 echo "install-prometheus3.sh: building Prometheus $VERSION ($MODULE@$MODULE_VERSION) with $("$GO" version)" \
-  "(takes about 10 minutes)" >&2
+  "(about 13 minutes of CPU time)" >&2
 module_dir="$(cd / && GOWORK=off GOFLAGS=-mod=mod "$GO" mod download -json "$MODULE@$MODULE_VERSION" \
   | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')"
 [[ -n "$module_dir" && -f "$module_dir/go.mod" ]] || {
