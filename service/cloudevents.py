@@ -10,6 +10,12 @@ and its response share ``ce-id``. Seldon Core's request logger sends the same ki
 headers (``Ce-Type: io.seldon.serving.inference.request|response``, ``Ce-Modelid``,
 ``Ce-Requestid``, ``Ce-Inferenceservicename``).
 
+Events are read as the CloudEvents 1.0 spec and its official SDKs write them: HTTP header
+values are percent-decoded (HTTP binding §3.1.3.2; Kafka header values are plain UTF-8),
+``id``, ``source``, ``type`` and ``specversion`` are required, and structured mode
+(``Content-Type: application/cloudevents+json``, over HTTP or as a Kafka record) carries the
+payload in ``data`` or, base64-encoded, in ``data_base64``.
+
 Bodies understood:
 
 - V1 (TensorFlow-style): ``{"instances": [...]}`` / ``{"predictions": [...]}``; rows that
@@ -22,22 +28,31 @@ Bodies understood:
 A response row that is a list of class probabilities gives ``prediction`` = the arg-max
 and, for two classes, ``score`` = the probability of class 1.
 
-The :class:`CloudEventJoiner` keeps each half until the other arrives (a bounded cache,
-``max_pending`` entries, each at most ``ttl`` seconds). A half whose partner never comes is
-still emitted when it expires: a request alone gives features without a prediction
-(feature drift still works with ``logger.mode: request``), a response alone a prediction
-without features. A request of n rows gives n prediction events, ids ``<ce-id>`` for one
-row and ``<ce-id>:<i>`` for several; labels join on those ids.
+The :class:`CloudEventJoiner` keeps each half, as the bytes received, until the other
+arrives; it is bounded by count (``max_pending``), bytes (``max_pending_bytes``) and age
+(``ttl``). A half whose partner never comes is still emitted when it is evicted: a request
+alone gives features without a prediction (feature drift still works with
+``logger.mode: request``), a response alone a prediction without features. A request of n
+rows gives n prediction events, ids ``<ce-id>`` for one row and ``<ce-id>:<i>`` for several;
+labels join on those ids. Pending halves survive a restart: the HTTP sink journals them in
+``state_dir`` (:class:`PendingJournal`), the Kafka source writes them to its changelog.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import logging
+import sqlite3
+import struct
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, defaultdict
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable, Mapping
+from pathlib import Path
+from typing import Any, Iterable
+from urllib.parse import unquote
 
 import orjson
 from fastapi import APIRouter, Depends, Request
@@ -46,9 +61,16 @@ from fastapi.responses import JSONResponse
 
 from service.events import Decoded, Rejection, Validator
 
+log = logging.getLogger("driftline.cloudevents")
+
 REQUEST_SUFFIX = ".inference.request"
 RESPONSE_SUFFIX = ".inference.response"
+REQUIRED = ("id", "source", "specversion", "type")
+SPECVERSIONS = ("1.0", "0.3")
+STRUCTURED = "application/cloudevents+json"
+EVICTION_REASONS = ("expired", "count", "bytes")
 _SCALAR = (int, float, str, bool, type(None))
+_HALF_OVERHEAD = 256  # bytes a pending half costs beyond its body (object, key, index)
 
 
 class CloudEventError(Exception):
@@ -57,130 +79,385 @@ class CloudEventError(Exception):
         self.reason, self.detail = reason, detail
 
 
-def attributes(headers: Iterable[tuple[str, Any]]) -> dict[str, str]:
+@dataclass(slots=True)
+class CloudEvent:
+    attributes: dict[str, str]  # lower-case names without prefix; content-type as datacontenttype
+    data: bytes
+
+
+def attributes(headers: Iterable[tuple[Any, Any]], percent_encoded: bool = False) -> dict[str, str]:
     """CloudEvents attributes from HTTP headers (``ce-id``) or Kafka record headers (``ce_id``),
-    lower-cased without the prefix; ``content-type`` is kept as ``datacontenttype``."""
+    lower-cased without the prefix; ``content-type`` is kept as ``datacontenttype``. HTTP header
+    values are percent-encoded UTF-8 (``percent_encoded``); Kafka header values are plain UTF-8."""
     out: dict[str, str] = {}
     for name, value in headers:
-        key = name.lower()
-        if isinstance(value, (bytes, bytearray)):
-            value = bytes(value).decode("utf-8", "replace")
+        key = _text(name).lower()
+        value = _text(value)
         if key.startswith("ce-") or key.startswith("ce_"):
-            out[key[3:]] = str(value)
+            out[key[3:]] = unquote(value, errors="replace") if percent_encoded else value
         elif key == "content-type":
-            out.setdefault("datacontenttype", str(value))
+            out.setdefault("datacontenttype", value)
     return out
 
 
-def is_cloudevent(headers: Iterable[tuple[str, Any]] | None) -> bool:
-    """True when the headers carry a CloudEvent type (KServe's ``ce_type`` or Seldon's ``Ce-Type``)."""
-    if not headers:
-        return False
-    return any(name.lower() in ("ce_type", "ce-type") for name, _ in headers)
+def _text(value: Any) -> str:
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    return str(value)
+
+
+def is_cloudevent(headers: Iterable[tuple[Any, Any]] | None) -> bool:
+    """True when Kafka record headers carry a binary-mode CloudEvent (a ``ce_`` / ``ce-``
+    attribute) or announce a structured-mode one (``content-type: application/cloudevents+json``)."""
+    for name, value in headers or ():
+        key = _text(name).lower()
+        if key[3:] in REQUIRED and key[:3] in ("ce_", "ce-"):
+            return True
+        if key == "content-type" and _text(value).lower().startswith(STRUCTURED):
+            return True
+    return False
+
+
+def from_http(headers: Iterable[tuple[Any, Any]], body: bytes) -> CloudEvent:
+    """An HTTP request (binary or structured mode) -> a :class:`CloudEvent`; raises CloudEventError."""
+    headers = list(headers)
+    content_type = next((_text(v) for k, v in headers if _text(k).lower() == "content-type"), "")
+    if content_type.lower().startswith(STRUCTURED):
+        return _structured(body)
+    return _checked(CloudEvent(attributes(headers, percent_encoded=True), body))
+
+
+def from_kafka(headers: Iterable[tuple[Any, Any]] | None, value: bytes | None) -> CloudEvent:
+    """A Kafka record (binary or structured mode) -> a :class:`CloudEvent`; raises CloudEventError."""
+    headers = list(headers or ())
+    if any(_text(k).lower() == "content-type" and _text(v).lower().startswith(STRUCTURED) for k, v in headers):
+        return _structured(value or b"")
+    return _checked(CloudEvent(attributes(headers), value or b""))
+
+
+def _structured(body: bytes) -> CloudEvent:
+    """Structured mode: attributes and ``data`` (or ``data_base64``) in one JSON document."""
+    document = _parse(body, "structured CloudEvent")
+    attrs: dict[str, str] = {}
+    for name, value in document.items():
+        if name in ("data", "data_base64") or value is None:
+            continue
+        if isinstance(value, bool):
+            attrs[name.lower()] = "true" if value else "false"
+        elif isinstance(value, (str, int)):
+            attrs[name.lower()] = str(value)
+        else:
+            raise CloudEventError("invalid_type", f"CloudEvent attribute {name!r} is not a string, integer or boolean")
+    if document.get("data_base64") is not None:
+        data = _base64(document["data_base64"], "data_base64")
+    else:
+        data = document.get("data")
+        if attrs.get("specversion") == "0.3" and attrs.get("datacontentencoding", "").lower() == "base64":
+            data = _base64(data, "data")
+        elif isinstance(data, str):
+            data = data.encode()
+        elif data is not None:
+            try:
+                data = orjson.dumps(data)
+            except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
+                raise CloudEventError("invalid_value", "the CloudEvent data is nested too deeply") from None
+    return _checked(CloudEvent(attrs, data or b""))
+
+
+def _base64(value: Any, name: str) -> bytes:
+    if not isinstance(value, str):
+        raise CloudEventError("invalid_type", f"{name} is not a base64 string")
+    try:
+        return base64.b64decode(value, validate=True)
+    except (binascii.Error, ValueError):
+        raise CloudEventError("invalid_value", f"{name} is not valid base64") from None
+
+
+def _checked(event: CloudEvent) -> CloudEvent:
+    for name in REQUIRED:
+        if not event.attributes.get(name):
+            raise CloudEventError("missing_field", f"the CloudEvent has no {name} attribute")
+    if event.attributes["specversion"] not in SPECVERSIONS:
+        raise CloudEventError("invalid_value",
+                              f"CloudEvents specversion {event.attributes['specversion'][:20]!r} is not 1.0 or 0.3")
+    return event
+
+
+def _parse(body: bytes, what: str) -> dict:
+    try:
+        payload = orjson.loads(body) if body.strip() else None
+    except orjson.JSONDecodeError as exc:
+        raise CloudEventError("invalid_json", f"{what}: {exc}") from None
+    if not isinstance(payload, dict):
+        raise CloudEventError("not_an_object", f"the {what} is not a JSON object")
+    return payload
 
 
 @dataclass(slots=True)
 class _Half:
     kind: str  # "request" | "response"
     model: str
-    rows: list  # feature dicts (request) or (prediction, score) tuples (response)
+    event_id: str
     version: str | None
     time: float  # event time (ce-time, else arrival)
     arrived: float
+    body: bytes  # the payload as received: far smaller than its parsed rows
+    origin: int | None = None  # the Kafka partition it came from
+
+    @property
+    def size(self) -> int:
+        return len(self.body) + _HALF_OVERHEAD
+
+    def rows(self) -> list:
+        payload = _parse(self.body, f"{self.kind} body")
+        try:
+            return _request_rows(payload) if self.kind == "request" else _response_rows(payload)
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
+            # Payloads are model-specific JSON read best effort: a shape this reader does not
+            # follow is the sender's problem, reported, not a server error.
+            raise CloudEventError("invalid_type", f"unusable {self.kind} body: {exc}") from None
 
 
 class CloudEventJoiner:
-    """Joins request and response CloudEvents into driftline prediction events; thread-safe."""
+    """Joins request and response CloudEvents into driftline prediction events; thread-safe.
+
+    Bounded by ``max_pending`` halves, ``max_pending_bytes`` and ``ttl`` seconds; evictions are
+    counted per reason in ``evicted``. With a ``journal`` every pending half is also on disk."""
 
     def __init__(self, validator: Validator, ttl: float = 30.0, max_pending: int = 10_000,
-                 clock=time.time):
+                 max_pending_bytes: int = 32 * 1024 * 1024, clock=time.time, journal: PendingJournal | None = None):
         self.validator = validator
         self.ttl = ttl
         self.max_pending = max_pending
+        self.max_pending_bytes = max_pending_bytes
         self.clock = clock
+        self.journal = journal
         self._pending: OrderedDict[tuple[str, str], _Half] = OrderedDict()
         self._lock = threading.Lock()
+        self.pending_bytes = 0
         self.joined = 0
-        self.expired = 0
+        self.evicted = dict.fromkeys(EVICTION_REASONS, 0)
+        # origin -> a number that changes whenever that origin's pending halves change
+        self.generation: dict[int | None, int] = defaultdict(int)
+        if journal is not None:
+            for half in journal.halves():
+                self._add(half, journal=False)
 
     def __len__(self) -> int:
         return len(self._pending)
 
-    def handle(self, attrs: Mapping[str, str], body: bytes, received_at: float | None = None) -> Decoded:
+    def handle(self, event: CloudEvent, received_at: float | None = None, origin: int | None = None) -> Decoded:
         """One CloudEvent -> the prediction events it completes (maybe none yet), validated.
-        Raises :class:`CloudEventError` for an event that is not an inference log."""
+        Raises :class:`CloudEventError` for an event that is not a usable inference log."""
         now = self.clock() if received_at is None else received_at
+        attrs = event.attributes
         ce_type = attrs.get("type", "")
         if ce_type.endswith(REQUEST_SUFFIX):
             kind = "request"
         elif ce_type.endswith(RESPONSE_SUFFIX):
             kind = "response"
         else:
-            raise CloudEventError("unknown_kind", f"unsupported CloudEvent type {ce_type!r}")
-        event_id = attrs.get("requestid") or attrs.get("id")
-        if not event_id:
-            raise CloudEventError("missing_field", "the CloudEvent has no id")
-        try:
-            payload = orjson.loads(body) if body.strip() else None
-        except orjson.JSONDecodeError as exc:
-            raise CloudEventError("invalid_json", f"CloudEvent body: {exc}") from None
-        if not isinstance(payload, dict):
-            raise CloudEventError("not_an_object", "the CloudEvent body is not a JSON object")
-        model = (attrs.get("inferenceservicename") or attrs.get("modelid") or payload.get("model_name")
-                 or _model_from_source(attrs.get("source", "")))
+            raise CloudEventError("unknown_kind", f"unsupported CloudEvent type {ce_type[:200]!r}")
+        event_id = attrs.get("requestid") or attrs["id"]
+        payload = _parse(event.data, f"{kind} body")
+        model = _model(attrs, payload)
         if not model:
             raise CloudEventError("invalid_model", "no model name: set ce-inferenceservicename or ce-modelid")
         version = payload.get("model_version") or attrs.get("modelversion")
-        rows = _request_rows(payload) if kind == "request" else _response_rows(payload)
-        half = _Half(kind, str(model), rows, None if version is None else str(version),
-                     _event_time(attrs.get("time"), now), now)
-        events: list[dict] = []
+        if not isinstance(version, (str, int)) or isinstance(version, bool):
+            version = None
+        half = _Half(kind, model, event_id, None if version is None else str(version),
+                     _event_time(attrs.get("time"), now), now, bytes(event.data), origin)
+        _check_shape(kind, payload)  # rows are read when the pair completes (or the half expires)
+        del payload  # kept as the body: parsed rows take ten to fifty times its size
+        evicted: list[_Half] = []
         with self._lock:
-            events += self._expire(now)
-            key = (half.model, event_id)
-            other = self._pending.pop(key, None)
+            evicted += self._expire(now)
+            other = self._remove((half.model, event_id))
             if other is None or other.kind == kind:
                 # First half (or the same half again, redelivered: the newer one is kept).
-                self._pending[key] = half
-                while len(self._pending) > self.max_pending:
-                    (_, old_id), oldest = self._pending.popitem(last=False)
-                    self.expired += 1
-                    events += _alone(oldest, old_id)
+                evicted += self._add(half)
+                pair = None
             else:
-                request, response = (half, other) if kind == "request" else (other, half)
                 self.joined += 1
-                events += _events(request, response, event_id)
-        return self.validator.validate(events, now) if events else Decoded()
+                pair = (half, other) if kind == "request" else (other, half)
+        events: list[dict] = []
+        rejected: list[Rejection] = []
+        for old in evicted:
+            events += _alone(old, rejected)
+        if pair is not None:
+            request, response = pair
+            features, outputs = _rows(request, rejected), _rows(response, rejected)
+            if features is not None or outputs is not None:
+                events += _events(request if features is not None else None, features,
+                                  response if outputs is not None else None, outputs)
+        decoded = self.validator.validate(events, now) if events else Decoded()
+        decoded.rejected += rejected
+        return decoded
 
-    def expire(self, now: float | None = None) -> Decoded:
-        """Emit the halves older than ``ttl`` (call periodically)."""
+    def expire(self, now: float | None = None) -> dict[int | None, Decoded]:
+        """Emit the halves older than ``ttl`` alone (called on a timer), by origin."""
         now = self.clock() if now is None else now
         with self._lock:
-            events = self._expire(now)
-        return self.validator.validate(events, now) if events else Decoded()
+            expired = self._expire(now)
+        by_origin: dict[int | None, list[_Half]] = defaultdict(list)
+        for half in expired:
+            by_origin[half.origin].append(half)
+        out = {}
+        for origin, halves in by_origin.items():
+            events: list[dict] = []
+            rejected: list[Rejection] = []
+            for half in halves:
+                events += _alone(half, rejected)
+            decoded = self.validator.validate(events, now) if events else Decoded()
+            decoded.rejected += rejected
+            out[origin] = decoded
+        return out
 
-    def _expire(self, now: float) -> list[dict]:
-        events: list[dict] = []
+    def export(self, origin: int | None) -> bytes | None:
+        """The pending halves of ``origin`` as bytes (for the Kafka changelog); None when none."""
+        with self._lock:
+            halves = [h for h in self._pending.values() if h.origin == origin]
+        return encode_halves(halves) if halves else None
+
+    def restore(self, data: bytes, origin: int | None) -> int:
+        """Add halves exported by :meth:`export` (possibly by another replica); returns how many."""
+        halves = decode_halves(data)
+        evicted = []
+        with self._lock:
+            for half in halves:
+                half.origin = origin
+                self._remove((half.model, half.event_id))
+                evicted += self._add(half)
+        if evicted:  # restored over the bounds: the oldest wait no longer, their partners may
+            log.warning("cloudevents: %d restored half(s) over the pending bounds dropped", len(evicted))
+        return len(halves)
+
+    def drop(self, origin: int | None) -> None:
+        """Forget the halves of ``origin`` (its Kafka partition moved to another replica)."""
+        with self._lock:
+            for key in [k for k, h in self._pending.items() if h.origin == origin]:
+                self._remove(key)
+
+    # -- under the lock -----------------------------------------------------------------
+
+    def _add(self, half: _Half, journal: bool = True) -> list[_Half]:
+        """Keep ``half``; returns the halves evicted to stay within the bounds (``half`` itself
+        when it alone is over ``max_pending_bytes``)."""
+        if half.size > self.max_pending_bytes:
+            self.evicted["bytes"] += 1
+            return [half]
+        self._pending[(half.model, half.event_id)] = half
+        self.pending_bytes += half.size
+        self.generation[half.origin] += 1
+        if journal and self.journal is not None:
+            self.journal.put(half)
+        evicted = []
+        while len(self._pending) > self.max_pending or self.pending_bytes > self.max_pending_bytes:
+            reason = "count" if len(self._pending) > self.max_pending else "bytes"
+            oldest = self._remove(next(iter(self._pending)))
+            self.evicted[reason] += 1
+            evicted.append(oldest)
+        return evicted
+
+    def _remove(self, key: tuple[str, str]) -> _Half | None:
+        half = self._pending.pop(key, None)
+        if half is not None:
+            self.pending_bytes -= half.size
+            self.generation[half.origin] += 1
+            if self.journal is not None:
+                self.journal.delete(key)
+        return half
+
+    def _expire(self, now: float) -> list[_Half]:
+        expired = []
         while self._pending:
-            (model, event_id), oldest = next(iter(self._pending.items()))
+            oldest = next(iter(self._pending.values()))
             if now - oldest.arrived < self.ttl:
                 break
-            self._pending.popitem(last=False)
-            self.expired += 1
-            events += _alone(oldest, event_id)
-        return events
+            self._remove((oldest.model, oldest.event_id))
+            self.evicted["expired"] += 1
+            expired.append(oldest)
+        return expired
 
 
-def _alone(half: _Half, event_id: str) -> list[dict]:
-    return _events(half, None, event_id) if half.kind == "request" else _events(None, half, event_id)
+def _rows(half: _Half, rejected: list[Rejection]) -> list | None:
+    """The rows of a pending half; a body that no longer reads (restored from a changelog
+    another version wrote) is a rejection."""
+    try:
+        return half.rows()
+    except CloudEventError as exc:
+        rejected.append(Rejection(0, exc.reason, exc.detail))
+        return None
 
 
-def _events(request: _Half | None, response: _Half | None, event_id: str) -> list[dict]:
-    """Prediction events of a joined pair, or of one half alone."""
+def _alone(half: _Half, rejected: list[Rejection]) -> list[dict]:
+    """The events of a half emitted without its partner."""
+    rows = _rows(half, rejected)
+    if rows is None:
+        return []
+    return _events(half, rows, None, None) if half.kind == "request" else _events(None, None, half, rows)
+
+
+# -- pending halves on disk -------------------------------------------------------------------
+
+_LENGTH = struct.Struct(">I")
+
+
+def encode_halves(halves: list[_Half]) -> bytes:
+    """4-byte length + JSON list of [kind, model, id, version, time, arrived, body length] +
+    the bodies, concatenated."""
+    meta = orjson.dumps([[h.kind, h.model, h.event_id, h.version, h.time, h.arrived, len(h.body)] for h in halves])
+    return _LENGTH.pack(len(meta)) + meta + b"".join(h.body for h in halves)
+
+
+def decode_halves(data: bytes) -> list[_Half]:
+    (size,) = _LENGTH.unpack_from(data, 0)
+    start = _LENGTH.size + size
+    halves = []
+    for kind, model, event_id, version, event_time, arrived, length in orjson.loads(data[_LENGTH.size:start]):
+        halves.append(_Half(kind, model, event_id, version, event_time, arrived, data[start:start + length]))
+        start += length
+    return halves
+
+
+class PendingJournal:
+    """Pending halves in SQLite, so a restart (even after SIGKILL) still joins a request whose
+    response arrives later. WAL with synchronous=NORMAL: a killed process loses nothing; a
+    power cut may lose the last halves, which are re-sent by no one (they were answered 202)."""
+
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS halves (model TEXT NOT NULL, id TEXT NOT NULL, kind TEXT NOT NULL, "
+              "version TEXT, time REAL NOT NULL, arrived REAL NOT NULL, body BLOB NOT NULL, PRIMARY KEY (model, id))")
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(self.SCHEMA)
+
+    def halves(self) -> list[_Half]:
+        rows = self._db.execute("SELECT kind, model, id, version, time, arrived, body FROM halves ORDER BY arrived")
+        return [_Half(kind, model, event_id, version, event_time, arrived, bytes(body))
+                for kind, model, event_id, version, event_time, arrived, body in rows]
+
+    def put(self, half: _Half) -> None:
+        self._db.execute("INSERT OR REPLACE INTO halves VALUES (?, ?, ?, ?, ?, ?, ?)",
+                         (half.model, half.event_id, half.kind, half.version, half.time, half.arrived, half.body))
+
+    def delete(self, key: tuple[str, str]) -> None:
+        self._db.execute("DELETE FROM halves WHERE model = ? AND id = ?", key)
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _events(request: _Half | None, features: list | None, response: _Half | None,
+            outputs: list | None) -> list[dict]:
+    """Prediction events of a joined pair, or of one half alone (the other's rows None)."""
     base = request or response
     assert base is not None
-    features = request.rows if request is not None else None
-    outputs = response.rows if response is not None else None
+    event_id = base.event_id
     count = len(features) if features is not None else len(outputs or [])
     if features is not None and outputs is not None and len(outputs) != count:
         outputs = None  # rows do not line up: keep the features, drop the unusable predictions
@@ -226,6 +503,19 @@ def _request_rows(payload: dict) -> list[dict]:
     raise CloudEventError("missing_field", "request body has none of instances, inputs, data")
 
 
+def _check_shape(kind: str, payload: dict) -> None:
+    """Reject now a body that :func:`_request_rows` / :func:`_response_rows` could not read at all."""
+    if kind == "request":
+        if "instances" in payload or payload.get("inputs") is not None or isinstance(payload.get("data"), dict):
+            return
+        raise CloudEventError("missing_field", "request body has none of instances, inputs, data")
+    outputs = payload.get("outputs")
+    if ("predictions" in payload or isinstance(payload.get("data"), dict)
+            or (isinstance(outputs, list) and outputs and all(isinstance(t, dict) and "data" in t for t in outputs))):
+        return
+    raise CloudEventError("missing_field", "response body has none of predictions, outputs, data")
+
+
 def _response_rows(payload: dict) -> list[tuple[Any, float | None]]:
     if "predictions" in payload:
         rows = payload["predictions"]
@@ -251,24 +541,25 @@ def _response_rows(payload: dict) -> list[tuple[Any, float | None]]:
 
 
 def _output(row: Any) -> tuple[Any, float | None]:
-    """A response row -> (prediction, score)."""
-    if isinstance(row, dict):
-        for key in ("prediction", "predictions", "label", "class", "output"):
-            if key in row:
-                return _output(row[key])
-        scalars = [v for v in row.values() if isinstance(v, _SCALAR)]
-        return (scalars[0] if scalars else None), None
-    if isinstance(row, list):
-        flat = _flatten(row)
-        if len(flat) == 1:
-            return _output(flat[0])
-        if flat and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
-            best = max(range(len(flat)), key=flat.__getitem__)
-            return best, (float(flat[1]) if len(flat) == 2 else None)
-        return None, None
-    if isinstance(row, _SCALAR):
-        return row, None
-    return None, None
+    """A response row -> (prediction, score). A loop, not recursion: bodies may nest 1,000 deep."""
+    while True:
+        if isinstance(row, dict):
+            key = next((k for k in ("prediction", "predictions", "label", "class", "output") if k in row), None)
+            if key is not None:
+                row = row[key]
+                continue
+            scalars = [v for v in row.values() if isinstance(v, _SCALAR)]
+            return (scalars[0] if scalars else None), None
+        if isinstance(row, list):
+            flat = _flatten(row)
+            if len(flat) == 1:
+                row = flat[0]
+                continue
+            if flat and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat):
+                best = max(range(len(flat)), key=flat.__getitem__)
+                return best, (float(flat[1]) if len(flat) == 2 else None)
+            return None, None
+        return (row, None) if isinstance(row, _SCALAR) else (None, None)
 
 
 def _scalar(value: Any) -> Any:
@@ -299,37 +590,37 @@ def _rows_from_columns(columns: dict) -> list[dict]:
 def _tensor_rows(tensor: dict) -> list:
     """The rows (first dimension) of a V2 tensor, whether its data is nested or flat."""
     data = tensor.get("data")
-    shape = tensor.get("shape") or []
+    shape = tensor.get("shape")
     if not isinstance(data, list):
         data = [data]
     if data and isinstance(data[0], list):
         return data  # nested: already rows
-    if len(shape) >= 2 and isinstance(shape[0], int) and shape[0] > 0:
-        width = max(1, len(data) // shape[0])
-        return [data[i * width:(i + 1) * width] for i in range(shape[0])]
+    if isinstance(shape, list) and len(shape) >= 2 and isinstance(shape[0], int) and shape[0] > 0:
+        count = min(shape[0], len(data))  # a shape is a claim: never more rows than values
+        width = max(1, len(data) // max(1, count))
+        return [data[i * width:(i + 1) * width] for i in range(count)]
     return data  # one value per row
 
 
 def _rows_from_tensors(tensors: list[dict]) -> list[dict]:
     if len(tensors) == 1:
-        rows = _tensor_rows(tensors[0])
-        if rows and isinstance(rows[0], list) and len(_flatten(rows[0])) > 1:
-            return [{f"f{j}": _scalar(v) for j, v in enumerate(_flatten(row))} for row in rows]
+        rows = [_flatten(row) if isinstance(row, list) else [row] for row in _tensor_rows(tensors[0])]
+        if rows and len(rows[0]) > 1:
+            return [{f"f{j}": _scalar(v) for j, v in enumerate(row)} for row in rows]
         name = str(tensors[0].get("name") or "f0")
-        return [{name: _scalar(_flatten(row)[0] if isinstance(row, list) else row)} for row in rows]
+        return [{name: _scalar(row[0] if row else None)} for row in rows]
     columns: dict[str, list] = {}
     count = None
     for tensor in tensors:
         name = str(tensor.get("name") or f"input{len(columns)}")
-        rows = _tensor_rows(tensor)
+        rows = [_flatten(row) if isinstance(row, list) else [row] for row in _tensor_rows(tensor)]
         count = len(rows) if count is None else min(count, len(rows))
-        widths = {len(_flatten(r)) if isinstance(r, list) else 1 for r in rows}
-        if widths <= {1}:
-            columns[name] = [(_flatten(r)[0] if isinstance(r, list) else r) for r in rows]
+        width = max((len(row) for row in rows), default=1)
+        if width <= 1:
+            columns[name] = [row[0] if row else None for row in rows]
         else:
-            for j in range(max(widths)):
-                columns[f"{name}_{j}"] = [(_flatten(r)[j] if isinstance(r, list) and j < len(_flatten(r)) else None)
-                                          for r in rows]
+            for j in range(width):
+                columns[f"{name}_{j}"] = [row[j] if j < len(row) else None for row in rows]
     return [{name: _scalar(values[i]) for name, values in columns.items()} for i in range(count or 0)]
 
 
@@ -344,7 +635,8 @@ def _seldon_matrix(data: dict) -> list:
 
 
 def _rows_from_seldon(data: dict) -> list[dict]:
-    names = data.get("names") or []
+    names = data.get("names")
+    names = names if isinstance(names, list) else []
     rows = []
     for row in _seldon_matrix(data):
         values = _flatten(row) if isinstance(row, list) else [row]
@@ -353,13 +645,36 @@ def _rows_from_seldon(data: dict) -> list[dict]:
 
 
 def _flatten(value: list) -> list:
-    out = []
-    for item in value:
-        if isinstance(item, list):
-            out += _flatten(item)
-        else:
+    """Nested lists -> their scalars in order (with a stack: bodies may nest 1,000 deep)."""
+    out: list = []
+    stack = [iter(value)]
+    while stack:
+        for item in stack[-1]:
+            if isinstance(item, list):
+                stack.append(iter(item))
+                break
             out.append(item)
+        else:
+            stack.pop()
     return out
+
+
+def _model(attrs: dict[str, str], payload: dict) -> str | None:
+    """KServe's ``inferenceservicename``, Seldon's ``modelid``, a V2 body's ``model_name``, or
+    the model in the ``source`` URL."""
+    named = payload.get("model_name")
+    return (attrs.get("inferenceservicename") or attrs.get("modelid") or (named if isinstance(named, str) else None)
+            or _model_from_source(attrs.get("source", "")))
+
+
+def model_of(headers: Iterable[tuple[Any, Any]] | None, value: bytes | None) -> str | None:
+    """The model of a CloudEvent Kafka record as the joiner names it; None when unusable."""
+    try:
+        event = from_kafka(headers, value)
+        named = event.attributes.get("inferenceservicename") or event.attributes.get("modelid")
+        return named or _model(event.attributes, _parse(event.data, "body"))
+    except CloudEventError:
+        return None
 
 
 def _model_from_source(source: str) -> str | None:
@@ -382,21 +697,85 @@ def _event_time(value: str | None, default: float) -> float:
         return default
 
 
-def decode(joiner: CloudEventJoiner, headers: Iterable[tuple[str, Any]], body: bytes,
-           received_at: float | None = None) -> Decoded:
-    """One CloudEvent (headers and body) -> a Decoded batch; an unusable event is a rejection."""
+def decode_http(joiner: CloudEventJoiner, headers: Iterable[tuple[Any, Any]], body: bytes,
+                received_at: float | None = None) -> Decoded:
+    """One CloudEvent received over HTTP -> a Decoded batch; an unusable event is a rejection."""
     try:
-        return joiner.handle(attributes(headers), body, received_at)
+        return joiner.handle(from_http(headers, body), received_at)
+    except CloudEventError as exc:
+        return Decoded(rejected=[Rejection(0, exc.reason, exc.detail)])
+
+
+def decode_kafka(joiner: CloudEventJoiner, headers: Iterable[tuple[Any, Any]] | None, value: bytes | None,
+                 received_at: float | None = None, origin: int | None = None) -> Decoded:
+    """One CloudEvent read from a Kafka record of partition ``origin`` -> a Decoded batch."""
+    try:
+        return joiner.handle(from_kafka(headers, value), received_at, origin)
     except CloudEventError as exc:
         return Decoded(rejected=[Rejection(0, exc.reason, exc.detail)])
 
 
 # -- HTTP sink --------------------------------------------------------------------------------
 
-def http_router():
-    """``POST /v1/cloudevents``: the sink URL to give KServe's ``logger.url`` or Seldon's
-    ``logger.url``. Binary mode (attributes in ``ce-*`` headers); structured mode
-    (``application/cloudevents+json``) is read too."""
+class CloudEventsSink:
+    """The owner of the HTTP sink's joiner: a runtime component that journals pending halves
+    in ``state_dir`` and emits the expired ones on a timer. On stop the pending halves stay
+    in the journal; after a restart they still join, or expire on the first tick."""
+
+    name = "cloudevents"
+
+    def __init__(self, engine, config, journal_path: Path):
+        self.engine = engine
+        self.config = config
+        self.journal_path = journal_path
+        self.joiner: CloudEventJoiner | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self) -> None:
+        journal = PendingJournal(self.journal_path)
+        self.joiner = CloudEventJoiner(self.engine.validator, ttl=self.config.ttl, max_pending=self.config.max_pending,
+                                       max_pending_bytes=self.config.max_pending_bytes, clock=self.engine.clock,
+                                       journal=journal)
+        if len(self.joiner):
+            log.info("cloudevents: %d pending half(s) restored from %s", len(self.joiner), self.journal_path)
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._expire_loop, name="driftline-cloudevents", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+            self._thread = None
+        if self.joiner is not None and self.joiner.journal is not None:
+            self.joiner.journal.close()
+
+    def ready(self) -> tuple[bool, str]:
+        return (True, "ok") if self.joiner is not None else (False, "starting")
+
+    def receive(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Decoded:
+        """One HTTP request -> its events, processed by the engine (call off the event loop)."""
+        if self.joiner is None:
+            raise RuntimeError("the CloudEvents sink is not started")
+        decoded = decode_http(self.joiner, headers, body)
+        if decoded.accepted or decoded.rejected:
+            self.engine.process(decoded)
+        return decoded
+
+    def _expire_loop(self) -> None:
+        interval = min(1.0, self.config.ttl / 4)
+        while not self._stop.wait(interval):
+            try:
+                for decoded in self.joiner.expire().values():
+                    self.engine.process(decoded)
+            except Exception:  # the timer never dies; the next tick retries
+                log.exception("cloudevents: expiring pending halves failed")
+
+
+def http_router(sink: CloudEventsSink) -> APIRouter:
+    """``POST /v1/cloudevents``: the sink URL to give KServe's or Seldon's ``logger.url``.
+    Binary mode (attributes in ``ce-*`` headers) and structured mode (``application/cloudevents+json``)."""
     from service.api import body_types, errors, read_limited_body, require_ingest, runtime_of  # noqa: PLC0415
 
     router = APIRouter()
@@ -407,49 +786,16 @@ def http_router():
                  responses={400: {"description": "the event was rejected (reasons in errors)"},
                             **errors(401, 403, 408, 413, 415)},
                  openapi_extra={"requestBody": {"required": True, "content": {
-                     "application/json": {"schema": {"type": "object"}}}}})
+                     "application/json": {"schema": {"type": "object"}},
+                     STRUCTURED: {"schema": {"type": "object"}}}}})
     async def post_cloudevent(request: Request) -> JSONResponse:
         """One inference-logger CloudEvent (KServe or Seldon). 202 with the prediction events it
         completed (``accepted``; 0 while it waits for its other half), 400 when it is rejected."""
-        runtime = runtime_of(request)
-        body = await read_limited_body(request, runtime.settings.limits.max_body_bytes)
-        joiner = joiner_of(runtime)
-        headers = list(request.headers.items())
-        if request.headers.get("content-type", "").startswith("application/cloudevents+json"):
-            headers, body = _structured(body)
-        decoded = decode(joiner, headers, body)
-        if decoded.accepted or decoded.rejected:
-            await run_in_threadpool(runtime.engine.process, decoded)  # off the event loop, as /v1/events
-        errors = [r.to_dict() for r in decoded.rejected[:100]]
+        body = await read_limited_body(request, runtime_of(request).settings.limits.max_body_bytes)
+        decoded = await run_in_threadpool(sink.receive, request.headers.raw, body)  # off the event loop
+        listed = [r.to_dict() for r in decoded.rejected[:100]]
         status = 400 if decoded.rejected and not decoded.accepted else 202
         return JSONResponse({"accepted": decoded.accepted, "rejected": len(decoded.rejected),
-                             "errors": errors, "pending": len(joiner)}, status_code=status)
+                             "errors": listed, "pending": len(sink.joiner)}, status_code=status)
 
     return router
-
-
-def joiner_of(runtime) -> CloudEventJoiner:
-    """The HTTP sink's joiner, one per runtime (the Kafka source has its own)."""
-    joiner = getattr(runtime, "cloudevents_joiner", None)
-    if joiner is None:
-        kafka = runtime.settings.kafka
-        joiner = CloudEventJoiner(runtime.engine.validator,
-                                  ttl=kafka.cloudevents_ttl if kafka else 30.0,
-                                  max_pending=kafka.cloudevents_max_pending if kafka else 10_000,
-                                  clock=runtime.engine.clock)
-        runtime.cloudevents_joiner = joiner
-    return joiner
-
-
-def _structured(body: bytes) -> tuple[list[tuple[str, str]], bytes]:
-    """Structured mode: attributes and ``data`` in one JSON document."""
-    try:
-        document = orjson.loads(body)
-    except orjson.JSONDecodeError:
-        return [], body
-    if not isinstance(document, dict):
-        return [], body
-    headers = [(f"ce-{k}", str(v)) for k, v in document.items() if k not in ("data", "data_base64")
-               and isinstance(v, (str, int, float))]
-    data = document.get("data")
-    return headers, (orjson.dumps(data) if data is not None else b"")

@@ -104,6 +104,17 @@ class LimitsConfig(Strict):
     max_event_bytes: int = Field(1024 * 1024, ge=256)
 
 
+class CloudEventsConfig(Strict):
+    """KServe/Seldon inference-logger CloudEvents: how long and how much a request (or response)
+    waits for its other half, over HTTP and Kafka alike."""
+
+    ttl: Duration = 30.0
+    max_pending: int = Field(10_000, ge=10)
+    # Bodies are kept as received; 48 MiB keeps a partition's pending halves within one
+    # changelog record (kafka_source.MAX_STATE_BYTES).
+    max_pending_bytes: int = Field(32 * 1024 * 1024, ge=64 * 1024, le=48 * 1024 * 1024)
+
+
 class KafkaConfig(Strict):
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: list[str] = Field(default_factory=lambda: ["model-events"], min_length=1)
@@ -123,9 +134,6 @@ class KafkaConfig(Strict):
     # How often driftline_consumer_lag_messages and readiness are refreshed.
     lag_interval: Duration = 2.0
     client_id: str = "driftline"
-    # KServe/Seldon CloudEvents: how long a request waits for its response (and back).
-    cloudevents_ttl: Duration = 30.0
-    cloudevents_max_pending: int = Field(10_000, ge=10)
     security_protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
     sasl_mechanism: str | None = None
     sasl_username_env: str | None = None
@@ -316,6 +324,7 @@ class Settings(Strict):
     server: ServerConfig = Field(default_factory=ServerConfig)
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
     kafka: KafkaConfig | None = None
+    cloudevents: CloudEventsConfig = Field(default_factory=CloudEventsConfig)
     models: dict[str, ModelConfig] = Field(default_factory=dict)
     webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)

@@ -15,10 +15,18 @@ replica that restores partition ``p`` skips the replayed records a model's state
 holds: state is applied exactly once even after a crash; only dead letters and the
 per-replica Prometheus counters can see a replayed record twice.
 
+KServe/Seldon CloudEvents halves waiting for their partner are part of that state: each
+checkpoint writes the pending halves of partition ``p`` with the same input offsets, so a
+replica that takes the partition over (after a rebalance or a crash) restores them and the
+response it re-reads joins its request. Without ``state_topic`` they are journaled in
+``state_dir`` instead (they survive a restart of the same replica, not a partition move).
+
 Changelog record: key = model name (UTF-8), value = ``MAGIC`` + 4-byte header length +
 JSON header (``offsets``: {topic: {partition: next offset}}, ``writer``, ``written_at``) +
 the engine's snapshot bytes. Key ``OFFSETS_KEY`` holds only a header: the input offsets
-up to which partition ``p`` was completely checkpointed.
+up to which partition ``p`` was completely checkpointed. Key ``PENDING_KEY`` holds the
+partition's pending CloudEvents halves (:func:`service.cloudevents.encode_halves`); a
+tombstone when none are left.
 """
 
 from __future__ import annotations
@@ -42,6 +50,7 @@ log = logging.getLogger("driftline.kafka")
 
 MAGIC = b"DLS1"
 OFFSETS_KEY = b"\x00offsets"  # no model name can be this (see events.MODEL_NAME)
+PENDING_KEY = b"\x00cloudevents"
 _HEADER = struct.Struct(">I")
 # A model's state holds its windows and the predictions waiting for labels (up to
 # labels.max_pending): megabytes. The changelog topic is created to accept records this big.
@@ -98,8 +107,14 @@ class KafkaSource:
         if self.changelog:
             # State lives in the changelog topic; file checkpoints would fight over it.
             runtime.file_checkpoints = False
-        self.joiner = cloudevents.CloudEventJoiner(self.engine.validator, ttl=self.config.cloudevents_ttl,
-                                                   max_pending=self.config.cloudevents_max_pending)
+        self.cloudevents_config = runtime.settings.cloudevents
+        # Without a changelog, pending halves are journaled here (opened in start: the runtime
+        # creates state_dir first).
+        self.journal_path = None if self.changelog else runtime.settings.state_dir / "cloudevents-kafka.sqlite"
+        self.joiner: cloudevents.CloudEventJoiner | None = None
+        runtime.metrics.watch_cloudevents("kafka", lambda: self.joiner)
+        # partition number -> the joiner's generation of its halves last written to the changelog
+        self._pending_written: dict[int, int] = {}
         self.writer = uuid.uuid4().hex[:12]
         self.batch_listeners: list[Callable[[list, float], None]] = []  # (records, processed_at); benchmarks
         self._consumer = None
@@ -141,6 +156,11 @@ class KafkaSource:
     # -- component ----------------------------------------------------------------------
 
     def start(self) -> None:
+        config = self.cloudevents_config
+        journal = cloudevents.PendingJournal(self.journal_path) if self.journal_path is not None else None
+        self.joiner = cloudevents.CloudEventJoiner(self.engine.validator, ttl=config.ttl,
+                                                   max_pending=config.max_pending,
+                                                   max_pending_bytes=config.max_pending_bytes, journal=journal)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="driftline-kafka", daemon=True)
         self._thread.start()
@@ -154,6 +174,8 @@ class KafkaSource:
             healthy = self._consumer is not None and not self._broker_failing
             self._thread.join(timeout=30 if healthy else 1)
         self._thread = None
+        if self.joiner is not None and self.joiner.journal is not None:
+            self.joiner.journal.close()
 
     def ready(self) -> tuple[bool, str]:
         if not self._ready:
@@ -182,7 +204,8 @@ class KafkaSource:
                         self._handle(records)
                     self._last_ok = time.monotonic()
                     self._ready, self._reason, self._broker_failing = True, "connected", False
-                self._expire_cloudevents()
+                with self._work:
+                    self._expire_cloudevents()
                 now = time.monotonic()
                 if (self.changelog and self._ready
                         and now - self._last_checkpoint >= self.config.checkpoint_interval):
@@ -338,7 +361,7 @@ class KafkaSource:
             decoded = self.engine.validator.decode_records(plain, received_at) if plain else Decoded()
             dead = [(plain_records[r.index], r) for r in decoded.rejected]
             for record in cloud:
-                one = cloudevents.decode(self.joiner, record.headers, record.value or b"", received_at)
+                one = cloudevents.decode_kafka(self.joiner, record.headers, record.value, received_at, tp.partition)
                 if one.rejected:
                     dead.append((record, one.rejected[0]))
                 decoded.predictions += one.predictions
@@ -418,9 +441,10 @@ class KafkaSource:
 
     def _expire_cloudevents(self) -> None:
         if len(self.joiner):
-            decoded = self.joiner.expire()
-            if decoded.accepted or decoded.rejected:
+            for partition, decoded in self.joiner.expire().items():
                 self.engine.process(decoded)
+                if self.changelog and partition is not None:
+                    self._partition_models[partition].update(decoded.models)
 
     # -- offsets, checkpoints -----------------------------------------------------------
 
@@ -451,16 +475,21 @@ class KafkaSource:
         written_models: list[str] = []
         futures: list = []
         offsets_by_partition: dict[int, dict] = {}
+        pending_generations: dict[int, int] = {}
         try:
-            self._send_changelog(partitions, dirty, written_models, futures, offsets_by_partition)
+            self._send_changelog(partitions, dirty, written_models, futures, offsets_by_partition, pending_generations)
         except Exception as exc:  # too big, broker away for longer than max_block_ms
             log.warning("kafka source: changelog write failed, input offsets not committed: %s", exc)
             return False
         if not futures:
             return True
-        return self._await_changelog(written_models, futures, offsets_by_partition)
+        if not self._await_changelog(written_models, futures, offsets_by_partition):
+            return False
+        self._pending_written.update(pending_generations)
+        return True
 
-    def _send_changelog(self, partitions, dirty, written_models, futures, offsets_by_partition) -> None:
+    def _send_changelog(self, partitions, dirty, written_models, futures, offsets_by_partition,
+                        pending_generations) -> None:
         for p in partitions:
             offsets: dict[str, dict[str, int]] = defaultdict(dict)
             for tp, offset in self._applied.items():
@@ -478,6 +507,14 @@ class KafkaSource:
                 futures.append((p, self._producer.send(self.changelog, key=model.encode(),
                                                        value=encode_state(header, state), partition=p)))
                 written_models.append(model)
+            generation = self.joiner.generation.get(p, 0)
+            if generation != self._pending_written.get(p, 0):
+                # Written with the same offsets as the models: a new owner restores the halves
+                # pending at exactly the point from which it re-reads the input.
+                halves = self.joiner.export(p)
+                value = None if halves is None else encode_state(header, halves)
+                futures.append((p, self._producer.send(self.changelog, key=PENDING_KEY, value=value, partition=p)))
+                pending_generations[p] = generation
             if offsets and (written_models or self._marked.get(p) != offsets):
                 futures.append((p, self._producer.send(self.changelog, key=OFFSETS_KEY,
                                                        value=encode_state(header), partition=p)))
@@ -594,6 +631,8 @@ class KafkaSource:
                 with self.engine.lock:
                     self.engine.dirty.discard(model)
                 self._skip.pop(model, None)
+        self.joiner.drop(p)
+        self._pending_written.pop(p, None)
         self._held.discard(p)
         self._changelog_end.pop(p, None)
         self._marked.pop(p, None)
@@ -644,6 +683,15 @@ class KafkaSource:
                 continue
             if key == OFFSETS_KEY:
                 marker = header.get("offsets", {})
+                continue
+            if key == PENDING_KEY:
+                try:
+                    halves = self.joiner.restore(state, origin=p)
+                except (ValueError, TypeError, struct.error, orjson.JSONDecodeError) as exc:
+                    log.error("kafka source: pending CloudEvents of partition %d unreadable: %s", p, exc)
+                    continue
+                self._pending_written[p] = self.joiner.generation.get(p, 0)
+                log.info("kafka source: restored %d pending CloudEvents half(s) from %s[%d]", halves, self.changelog, p)
                 continue
             model = key.decode("utf-8", "replace")
             try:
@@ -736,10 +784,9 @@ class _Listener(ConsumerRebalanceListener):
 
 
 def _model_of(record) -> str | None:
-    """The model a record belongs to: its JSON ``model``, or its CloudEvent's model attribute."""
+    """The model a record belongs to: its JSON ``model``, or its CloudEvent's model."""
     if record.headers and cloudevents.is_cloudevent(record.headers):
-        attrs = cloudevents.attributes(record.headers)
-        return attrs.get("inferenceservicename") or attrs.get("modelid")
+        return cloudevents.model_of(record.headers, record.value)
     try:
         event = orjson.loads(record.value)
     except (orjson.JSONDecodeError, TypeError):

@@ -9,7 +9,7 @@ passed in, never the global default, so tests run isolated servers side by side.
 
 from __future__ import annotations
 
-from typing import Iterator
+from typing import Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Gauge
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -60,8 +60,42 @@ class Metrics:
             "driftline_state_checkpoint_last_success_timestamp_seconds",
             "UNIX time of the last checkpoint round that wrote every changed model to state_dir.",
             registry=self.registry)
+        self.cloudevents = CloudEventsCollector()
+        self.registry.register(self.cloudevents)
         build = Gauge("driftline_build_info", "driftline build; always 1.", ["version"], registry=self.registry)
         build.labels(version=__version__).set(1)
+
+    def watch_cloudevents(self, source: str, joiner: Callable[[], object | None]) -> None:
+        """Export the pending halves and evictions of a CloudEvents joiner (``source``: http, kafka)."""
+        self.cloudevents.sources[source] = joiner
+
+
+class CloudEventsCollector(Collector):
+    """Request/response halves waiting for their partner, and those evicted without one."""
+
+    def __init__(self):
+        self.sources: dict[str, Callable[[], object | None]] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        pending = GaugeMetricFamily("driftline_cloudevents_pending", "CloudEvent halves waiting for their partner.",
+                                    labels=["source"])
+        pending_bytes = GaugeMetricFamily("driftline_cloudevents_pending_bytes",
+                                          "Bytes held by CloudEvent halves waiting for their partner.",
+                                          labels=["source"])
+        evicted = CounterMetricFamily("driftline_cloudevents_evicted",
+                                      "CloudEvent halves emitted without their partner, by reason "
+                                      "(expired: ttl; count, bytes: the pending bounds).", labels=["source", "reason"])
+        for source, get in self.sources.items():
+            joiner = get()
+            if joiner is None:
+                continue
+            pending.add_metric([source], len(joiner))
+            pending_bytes.add_metric([source], joiner.pending_bytes)
+            for reason, count in joiner.evicted.items():
+                evicted.add_metric([source, reason], count)
+        yield pending
+        yield pending_bytes
+        yield evicted
 
 
 class EngineCollector(Collector):

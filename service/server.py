@@ -27,10 +27,13 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     """The FastAPI app with every edge the configuration asks for."""
     runtime = Runtime(settings, registry=registry, environ=environ)
     routers = []
-    # KServe/Seldon CloudEvents sink and the Kafka source (issue 4).
-    from service.cloudevents import http_router as cloudevents_router  # noqa: PLC0415
+    # KServe/Seldon CloudEvents sink (its joiner journals pending halves in state_dir) and the Kafka source.
+    from service.cloudevents import CloudEventsSink, http_router as cloudevents_router  # noqa: PLC0415
 
-    routers.append(cloudevents_router())
+    sink = CloudEventsSink(runtime.engine, settings.cloudevents, settings.state_dir / "cloudevents-pending.sqlite")
+    runtime.add(sink)
+    runtime.metrics.watch_cloudevents("http", lambda: sink.joiner)
+    routers.append(cloudevents_router(sink))
     kafka = None
     if settings.kafka is not None:
         from service.kafka_source import KafkaSource  # noqa: PLC0415

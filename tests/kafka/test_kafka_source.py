@@ -124,13 +124,15 @@ def test_cloudevents_records_from_kserve_and_seldon_loggers(broker, names, live_
         records.append((common + [("ce_type", b"org.kubeflow.serving.inference.response"),
                                   ("ce_time", b"2026-11-28T08:00:00.025Z")], response))
     # Seldon Core's request logger: plain Ce-* headers, SeldonMessage bodies.
-    seldon = [("Ce-Id", b"s-1"), ("Ce-Requestid", b"s-1"), ("Ce-Modelid", b"income-classifier"),
+    seldon = [("Ce-Specversion", b"1.0"), ("Ce-Source", b"http://income:9000"), ("Ce-Id", b"s-1"),
+              ("Ce-Requestid", b"s-1"), ("Ce-Modelid", b"income-classifier"),
               ("Ce-Inferenceservicename", b"income"), ("Ce-Namespace", b"seldon"), ("Ce-Endpoint", b"default")]
     records.append((seldon + [("Ce-Type", b"io.seldon.serving.inference.request")],
                     {"data": {"names": ["age", "hours"], "ndarray": [[39, 40]]}}))
     records.append((seldon + [("Ce-Type", b"io.seldon.serving.inference.response")],
                     {"data": {"names": ["p0", "p1"], "ndarray": [[0.2, 0.8]]}, "meta": {}}))
-    records.append(([("ce_type", b"org.kubeflow.serving.inference.request"), ("ce_id", b"x"),
+    records.append(([("ce_specversion", b"1.0"), ("ce_source", b"/x"),
+                     ("ce_type", b"org.kubeflow.serving.inference.request"), ("ce_id", b"x"),
                      ("ce_inferenceservicename", b"sklearn-iris")], b"not json"))
     from kafka import KafkaProducer
 
