@@ -239,12 +239,15 @@ class CloudEventJoiner:
         self.evicted = dict.fromkeys(EVICTION_REASONS, 0)
         # origin -> a number that changes whenever that origin's pending halves change
         self.generation: dict[int | None, int] = defaultdict(int)
+        # Halves restored over the bounds (a journal from a larger configuration, partitions
+        # moved together): emitted alone by the next expire().
+        self._overflow: list[_Half] = []
         if journal is not None:
             for half in journal.halves():
-                self._add(half, journal=False)
+                self._overflow += self._add(half, journal=False)
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._pending) + len(self._overflow)
 
     def handle(self, event: CloudEvent, received_at: float | None = None, origin: int | None = None) -> Decoded:
         """One CloudEvent -> the prediction events it completes (maybe none yet), validated.
@@ -299,7 +302,7 @@ class CloudEventJoiner:
         """Emit the halves older than ``ttl`` alone (called on a timer), by origin."""
         now = self.clock() if now is None else now
         with self._lock:
-            expired = self._expire(now)
+            expired, self._overflow = self._overflow + self._expire(now), []
         by_origin: dict[int | None, list[_Half]] = defaultdict(list)
         for half in expired:
             by_origin[half.origin].append(half)
@@ -323,14 +326,11 @@ class CloudEventJoiner:
     def restore(self, data: bytes, origin: int | None) -> int:
         """Add halves exported by :meth:`export` (possibly by another replica); returns how many."""
         halves = decode_halves(data)
-        evicted = []
         with self._lock:
             for half in halves:
                 half.origin = origin
                 self._remove((half.model, half.event_id))
-                evicted += self._add(half)
-        if evicted:  # restored over the bounds: the oldest wait no longer, their partners may
-            log.warning("cloudevents: %d restored half(s) over the pending bounds dropped", len(evicted))
+                self._overflow += self._add(half)
         return len(halves)
 
     def drop(self, origin: int | None) -> None:
@@ -442,11 +442,17 @@ class PendingJournal:
                 for kind, model, event_id, version, event_time, arrived, body in rows]
 
     def put(self, half: _Half) -> None:
-        self._db.execute("INSERT OR REPLACE INTO halves VALUES (?, ?, ?, ?, ?, ?, ?)",
-                         (half.model, half.event_id, half.kind, half.version, half.time, half.arrived, half.body))
+        try:
+            self._db.execute("INSERT OR REPLACE INTO halves VALUES (?, ?, ?, ?, ?, ?, ?)",
+                             (half.model, half.event_id, half.kind, half.version, half.time, half.arrived, half.body))
+        except sqlite3.Error as exc:  # a full disk: the half still waits in memory, only a crash loses it
+            log.warning("cloudevents: pending half not journaled in %s: %s", self.path, exc)
 
     def delete(self, key: tuple[str, str]) -> None:
-        self._db.execute("DELETE FROM halves WHERE model = ? AND id = ?", key)
+        try:
+            self._db.execute("DELETE FROM halves WHERE model = ? AND id = ?", key)
+        except sqlite3.Error as exc:  # left behind: joined or expired again after a restart
+            log.warning("cloudevents: pending half not removed from %s: %s", self.path, exc)
 
     def close(self) -> None:
         self._db.close()

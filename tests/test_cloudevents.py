@@ -397,3 +397,21 @@ def test_a_request_survives_sigkill_and_joins_its_response_after_the_restart(tmp
                         frozenset({"model": "sklearn-iris", "model_version": "v1"}.items()))] == 1
     finally:
         second.stop()
+
+
+def test_exported_halves_restore_elsewhere_and_those_over_the_bounds_are_emitted_alone():
+    """What the Kafka changelog carries between replicas: the halves of one partition."""
+    source = joiner()
+    for n in range(3):
+        decode_http(source, kserve_headers(KSERVE_REQUEST, f"e{n}").items(), orjson.dumps({"instances": [[n]]}))
+    data = source.export(None)
+    assert source.export(7) is None
+    target = joiner(max_pending=10)
+    target.max_pending = 2  # a replica configured for fewer halves
+    assert target.restore(data, origin=4) == 3 and len(target) == 3
+    (alone,) = as_dicts(target.expire()[4])
+    assert alone["id"] == "e0" and alone["features"] == {"f0": 0}
+    (event,) = as_dicts(decode_http(target, kserve_headers(KSERVE_RESPONSE, "e2").items(), b'{"predictions": [1]}'))
+    assert event["features"] == {"f0": 2} and event["prediction"] == 1
+    target.drop(4)
+    assert len(target) == 0
