@@ -54,7 +54,9 @@ __all__ = [
     "ChunkEstimate",
     "IsotonicCalibrator",
     "MetricEstimate",
+    "PerformanceEstimate",
     "chunk_slices",
+    "estimate_performance",
     "needs_calibration",
 ]
 
@@ -374,8 +376,11 @@ class ChunkEstimate:
         return self.end - self.start
 
     def to_dict(self) -> dict:
+        """JSON-ready: an undefined value (NaN, as for a chunk without scores) is None."""
         return {"start": self.start, "end": self.end, "size": self.size,
-                "metrics": {name: asdict(metric) for name, metric in self.metrics.items()}}
+                "metrics": {name: {key: None if isinstance(value, float) and math.isnan(value) else value
+                                   for key, value in asdict(metric).items()}
+                            for name, metric in self.metrics.items()}}
 
 
 def _as_float(values, name: str) -> np.ndarray:
@@ -445,6 +450,8 @@ class CBPE:
             raise ValueError("the reference has no rows")
         if np.isnan(labels).any() or np.isnan(scores).any() or np.isnan(predicted).any():
             raise ValueError("the reference has missing labels, scores or predictions")
+        _check_binary(labels, "y_true")
+        _check_binary(predicted, "y_pred")
         slices = chunk_slices(len(labels), self.chunk_size)
         for name in self.metrics:
             metric = _BINARY[name]
@@ -467,26 +474,30 @@ class CBPE:
         """Every metric of one chunk (a service window); ``y_true`` adds the realised values."""
         if not self.thresholds:
             raise RuntimeError("fit the estimator on a reference first")
-        raw = _as_float(y_pred_proba, "y_pred_proba")
-        predicted = _as_float(y_pred, "y_pred")
-        labels = None if y_true is None else _as_float(y_true, "y_true")
-        if len(raw) != len(predicted) or (labels is not None and len(labels) != len(raw)):
-            raise ValueError("y_pred_proba, y_pred and y_true must have the same length")
+        raw, predicted, labels = self._inputs(y_pred_proba, y_pred, y_true)
         return self._estimate(raw, self.calibrate(raw), predicted, labels)
 
     def estimate(self, y_pred_proba, y_pred, y_true=None) -> list[ChunkEstimate]:
         """Cut the data into chunks (``chunk_size``) and estimate every metric of each."""
         if not self.thresholds:
             raise RuntimeError("fit the estimator on a reference first")
+        raw, predicted, labels = self._inputs(y_pred_proba, y_pred, y_true)
+        calibrated = self.calibrate(raw)
+        return [ChunkEstimate(part.start, part.stop, self._estimate(
+                    raw[part], calibrated[part], predicted[part], None if labels is None else labels[part]))
+                for part in chunk_slices(len(raw), self.chunk_size)]
+
+    @staticmethod
+    def _inputs(y_pred_proba, y_pred, y_true):
         raw = _as_float(y_pred_proba, "y_pred_proba")
         predicted = _as_float(y_pred, "y_pred")
         labels = None if y_true is None else _as_float(y_true, "y_true")
         if len(raw) != len(predicted) or (labels is not None and len(labels) != len(raw)):
             raise ValueError("y_pred_proba, y_pred and y_true must have the same length")
-        calibrated = self.calibrate(raw)
-        return [ChunkEstimate(part.start, part.stop, self._estimate(
-                    raw[part], calibrated[part], predicted[part], None if labels is None else labels[part]))
-                for part in chunk_slices(len(raw), self.chunk_size)]
+        _check_binary(predicted, "y_pred")
+        if labels is not None:
+            _check_binary(labels, "y_true")
+        return raw, predicted, labels
 
     def _estimate(self, raw, calibrated, predicted, labels) -> dict[str, MetricEstimate]:
         estimates = {}
@@ -521,6 +532,12 @@ class CBPE:
         return estimates
 
 
+def _check_binary(values: np.ndarray, name: str) -> None:
+    other = values[~np.isnan(values) & ~np.isin(values, (0.0, 1.0))]
+    if len(other):
+        raise ValueError(f"{name} must be 0 or 1 (binary classification), not {other[0]:g}")
+
+
 def _standard_deviation_thresholds(values: np.ndarray) -> tuple[float | None, float | None]:
     """NannyML's StandardDeviationThreshold over the reference chunks, within the metric's [0, 1]."""
     if np.isnan(values).all():
@@ -528,3 +545,68 @@ def _standard_deviation_thresholds(values: np.ndarray) -> tuple[float | None, fl
     mean, std = float(np.nanmean(values)), float(np.nanstd(values))
     lower, upper = mean - STD_MULTIPLIER * std, mean + STD_MULTIPLIER * std
     return (0.0 if lower <= 0 else lower), (1.0 if upper >= 1 else upper)
+
+
+@dataclass(frozen=True)
+class PerformanceEstimate:
+    """:func:`estimate_performance`'s answer; ``to_dict()`` is ``driftline estimate --json``."""
+
+    calibrated: bool
+    thresholds: dict[str, tuple[float | None, float | None]]
+    chunks: list[ChunkEstimate]
+
+    @property
+    def alerts(self) -> dict[str, int]:
+        """Per metric, how many chunks alert."""
+        return {name: sum(chunk.metrics[name].alert for chunk in self.chunks) for name in self.thresholds}
+
+    def to_dict(self) -> dict:
+        return {
+            "method": "cbpe",
+            "calibrated": self.calibrated,
+            "thresholds": {name: {"lower": lower, "upper": upper} for name, (lower, upper) in self.thresholds.items()},
+            "alerts": self.alerts,
+            "chunks": [chunk.to_dict() for chunk in self.chunks],
+        }
+
+
+def _column(frame, name: str, role: str) -> np.ndarray:
+    if name not in frame.columns:
+        raise ValueError(f"{role} data lacks column {name!r}")
+    try:
+        return frame[name].to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        raise ValueError(f"{role} column {name!r} must hold numbers (0/1 labels and predictions)") from None
+
+
+def estimate_performance(
+    reference_df,
+    current_df,
+    y_true: str = "label",
+    y_pred: str = "prediction",
+    y_pred_proba: str = "score",
+    metrics: Sequence[str] = BINARY_METRICS,
+    chunk_size: int | None = None,
+    thresholds: Mapping[str, tuple[float | None, float | None]] | None = None,
+) -> PerformanceEstimate:
+    """CBPE for two pandas DataFrames: fit on the labelled reference, estimate every chunk of
+    the current data; where the current data has the ``y_true`` column too, each chunk also
+    carries its realised metrics. Column defaults are driftline's reference columns.
+
+    >>> import numpy as np, pandas as pd
+    >>> rng = np.random.default_rng(3)
+    >>> score = rng.uniform(size=4000)
+    >>> reference = pd.DataFrame({"score": score, "prediction": (score >= 0.5).astype(int),
+    ...                           "label": (rng.uniform(size=4000) < score).astype(int)})
+    >>> current = reference.assign(score=lambda frame: 0.3 + 0.4 * frame.score)
+    >>> result = estimate_performance(reference, current, metrics=["accuracy"], chunk_size=1000)
+    >>> result.alerts
+    {'accuracy': 4}
+    """
+    estimator = CBPE(metrics, chunk_size=chunk_size, thresholds=thresholds)
+    estimator.fit(_column(reference_df, y_true, "reference"), _column(reference_df, y_pred_proba, "reference"),
+                  _column(reference_df, y_pred, "reference"))
+    labels = _column(current_df, y_true, "current") if y_true in current_df.columns else None
+    chunks = estimator.estimate(_column(current_df, y_pred_proba, "current"), _column(current_df, y_pred, "current"),
+                                labels)
+    return PerformanceEstimate(estimator.calibrated, dict(estimator.thresholds), chunks)

@@ -15,6 +15,7 @@ COMMANDS = {
     "serve": ("service.commands.serve", "run the service"),
     "demo": ("service.commands.demo", "run the service with synthetic drifting traffic and a webhook receiver"),
     "drift": ("service.commands.drift", "offline drift check of two files; a gate for CI pipelines"),
+    "estimate": ("service.commands.estimate", "offline performance estimate without labels (CBPE) of two files"),
     "dashboards": ("service.commands.dashboards", "export the Grafana dashboards or push them to Grafana"),
     "produce": ("service.commands.produce", "replay a file of events into a Kafka topic"),
 }

@@ -7,6 +7,8 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
+
 README = (Path(__file__).resolve().parents[1] / "README.md").read_text()
 DRIFTLINE = os.path.join(os.path.dirname(sys.executable), "driftline")
 
@@ -15,8 +17,9 @@ def blocks(language: str) -> list[str]:
     return re.findall(rf"```{language}\n(.*?)```", README, flags=re.S)
 
 
-def test_the_drift_example_prints_what_the_readme_shows():
-    [console] = [b for b in blocks("console") if "driftline drift" in b]
+@pytest.mark.parametrize("command", ["driftline drift", "driftline estimate"])
+def test_the_offline_examples_print_what_the_readme_shows(command):
+    [console] = [b for b in blocks("console") if command in b]
     command, _, expected = console.partition("\n")
     args = command.removeprefix("$ .venv/bin/driftline ").split()
     result = subprocess.run([DRIFTLINE, *args], capture_output=True, text=True, timeout=120,
