@@ -76,7 +76,7 @@ class ServerConfig(Strict):
     header_timeout: Duration = Field(10.0, gt=0)
     # A request body must arrive within this long of its head, else HTTP 408.
     body_timeout: Duration = Field(60.0, gt=0)
-    # Largest request head the h11 parser buffers (httptools' llhttp has its own fixed bound).
+    # Largest request head (request line and headers); a longer one closes the connection.
     max_header_bytes: int = Field(16 * 1024, ge=1024)
     # A model's Evidently report is served from cache for this long; one report renders at a time.
     report_cache_ttl: Duration = 30.0

@@ -87,22 +87,33 @@ def check_exposure(settings: Settings, environ: Mapping[str, str]) -> None:
 
 class _RequestHeadDeadline:
     """Closes a connection whose request head has not arrived ``header_timeout`` seconds after the
-    connection opened or its previous response ended. uvicorn's keep-alive timer stops at the
-    first byte of a request, so a client dribbling header bytes would otherwise hold its
-    connection, and a slot under ``limit_concurrency``, for ever."""
+    connection opened or its previous response ended, or has grown past ``max_header_bytes``.
+    uvicorn's keep-alive timer stops at the first byte of a request, so a client dribbling
+    header bytes would otherwise hold its connection, and a slot under ``limit_concurrency``,
+    for ever; and httptools' parser keeps every header line it is sent."""
 
     header_timeout = 10.0
+    max_header_bytes = 16 * 1024
     _head_deadline: asyncio.TimerHandle | None = None
     _cycle_when_armed: object = None
+    _head_bytes = 0
 
     def connection_made(self, transport) -> None:
         super().connection_made(transport)
         self._arm_head_deadline()
 
     def data_received(self, data: bytes) -> None:
+        pending = self._head_deadline is not None
+        if pending:
+            self._head_bytes += len(data)
         super().data_received(data)
-        if self._head_deadline is not None and self.cycle is not self._cycle_when_armed:
+        if not pending:
+            return
+        if self.cycle is not self._cycle_when_armed:
             self._cancel_head_deadline()
+        elif self._head_bytes > self.max_header_bytes and not self.transport.is_closing():
+            self._cancel_head_deadline()
+            self.transport.close()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -116,6 +127,7 @@ class _RequestHeadDeadline:
     def _arm_head_deadline(self) -> None:
         self._cancel_head_deadline()
         self._cycle_when_armed = self.cycle
+        self._head_bytes = 0
         self._head_deadline = self.loop.call_later(self.header_timeout, self._head_timed_out)
 
     def _cancel_head_deadline(self) -> None:
@@ -130,21 +142,22 @@ class _RequestHeadDeadline:
             self.transport.close()
 
 
-def http_protocol(header_timeout: float) -> type[asyncio.Protocol]:
+def http_protocol(header_timeout: float, max_header_bytes: int) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol (httptools when installed, as uvicorn's "auto" picks, else h11)
-    with the request-head deadline."""
+    with the request-head deadline and size bound."""
     try:
         from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base  # noqa: PLC0415
     except ImportError:
         from uvicorn.protocols.http.h11_impl import H11Protocol as base  # noqa: PLC0415
-    return type("DriftlineHTTPProtocol", (_RequestHeadDeadline, base), {"header_timeout": header_timeout})
+    return type("DriftlineHTTPProtocol", (_RequestHeadDeadline, base),
+                {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes})
 
 
 def uvicorn_config(app: FastAPI, settings: Settings, **overrides) -> uvicorn.Config:
     """uvicorn's configuration with the bounds of ``settings.server``."""
     server = settings.server
     options = dict(host=settings.host, port=settings.port, log_level=settings.log_level,
-                   access_log=settings.log_level == "debug", http=http_protocol(server.header_timeout),
+                   access_log=settings.log_level == "debug", http=http_protocol(server.header_timeout, server.max_header_bytes),
                    limit_concurrency=server.limit_concurrency, timeout_keep_alive=server.timeout_keep_alive,
                    h11_max_incomplete_event_size=server.max_header_bytes)
     options.update(overrides)

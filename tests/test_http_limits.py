@@ -76,3 +76,21 @@ def test_an_idle_keep_alive_connection_gets_the_head_deadline_again(live_server)
         started = time.monotonic()
         assert _closed_by_server(connection, started + 8)
         assert 0.8 < time.monotonic() - started < 5
+
+
+def test_a_request_head_past_max_header_bytes_closes_the_connection(live_server):
+    server = live_server({"server": {"header_timeout": "30s", "max_header_bytes": 4096}})
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as connection:
+        connection.sendall(SLOW_HEAD)
+        started = time.monotonic()
+        sent = 0
+        try:
+            while sent < 1024 * 1024 and time.monotonic() - started < 10:
+                connection.sendall(b"a" * 1024)  # one header value that never ends
+                sent += 1024
+        except (BrokenPipeError, ConnectionResetError, TimeoutError):
+            pass
+        # Closed long before the 30 s deadline (bytes may still sit in the loopback buffers).
+        assert _closed_by_server(connection, started + 10)
+    assert httpx.get(f"{server.url}/healthz", timeout=5).status_code == 200
