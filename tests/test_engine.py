@@ -87,3 +87,29 @@ def test_a_string_predicted_by_a_regression_model_counts_as_missing():
     state = engine.models["r"]
     assert state.task == "regression"
     np.testing.assert_array_equal(state.window.column(OWN + "prediction")[-3:], [np.nan, 2.5, 1.0])
+
+
+def test_window_max_age_leaves_older_predictions_out_of_the_comparison():
+    def run(max_age):
+        window = {"size": 100, "step": 50, **({"max_age": max_age} if max_age else {})}
+        engine = Engine(Settings.model_validate({"models": {"default": {"reference": {"first_n": 200},
+                                                                        "window": window}}}))
+        seen = []
+        engine.listeners.append(seen.append)
+        rng = np.random.default_rng(3)
+
+        def send(n, start, shift):
+            lines = [orjson.dumps({"kind": "prediction", "model": "m", "timestamp": start + i,
+                                   "features": {"x": float(rng.normal(shift))}, "prediction": 1})
+                     for i in range(n)]
+            engine.process(engine.validator.decode_lines(lines, received_at=0.0))
+
+        send(200, 1_800_000_000, 0.0)  # the reference
+        send(50, 1_800_001_000, 4.0)  # drifted, then an hour later 50 that are not
+        send(50, 1_800_004_600, 0.0)
+        return seen[-1]
+
+    old_and_new, recent = run(None), run("10m")
+    assert (old_and_new.samples, old_and_new.drift.dataset_drift) == (100, True)
+    assert (recent.samples, recent.drift.dataset_drift) == (50, False)
+    assert (recent.window_start, recent.window_end) == (1_800_004_600, 1_800_004_649)
