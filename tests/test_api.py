@@ -3,6 +3,7 @@
 import io
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -159,6 +160,58 @@ def test_ten_thousand_model_names_stay_within_the_label_bounds(live_server):
     assert len(server.runtime.engine.models) == 100
     # The second 10,000 unseen names cost (almost) nothing more than the first: bounded state.
     assert grown_second - grown_first < 2_000_000
+
+
+def test_model_versions_instances_and_infra_event_kinds_stay_within_their_bounds(live_server):
+    server = live_server({"limits": {"max_model_versions": 2, "max_instances": 2, "max_infra_event_kinds": 2}})
+    # One event per request: each request is one batch, so every value beyond a bound is one overflow.
+    for version in ("1", "2", "3", "1", "4"):
+        event = {"kind": "prediction", "model": "m", "model_version": version, "features": {"a": 1.0},
+                 "latency_ms": 5}
+        assert server.client.post("/v1/events", content=orjson.dumps(event)).json()["accepted"] == 1
+    for instance, word in (("pod-a", "restart"), ("pod-b", "oom_killed"), ("pod-c", "deploy"), ("pod-a", "evicted"),
+                           ("pod-b", "restart")):
+        event = {"kind": "infra", "model": "m", "instance": instance, "cpu_utilization": 0.5, "event": word}
+        assert server.client.post("/v1/events", content=orjson.dumps(event)).json()["accepted"] == 1
+    metrics = server.metrics()
+
+    def values_of(name, label):
+        return {dict(labels)[label]: value for (sample, labels), value in metrics.items()
+                if sample == name and dict(labels).get("model") == "m"}
+
+    assert values_of("driftline_prediction_latency_seconds_count", "model_version") == \
+        {"1": 2, "2": 1, "__other__": 2}
+    assert set(values_of("driftline_infra_cpu_utilization_ratio", "instance")) == {"pod-a", "pod-b", "__other__"}
+    assert values_of("driftline_infra_events_total", "event") == {"restart": 2, "oom_killed": 1, "__other__": 2}
+    overflow = {label: server.metric("driftline_label_values_overflow_total", label=label)
+                for label in ("model", "model_version", "instance", "event")}
+    assert overflow == {"model": 0, "model_version": 2, "instance": 1, "event": 2}
+
+
+def test_the_body_limit_is_exact_whether_declared_or_streamed(live_server):
+    limit = 4096
+    server = live_server({"limits": {"max_body_bytes": limit}})
+    event = orjson.dumps({"kind": "prediction", "model": "m", "features": {"a": 1.0}})
+
+    def body(size):  # a valid one-event array of exactly `size` bytes
+        return b"[" + event + b" " * (size - len(event) - 2) + b"]"
+
+    def chunks(data):  # no Content-Length: httpx sends an iterator chunked
+        return iter([data[:1000], data[1000:3000], data[3000:]])
+
+    assert len(body(limit)) == limit
+    assert server.client.post("/v1/events", content=body(limit)).status_code == 202
+    assert server.client.post("/v1/events", content=chunks(body(limit))).status_code == 202
+    assert server.client.post("/v1/events", content=body(limit + 1)).status_code == 413
+    assert server.client.post("/v1/events", content=chunks(body(limit + 1))).status_code == 413
+    # A declared length over the limit is refused before any of the body is sent.
+    host, port = server.url.removeprefix("http://").split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as conn:
+        conn.sendall(b"POST /v1/events HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: %d\r\n\r\n" % (limit + 1))
+        assert conn.recv(4096).startswith(b"HTTP/1.1 413 ")
+    assert server.metric("driftline_events_rejected_total", reason="oversize") == 3
+    assert server.metric("driftline_events_total", model="m", kind="prediction") == 2
 
 
 def test_state_survives_a_restart(live_server, tmp_path):
