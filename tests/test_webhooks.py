@@ -245,6 +245,7 @@ def test_delivery_outcomes_and_counters(live_server, receivers):
     flaky = receivers(script(500, 500, 200))
     hanging = receivers(script(3.0))
     refusing = receivers(script(400))
+    request_timeout = receivers(script(408, 200))
     limited = receivers(lambda r, n: (429, {"Retry-After": "1"}, b"slow down") if n == 1 else (202, {}, b""))
     whsec = receivers(script(204), secret=secret_bytes(WHSEC))
     closed = free_socket()
@@ -253,10 +254,11 @@ def test_delivery_outcomes_and_counters(live_server, receivers):
     config = {
         "webhooks": {"flaky": hook(flaky.url + "/hook"), "hanging": hook(hanging.url + "/hook", max_attempts=2),
                      "refusing": hook(refusing.url + "/hook"), "limited": hook(limited.url + "/hook"),
+                     "request_timeout": hook(request_timeout.url + "/hook"),
                      "whsec": hook(whsec.url + "/hook", secret_env="WHSEC_SECRET"),
                      "dead": hook(dead_url, max_attempts=3)},
         "models": {name: {"triggers": {"webhook": name}}
-                   for name in ("flaky", "hanging", "refusing", "limited", "whsec", "dead")},
+                   for name in ("flaky", "hanging", "refusing", "request_timeout", "limited", "whsec", "dead")},
     }
     server = live_server(config, environ={"HOOK_SECRET": RAW_SECRET, "WHSEC_SECRET": WHSEC,
                                           "DRIFTLINE_TOKEN": "admin"})
@@ -297,6 +299,10 @@ def test_delivery_outcomes_and_counters(live_server, receivers):
     assert "timeout" in state["delivery"]["last_error"]
     # 400: no retry
     assert len(refusing.requests) == 1 and trigger_state(server, ids["refusing"])["state"] == "failed"
+    # 408 Request Timeout: the receiver timed out reading; retried like a 5xx, same id
+    assert [r.headers["webhook-id"] for r in request_timeout.wait(2)] == [ids["request_timeout"]] * 2
+    state = trigger_state(server, ids["request_timeout"])
+    assert state["state"] == "delivered" and state["delivery"]["attempts"] == 2
     # 429 + Retry-After: 1 -> the second attempt waits at least a second
     first, second = limited.wait(2)
     assert second.at - first.at >= 0.95 and trigger_state(server, ids["limited"])["state"] == "delivered"
@@ -308,8 +314,8 @@ def test_delivery_outcomes_and_counters(live_server, receivers):
     assert "connection" in state["delivery"]["last_error"]
 
     expected = {
-        "flaky": (1, 2, 0), "hanging": (0, 1, 1), "refusing": (0, 0, 1), "limited": (1, 1, 0), "whsec": (1, 0, 0),
-        "dead": (0, 2, 1),
+        "flaky": (1, 2, 0), "hanging": (0, 1, 1), "refusing": (0, 0, 1), "request_timeout": (1, 1, 0),
+        "limited": (1, 1, 0), "whsec": (1, 0, 0), "dead": (0, 2, 1),
     }
     metrics = server.metrics()
     for name, (delivered, retried, failed) in expected.items():
