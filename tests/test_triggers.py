@@ -63,6 +63,24 @@ def test_data_drift_needs_consecutive_windows_then_cools_down(live_server):
     assert len(triggers_of(server)) == 1 and count(server, "m", "data_drift") == 1
 
 
+def test_prediction_drift_triggers_when_the_predicted_classes_shift_and_not_before(live_server):
+    server = live_server({"models": {"m": model_config(on=["prediction_drift"], consecutive_windows=1)}})
+
+    def classes(start, n, predicted):  # the features never drift: only the predicted class may
+        events = predictions("m", n, start=start, seed=start)
+        return [{**event, "prediction": predicted(i)} for i, event in enumerate(events)]
+
+    post(server, classes(0, 50, lambda i: i % 2))  # the reference: half 0, half 1
+    post(server, classes(50, 20, lambda i: i % 2))  # the same mix: no trigger
+    assert triggers_of(server) == [] and count(server, "m", "prediction_drift") == 0
+    post(server, classes(70, 20, lambda i: 1))  # only 1s: the predictions drifted
+    [trigger] = triggers_of(server)
+    assert trigger["reason"] == "prediction_drift" and count(server, "m", "prediction_drift") == 1
+    evidence = trigger["payload"]["evidence"]
+    assert evidence["prediction_drift"]["method"] == "z" and evidence["prediction_drift"]["drift"] is True
+    assert evidence["prediction_drift"]["score"] < 0.05 and evidence["dataset_drift"] is False
+
+
 def test_performance_drop_waits_for_min_labels(live_server):
     policy = model_config(on=["performance_drop"], consecutive_windows=1,
                           performance={"metric": "accuracy", "threshold": 0.8, "min_labels": 30})
