@@ -110,6 +110,19 @@ def send(bootstrap: str, topic: str, events, key: str = "model", headers=None, r
         prod.close(timeout=10)
 
 
+def send_to_partitions(bootstrap: str, topic: str, values: list[bytes], partitions: int) -> dict[bytes, tuple]:
+    """Produce raw values round-robin over ``partitions``; returns value -> (topic, partition,
+    offset, timestamp) as the broker acknowledged it."""
+    prod = producer(bootstrap)
+    try:
+        futures = {value: prod.send(topic, value=value, partition=i % partitions) for i, value in enumerate(values)}
+        prod.flush()
+        return {value: (meta.topic, meta.partition, meta.offset, meta.timestamp)
+                for value, meta in ((v, f.get(timeout=30)) for v, f in futures.items())}
+    finally:
+        prod.close(timeout=10)
+
+
 def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30) -> list:
     from kafka import KafkaConsumer
 
@@ -132,17 +145,19 @@ def read_topic(bootstrap: str, topic: str, expected: int, timeout: float = 30) -
 
 
 def wait_for(predicate, timeout: float, interval: float = 0.2, message: str = "condition"):
+    """Poll ``predicate`` until it is truthy. A server that does not answer yet is retried; any
+    other exception is a failure at once. The timeout names the outcome of the last poll."""
     deadline = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < deadline:
+    while True:
         try:
             last = predicate()
-        except Exception as exc:  # a server not up yet, a refused connection
+        except httpx.TransportError as exc:  # not listening yet, or busy past the client's timeout
             last = exc
         if last and not isinstance(last, Exception):
             return last
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {message} (last poll: {last!r})")
         time.sleep(interval)
-    raise AssertionError(f"timed out after {timeout}s waiting for {message} (last: {last!r})")
 
 
 def parse_metrics(text: str) -> dict[tuple, float]:

@@ -3,6 +3,7 @@ a broker outage, and a replica killed mid-stream (scripts/kafka.sh starts the br
 
 from __future__ import annotations
 
+import logging
 import random
 import threading
 import time
@@ -11,7 +12,7 @@ import orjson
 import pytest
 from kafka.partitioner.default import murmur2
 
-from tests.kafka.conftest import Replica, kafka_config, read_topic, send, total, wait_for
+from tests.kafka.conftest import Replica, kafka_config, read_topic, send, send_to_partitions, total, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -62,7 +63,8 @@ def test_known_stream_gives_exact_metrics_dead_letters_and_lag(broker, names, li
                 "timestamp": T0 + 3000, **({"event": "restart"} if i % 2 else {})} for i in range(4)]
     bad = [b"not json", b"{broken", b"\x00\x01binary", orjson.dumps({"kind": "nope", "model": "alpha"}),
            orjson.dumps({"kind": "weird", "model": "beta"}), orjson.dumps({"kind": "prediction", "model": "no spaces!"})]
-    send(broker.bootstrap, topic, events + bad)
+    send(broker.bootstrap, topic, events)
+    origins = send_to_partitions(broker.bootstrap, topic, bad, partitions=2)
 
     server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], names("group"), names("state"), dlq),
                           "models": small_models()})
@@ -101,10 +103,72 @@ def test_known_stream_gives_exact_metrics_dead_letters_and_lag(broker, names, li
     assert values == set(bad)
     for record in dead:
         headers = dict(record.headers)
-        assert headers["origin_topic"].decode() == topic
-        origin = (int(headers["origin_partition"]), int(headers["origin_offset"]))
-        assert origin[0] in (0, 1) and origin[1] >= 0
+        origin = (headers["origin_topic"].decode(), int(headers["origin_partition"]), int(headers["origin_offset"]),
+                  int(headers["origin_timestamp"]))
+        assert origin == origins[record.value]
         assert headers["detail"]
+    assert {origin[1] for origin in origins.values()} == {0, 1}
+
+
+def test_no_offset_is_committed_past_a_record_whose_dead_letter_is_not_acknowledged(broker, names, live_server,
+                                                                                 caplog):
+    """While the producer cannot deliver to the dead-letter topic (its first send raises, as
+    kafka-python's does when the topic's metadata cannot be fetched; later ones fail after
+    the send, as a batch past its delivery timeout does), the good records around a bad one
+    are processed but the committed offset stays at or below the bad record; once the
+    producer works again the letter is sent, names its origin, and everything is committed."""
+    from kafka.errors import KafkaTimeoutError
+    from kafka.future import Future
+    from kafka.structs import TopicPartition
+
+    caplog.set_level(logging.INFO, logger="driftline.kafka")
+    topic = broker.create_topic(names("events"), partitions=1)
+    dlq, group = names("dead"), names("group")
+    server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], group, names("state"), dlq),
+                          "models": small_models()})
+    wait_for(lambda: server.client.get("/readyz").status_code == 200, 30, message="ready")
+    [source] = [c for c in server.runtime.components if c.name == "kafka"]
+    producer = source._producer
+    real_send = producer.send
+
+    refused = []
+
+    def send_refusing_dead_letters(topic_name, *args, **kwargs):
+        if topic_name != dlq:
+            return real_send(topic_name, *args, **kwargs)
+        refused.append(topic_name)
+        if len(refused) == 1:
+            raise KafkaTimeoutError(f"Failed to update metadata after 10.0 secs (topic {topic_name})")
+        return Future().failure(KafkaTimeoutError("Batch for dead-letters expired after 30000 ms"))
+
+    producer.send = send_refusing_dead_letters
+    rng = random.Random(5)
+    send(broker.bootstrap, topic, [prediction("solo", i, rng) for i in range(50)])
+    [(_, _, bad_offset, bad_timestamp)] = send_to_partitions(broker.bootstrap, topic, [b"not json"], 1).values()
+    send(broker.bootstrap, topic, [prediction("solo", 50 + i, rng) for i in range(50)])
+    assert bad_offset == 50
+    admin = broker.admin()
+    try:
+        def committed() -> int | None:
+            meta = admin.list_group_offsets(group).get(group, {}).get(TopicPartition(topic, 0))
+            return None if meta is None else meta.offset
+
+        wait_for(lambda: total(server.metrics(), "driftline_events_total") == 100, 60, message="good records consumed")
+        assert total(server.metrics(), "driftline_events_rejected_total", reason="invalid_json") == 1
+        # Checkpoints come every second, each one a commit postponed until the letter is sent.
+        wait_for(lambda: sum("dead letters not yet delivered" in r.getMessage() for r in caplog.records) >= 3, 30,
+                 message="three commits postponed")
+        assert committed() is None or committed() <= bad_offset
+        assert len(refused) >= 3
+        producer.send = real_send
+        wait_for(lambda: committed() == 101, 30, message="everything committed once the letter is sent")
+    finally:
+        admin.close()
+    [letter] = read_topic(broker.bootstrap, dlq, expected=1)
+    headers = dict(letter.headers)
+    assert letter.value == b"not json" and headers["reason"] == b"invalid_json"
+    assert (headers["origin_topic"].decode(), int(headers["origin_partition"]), int(headers["origin_offset"]),
+            int(headers["origin_timestamp"])) == (topic, 0, bad_offset, bad_timestamp)
 
 
 def test_cloudevents_records_from_kserve_and_seldon_loggers(broker, names, live_server):
@@ -160,7 +224,8 @@ def test_cloudevents_records_from_kserve_and_seldon_loggers(broker, names, live_
 
 def test_broker_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(broker, names, live_server):
     topic = broker.create_topic(names("outage"), partitions=2)
-    server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], names("group"), names("state"),
+    group = names("group")
+    server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], group, names("state"),
                                                 names("dead")),
                           "models": small_models()})
     wait_for(lambda: server.client.get("/readyz").status_code == 200, 30, message="ready")
@@ -198,7 +263,14 @@ def test_broker_killed_and_restarted_mid_stream_loses_and_duplicates_nothing(bro
     assert not thread.is_alive() and produced["error"] is None, produced
     wait_for(lambda: total(server.metrics(), "driftline_events_total") >= 3000, 90, message="all 3000 consumed")
     wait_for(lambda: server.client.get("/readyz").status_code == 200, 30, message="ready again")
-    time.sleep(2)  # anything replayed twice would show up by now
+    # Everything processed and committed: a rewind would start from here, so nothing can be
+    # applied a second time after this.
+    admin = broker.admin()
+    try:
+        wait_for(lambda: sum(meta.offset for meta in admin.list_group_offsets(group).get(group, {}).values()) == 3000,
+                 60, message="all 3000 committed")
+    finally:
+        admin.close()
     m = server.metrics()
     for k in range(3):
         assert total(m, "driftline_events_total", model=f"m{k}", kind="prediction") == 1000
@@ -330,8 +402,9 @@ def test_replayed_records_already_in_the_changelog_state_are_not_applied_twice(b
     wait_for(lambda: total(second.metrics(), "driftline_consumer_lag_messages", topic=topic) == 0
              and ("driftline_consumer_lag_messages", frozenset({("topic", topic), ("partition", "0")}))
              in second.metrics(), 30, message="the replay read to the end")
-    time.sleep(1)
-    assert total(second.metrics(), "driftline_events_total") == 0  # every replayed record skipped
+    [source] = [c for c in second.runtime.components if c.name == "kafka"]
+    wait_for(lambda: source.skipped == len(events), 30, message="every replayed record skipped")
+    assert total(second.metrics(), "driftline_events_total") == 0
     assert snapshot(second.client) == before
     send(broker.bootstrap, topic, [prediction("solo", 1000 + i, rng) for i in range(10)])
     wait_for(lambda: total(second.metrics(), "driftline_events_total", model="solo", kind="prediction") == 10, 30,
