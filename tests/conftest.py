@@ -1,7 +1,9 @@
-"""Shared fixtures: a real driftline server (uvicorn on a free loopback port) per test."""
+"""Shared fixtures: a real driftline server (uvicorn on a free loopback port) per test; and
+:func:`require_tool`, the one rule for tests that need an external tool."""
 
 from __future__ import annotations
 
+import os
 import socket
 import threading
 import time
@@ -14,6 +16,33 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from service.config import load_settings
 from service.server import build_app, uvicorn_config
+
+
+def require_tool(name: str, found, install: str, required: bool = False):
+    """``found`` (a path, a module, True) when the tool is there. Without it the test is skipped
+    on a developer's machine and fails under CI (env CI set), where scripts/test.sh installs
+    every tool, or where ``required``: a CI run never passes with a test left out."""
+    if found:
+        return found
+    missing = f"{name} is not available ({install})"
+    if os.environ.get("CI") or required:
+        pytest.fail(f"{'CI is set' if os.environ.get('CI') else 'required'} but {missing}", pytrace=False)
+    pytest.skip(missing)
+
+
+def needs_tool(name: str, found, install: str, required: bool = False) -> pytest.MarkDecorator:
+    """A mark for a test, or a module's ``pytestmark``: :func:`require_tool` before it runs."""
+    return pytest.mark.needs_tool(name, found, install, required)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "needs_tool(name, found, install): run only with an external tool; "
+                                       "skipped without it, failed under CI")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("needs_tool"):
+        require_tool(*mark.args)
 
 
 class LiveServer:

@@ -3,7 +3,8 @@
 Prometheus 2 is Debian's package (``prometheus``, ``promtool`` on PATH); Prometheus 3, which
 kube-prometheus-stack deploys, is built by scripts/install-prometheus3.sh into
 ``$PROMETHEUS3_DIR`` (default ``.tools/bin``) as ``prometheus3`` and ``promtool3``.
-A missing binary skips its tests locally and fails them under CI (env CI set).
+A missing binary skips its tests locally and fails them under CI (env CI set), as
+:func:`tests.conftest.require_tool` does for every tool.
 """
 
 from __future__ import annotations
@@ -14,9 +15,8 @@ import shutil
 import subprocess
 from functools import cache
 from pathlib import Path
-from typing import NoReturn
 
-import pytest
+from tests.conftest import require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 MAJORS = ("2", "3")
@@ -48,24 +48,12 @@ def binary(name: str, major: str) -> str:
     """
     path = _candidate(name, major)
     if path is None:
-        problem = f"no {name} of Prometheus {major}: {HOW_TO_INSTALL[major]}"
-    else:
-        version = _reported_version(path)
-        if version.split(".")[0] == major:
-            return path
-        problem = f"{path} reports version {version or '?'}, not Prometheus {major}"
-    missing(problem)
+        return require_tool(f"{name} of Prometheus {major}", None, HOW_TO_INSTALL[major])
+    version = _reported_version(path)
+    return require_tool(f"{name} of Prometheus {major}", version.split(".")[0] == major and path,
+                        f"{path} reports version {version or '?'}; {HOW_TO_INSTALL[major]}")
 
 
 def on_path(*names: str, install: str) -> str:
     """The first of ``names`` on PATH (as :func:`binary`: skips locally, fails under CI)."""
-    for name in names:
-        if path := shutil.which(name):
-            return path
-    missing(f"none of {', '.join(names)} on PATH: {install}")
-
-
-def missing(problem: str) -> NoReturn:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI is set but {problem}")
-    pytest.skip(problem)
+    return require_tool(" or ".join(names), next(filter(None, map(shutil.which, names)), None), install)

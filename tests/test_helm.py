@@ -29,6 +29,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.conftest import require_tool
+
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "helm" / "driftline"
 EXAMPLES = ROOT / "helm" / "examples"
@@ -61,20 +63,12 @@ def _find_helm() -> str | None:
 
 HELM = _find_helm()
 
-NO_HELM = ("no helm binary: set HELM=/path/to/helm or run scripts/install-helm.sh "
-           "(builds .tools/bin/helm from the Go module helm.sh/helm/v3)")
-
-
-@pytest.fixture(autouse=True)
-def _require_helm():
-    """Skip without helm locally; under CI a missing helm fails every test (not the session)."""
-    if HELM is None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI is set but {NO_HELM}")
-        pytest.skip(NO_HELM)
+NO_HELM = ("set HELM=/path/to/helm or run scripts/install-helm.sh, which builds .tools/bin/helm "
+           "from the Go module helm.sh/helm/v3")
 
 
 def helm(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    require_tool("helm", HELM, NO_HELM)
     proc = subprocess.run([HELM, *args], capture_output=True, text=True, timeout=120)
     if check and proc.returncode != 0:
         pytest.fail(f"helm {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")

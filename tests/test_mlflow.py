@@ -21,11 +21,10 @@ import pytest
 
 from service.config import MlflowConfig
 from service.mlflow_client import download_reference, parse_uri
-from tests.conftest import free_socket
+from tests.conftest import free_socket, require_tool
 from tests.test_webhooks import wait_until, wait_until_answers
 
 MLFLOW = shutil.which("mlflow", path=str(Path(sys.executable).parent)) or shutil.which("mlflow")
-pytestmark = pytest.mark.skipif(MLFLOW is None, reason="needs the mlflow package")
 
 
 def reference_frame(n=1000, seed=0) -> pd.DataFrame:
@@ -36,6 +35,7 @@ def reference_frame(n=1000, seed=0) -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
+    require_tool("mlflow", MLFLOW, "the mlflow package, a test extra")
     root = tmp_path_factory.mktemp("mlflow")
     sock = free_socket()
     port = sock.getsockname()[1]

@@ -8,11 +8,14 @@ import orjson
 import pytest
 
 from service.events import Validator
-from tests.decoding import canonical, decode_both, native_available
+from service.events import _native
+from tests.conftest import needs_tool
+from tests.decoding import NATIVE_REQUIRED, canonical, decode_both
 
 NOW = 1_800_000_000.0
 
-pytestmark = pytest.mark.skipif(not native_available(), reason="service._native is not built")
+pytestmark = needs_tool("the native event decoder service._native", _native is not None,
+                        "pip builds it where Rust's cargo is on the PATH", required=NATIVE_REQUIRED)
 
 TRICKY_FLOATS = [0.1, -0.0, 1e-7, 5e-324, 1.7976931348623157e308, 2.2250738585072014e-308, 0.30000000000000004,
                  9007199254740993.0, 123456.789e3, 1 / 3]

@@ -81,19 +81,20 @@ def free_port() -> int:
 
 
 def wait_for(what: str, check, timeout: float, interval: float = 0.5):
+    """Poll ``check`` until it is truthy. A server that does not answer yet is retried; any other
+    exception (a dead server's RuntimeError, a failed assertion) fails at once. The timeout
+    names the outcome of the last poll, not of an earlier one."""
     end = time.monotonic() + timeout
-    last = None
-    while time.monotonic() < end:
+    while True:
         try:
-            result = check()
-            if result:
-                return result
-        except RuntimeError:  # a server died: no point in waiting
-            raise
-        except Exception as exc:  # noqa: BLE001 - retried until the deadline
+            last = check()
+        except httpx.TransportError as exc:  # not listening yet
             last = exc
+        if last and not isinstance(last, Exception):
+            return last
+        if time.monotonic() > end:
+            raise AssertionError(f"timed out waiting for {what} (last poll: {last!r})")
         time.sleep(interval)
-    raise AssertionError(f"timed out waiting for {what}" + (f" (last error: {last!r})" if last else ""))
 
 
 class Proc:
