@@ -14,6 +14,7 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
+from scipy.stats import ks_2samp
 
 from tests.conftest import free_socket
 
@@ -48,14 +49,20 @@ def test_health_readiness_and_openapi(live_server):
 def test_models_drift_and_report_views(live_server):
     server = live_server(SMALL)
     assert server.client.get("/v1/models/m/drift").status_code == 404
-    server.client.post("/v1/events", content=ndjson(traffic("m", 50)))
+    reference, current = traffic("m", 50), traffic("m", 60, start=50, shift=4.0, seed=1)
+    server.client.post("/v1/events", content=ndjson(reference))
     assert server.client.get("/v1/models/m/drift").status_code == 409  # reference ready, no window yet
-    server.client.post("/v1/events", content=ndjson(traffic("m", 60, start=50, shift=4.0, seed=1)))
+    server.client.post("/v1/events", content=ndjson(current))
     drift = server.client.get("/v1/models/m/drift").json()
     assert drift["dataset_drift"] is True and drift["features_total"] == 2
     assert set(drift["features"]) == {"a", "b"}
-    assert drift["features"]["a"] | {"score": 0} == {"type": "numerical", "method": "ks", "score": 0,
-                                                      "threshold": 0.05, "drift": True, "missing": 0}
+    # Evidently's KS test is scipy's two-sample KS p-value on the raw values.
+    p_value = ks_2samp([e["features"]["a"] for e in reference], [e["features"]["a"] for e in current]).pvalue
+    assert 0 < p_value < 1e-20
+    a = drift["features"]["a"]
+    assert a["score"] == pytest.approx(p_value, rel=1e-9)
+    assert a | {"score": p_value} == {"type": "numerical", "method": "ks", "score": p_value,
+                                      "threshold": 0.05, "drift": True, "missing": 0}
     assert drift["reference"] == {"source": "first_n:50", "rows": 50}
     [summary] = server.client.get("/v1/models").json()
     assert summary["model"] == "m" and summary["window"]["samples"] == 60 and summary["dataset_drift"] is True

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from service import __version__
+from tests.conftest import needs_tool
 from tests.detectors.evidently_oracle import run_evidently
 
 CONFIG = {"models": {"default": {"reference": {"first_n": 100}, "window": {"size": 100, "step": 50},
@@ -169,7 +170,7 @@ def test_model_servers_beyond_the_bound_fold_into_other(live_server):
     assert server.metric("driftline_label_values_overflow_total", label="server") == 2
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None, reason="promtool (Debian package prometheus) not installed")
+@needs_tool("promtool", shutil.which("promtool"), "Debian package prometheus")
 def test_promtool_finds_no_problem_in_the_exposition(live_server):
     server = live_server(CONFIG)
     rng = np.random.default_rng(3)

@@ -3,7 +3,6 @@ label minimum, concept drift, manual and Alertmanager triggers, sinks, restarts.
 
 from __future__ import annotations
 
-import time
 
 import numpy as np
 import orjson
@@ -196,8 +195,8 @@ def test_sinks_get_every_trigger_off_the_ingest_thread(live_server):
     post(server, predictions("m", 50))
     post(server, predictions("m", 20, start=50, shift=5, seed=1))
     trigger_id = triggers_of(server)[0]["id"]
-    wait_until("the sink", lambda: seen)
-    time.sleep(0.3)
+    # Marked published only after every sink took it: no later call for this trigger can follow.
+    wait_until("the trigger published", lambda: not server.runtime.triggers.outbox.unpublished())
     [(payload, thread)] = seen
     assert payload["id"] == trigger_id and payload["reason"] == "data_drift" and thread == "trigger-aftercare"
 
@@ -223,8 +222,8 @@ def test_a_failing_sink_gets_the_trigger_again(live_server):
 
     server.runtime.triggers.sinks.append(flaky)
     trigger_id = server.client.post("/v1/models/m/retrain").json()["id"]
-    wait_until("the second call", lambda: len(calls) >= 2, timeout=10)
-    time.sleep(2.5)
+    # Marked published only after every sink took it: no later call for this trigger can follow.
+    wait_until("the trigger published", lambda: not server.runtime.triggers.outbox.unpublished(), timeout=10)
     assert calls == [trigger_id, trigger_id]
 
 
