@@ -19,7 +19,7 @@ import pytest
 import yaml
 
 from service.extras import EXTRAS
-from tests.conftest import free_socket
+from tests.conftest import free_socket, require_tool
 
 ROOT = Path(__file__).resolve().parents[1]
 # Modules of the suite that need nothing beyond the core install and pytest.
@@ -30,12 +30,8 @@ CORE_MODULES = ["test_config.py", "test_engine.py", "test_events.py", "test_feat
 @pytest.fixture(scope="module")
 def core_python() -> Path:
     path = os.environ.get("DRIFTLINE_CORE_PYTHON")
-    if not path or not Path(path).exists():
-        message = "no core-only environment: scripts/test.sh makes .venv-core and sets DRIFTLINE_CORE_PYTHON"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return Path(path)
+    return require_tool("a core-only environment", path and Path(path).exists() and Path(path),
+                        "scripts/test.sh makes .venv-core and sets DRIFTLINE_CORE_PYTHON")
 
 
 def run(command: list, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:

@@ -24,6 +24,7 @@ from service.config import Settings, WebhookConfig
 from service.engine import Engine
 from service.webhooks import Dispatcher, Outbox
 from tests.checkpoint_formats import make_fixtures
+from tests.conftest import require_tool
 from tests.test_api import SMALL, ndjson, traffic
 from tests.test_webhooks import hook, wait_until
 
@@ -44,11 +45,8 @@ def small_disk(tmp_path):
     options = f"size=3m,uid={os.geteuid()},gid={os.getegid()}"
     mounted = subprocess.run([*sudo, "mount", "-t", "tmpfs", "-o", options, "tmpfs", str(mount_point)],
                              capture_output=True, text=True, timeout=30)
-    if mounted.returncode != 0:
-        message = f"a tmpfs cannot be mounted here ({mounted.stderr.strip()}); root or passwordless sudo is needed"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    require_tool("a tmpfs mount", mounted.returncode == 0,
+                 f"{mounted.stderr.strip()}; root or passwordless sudo is needed")
     try:
         yield mount_point
     finally:
