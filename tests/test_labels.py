@@ -64,3 +64,31 @@ def test_a_label_for_an_already_joined_prediction_is_a_duplicate():
     predict(engine, ["a", "b"])
     assert label(engine, ["a"], T0 + 5) == {"matched": 1, "unmatched": 0, "duplicate": 0}
     assert label(engine, ["a", "b", "c"], T0 + 6) == {"matched": 1, "unmatched": 1, "duplicate": 1}
+
+
+def test_the_last_max_pending_matched_ids_are_remembered_as_duplicates_and_no_more():
+    engine = engine_with(max_pending=100)
+    predict(engine, [f"p{i}" for i in range(100)])
+    predict(engine, [f"p{i}" for i in range(100, 150)], at=T0 + 1)
+    assert label(engine, [f"p{i}" for i in range(100)], T0 + 2)["matched"] == 50  # p0..p49 were evicted
+    assert label(engine, [f"p{i}" for i in range(100, 150)], T0 + 2)["matched"] == 50
+    # The 100 matched ids p50..p149 are remembered: their labels again are duplicates.
+    assert label(engine, [f"p{i}" for i in range(50, 150)], T0 + 3) == \
+        {"matched": 0, "unmatched": 0, "duplicate": 100}
+    predict(engine, [f"p{i}" for i in range(150, 200)], at=T0 + 4)
+    assert label(engine, [f"p{i}" for i in range(150, 200)], T0 + 5)["matched"] == 50
+    # 100 remembered at most: p100..p199; p50..p99 are forgotten, not kept forever.
+    assert label(engine, ["p99", "p100"], T0 + 6) == {"matched": 0, "unmatched": 1, "duplicate": 1}
+
+
+def test_ddm_sees_the_error_rate_rise_when_predictions_turn_wrong_and_not_when_they_turn_right():
+    """DDM watches the error rate of joined labels and detects only a rise."""
+    counts = {}
+    for model_turns, before, after in (("worse", 1, 0), ("better", 0, 1)):
+        engine = engine_with()
+        predict(engine, [f"p{i}" for i in range(1200)])
+        for start, truth in ((0, before), (600, after)):
+            feed(engine, [{"kind": "label", "model": "m", "id": f"p{i}", "label": truth, "timestamp": T0 + 1}
+                          for i in range(start, start + 600)])
+        counts[model_turns] = engine.models["m"].concept_counts["ddm"]
+    assert counts["worse"] >= 1 and counts["better"] == 0

@@ -97,6 +97,22 @@ def test_performance_drop_waits_for_min_labels(live_server):
     assert count(server, "m", "performance_drop") == 1
 
 
+def test_an_error_metric_drops_when_it_rises_above_its_threshold_from_exactly_min_labels(live_server):
+    rule = {"metric": "mae", "threshold": 1.0, "min_labels": 20}
+    policy = {**model_config(on=["performance_drop"], consecutive_windows=1, performance=rule), "task": "regression"}
+    server = live_server({"models": {"worse": policy, "fine": policy}})
+    for model, error in (("worse", 5.0), ("fine", 0.5)):
+        events = [{**event, "prediction": 10.5} for event in predictions(model, 20)]
+        post(server, events)
+        truth = [{"kind": "label", "model": model, "id": e["id"], "label": 10.5 + error} for e in events]
+        post(server, truth[:19])  # 19 labels: below min_labels, no verdict whatever the error
+        assert triggers_of(server, model) == []
+        post(server, truth[19:])  # the 20th: a verdict on exactly min_labels labels
+    [trigger] = triggers_of(server)  # mae 5 > 1 is a drop; mae 0.5 is not
+    assert trigger["model"] == "worse" and trigger["reason"] == "performance_drop"
+    assert trigger["payload"]["evidence"]["performance_rule"] == {**rule, "value": 5.0}
+
+
 def test_concept_drift_fires_on_detection(live_server):
     server = live_server({"models": {"m": model_config(on=["concept_drift"], consecutive_windows=5)}})
     events = predictions("m", 1200, prediction=1)
