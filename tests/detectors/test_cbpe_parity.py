@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from detectors.cbpe import BINARY_METRICS, CBPE
+from tests.conftest import require_tool
 
 NANNYML_VERSION = "0.13.1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,12 +29,8 @@ TOLERANCE = 0.005
 @pytest.fixture(scope="module")
 def nannyml_python() -> Path:
     path = Path(os.environ.get("NANNYML_PYTHON") or ROOT / ".venv-nannyml" / "bin" / "python")
-    if not path.exists():
-        message = f"no NannyML environment at {path}: run scripts/install-nannyml.sh (scripts/test.sh does)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
-    return path
+    return require_tool("a NannyML environment", path.exists() and path,
+                        f"none at {path}: run scripts/install-nannyml.sh (scripts/test.sh does)")
 
 
 def save(path: Path, y_true, y_pred_proba, y_pred) -> str:
