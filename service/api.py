@@ -344,6 +344,31 @@ def model_drift(request: Request, model: ModelName) -> dict:
         return body
 
 
+@router.get("/v1/models/{model}/quality", tags=["models"], responses=errors(404, 409, 422))
+def model_quality(request: Request, model: ModelName) -> dict:
+    """Data quality of the current window against the reference: per feature the missing share
+    (and the reference's), the out-of-range share (numerical) and the unseen share
+    (categorical); the new and absent features; the thresholds of the ``data_quality``
+    trigger signal (``models.<m>.quality``) and the figures above them."""
+    engine = runtime_of(request).engine
+    with engine.lock:
+        state = _state(request, model)
+        rule = state.config.quality
+        if not rule.enabled:
+            raise HTTPException(409, f"data quality is off for {model!r} (models.<model>.quality.enabled)")
+        report = state.quality
+        if report is None:
+            raise HTTPException(409, f"no data quality evaluation for {model!r} yet: "
+                                     f"reference {'collecting' if state.reference is None else 'ready'}, "
+                                     f"{state.window_samples} prediction(s) in the window")
+        body = report.to_dict()
+        body["thresholds"] = rule.thresholds()
+        body["breaches"] = [{"feature": feature, "check": check, "value": value}
+                            for feature, check, value in report.breaches(**rule.thresholds())]
+        body["reference"] = {"source": state.reference_source, "rows": state.reference_rows}
+        return body
+
+
 class ReportCache:
     """Evidently reports cost seconds to a minute of CPU each: at most one renders at a time,
     and a model's report is served again for ``ttl`` seconds. A request for the model being

@@ -20,6 +20,8 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from detectors.quality import CHECKS
+
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 
@@ -184,7 +186,10 @@ class LabelsConfig(Strict):
     positive_class: str | int | bool = 1
 
 
-TriggerReason = Literal["data_drift", "prediction_drift", "performance_drop", "concept_drift"]
+# The signals a model's ``triggers.on`` may name (each evaluated by service.triggers); the
+# trigger reasons are these and the two raised from outside, ``alert`` and ``manual``.
+AUTOMATIC_REASONS = ("data_drift", "prediction_drift", "performance_drop", "concept_drift", "data_quality")
+TriggerReason = Literal[AUTOMATIC_REASONS]  # type: ignore[valid-type]
 
 
 class PerformanceRule(Strict):
@@ -209,6 +214,23 @@ class TriggersConfig(Strict):
     performance: PerformanceRule = Field(default_factory=PerformanceRule)
 
 
+class QualityConfig(Strict):
+    """Data quality of each window against the reference (see detectors.quality): its figures,
+    and the thresholds of the ``data_quality`` trigger signal, on when any feature exceeds one."""
+
+    enabled: bool = True
+    # Rise of a feature's missing share over the reference's.
+    missing_increase: float = Field(0.1, ge=0, le=1)
+    # Share of a numerical feature's present values outside the reference's [min, max].
+    out_of_range: float = Field(0.05, ge=0, le=1)
+    # Share of a categorical feature's present values the reference never had.
+    unseen: float = Field(0.05, ge=0, le=1)
+
+    def thresholds(self) -> dict[str, float]:
+        """The thresholds by check (detectors.quality.CHECKS), as QualityReport.breaches takes them."""
+        return {check: getattr(self, check) for check in CHECKS}
+
+
 class ModelConfig(Strict):
     task: Literal["auto", "classification", "regression"] = "auto"
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
@@ -216,6 +238,7 @@ class ModelConfig(Strict):
     drift: DriftConfig = Field(default_factory=DriftConfig)
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
+    quality: QualityConfig = Field(default_factory=QualityConfig)
 
 
 class WebhookAuth(Strict):

@@ -232,6 +232,15 @@ class RowFeatures:
     def codes(self, name: str, vocabulary: dict, start: int) -> None:
         return None
 
+    def unknown_names(self, known: set[str]) -> list[str]:
+        """See :func:`unknown_names`; structs are checked a field at a time, not made dicts."""
+        rows = self.rows
+        row_type = type(rows[0]) if rows else dict
+        if row_type is dict or any(type(row) is not row_type for row in rows):
+            return [name for name in self.names(len(rows)) if name not in known]
+        return [name for i, name in enumerate(row_type.names)
+                if name not in known and list(map(attrgetter(f"f{i}"), rows)).count(None) < len(rows)]
+
     def values(self, name: str, start: int, stop: int) -> list:
         rows = self.rows[start:stop]
         getter, _ = _getter(rows, [name])
@@ -241,6 +250,19 @@ class RowFeatures:
             except KeyError:
                 pass
         return [row.get(name) for row in as_dicts(rows)]
+
+
+def unknown_names(features: FeatureColumns, known: set[str]) -> list[str]:
+    """Features of any row (even as null) that are not in ``known``. Struct rows hold a field
+    of every name their struct was learned with, so there a feature counts where a row holds
+    a value of it: without this check a feature would stay counted after events dropped it.
+
+    >>> unknown_names(RowFeatures([{"x": 1}, {"y": None, "z": 2}]), {"x"})
+    ['y', 'z']
+    """
+    if isinstance(features, RowFeatures):
+        return features.unknown_names(known)
+    return [name for name in features.names(len(features)) if name not in known]
 
 
 def as_numbers(values: list) -> np.ndarray:

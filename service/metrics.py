@@ -169,6 +169,41 @@ class EngineCollector(Collector):
                 prediction_score.add_metric([name, drifted.method], drifted.score)
         yield from (performance, feature_score, feature_detected, prediction_score, drift_share, dataset, concept,
                     samples)
+        yield from self._quality_figures()
+
+    def _quality_figures(self) -> Iterator[Metric]:
+        """Data quality of each model's last window (CONTRACT §7); features are the reference's,
+        at most limits.max_features per model, as in the drift figures."""
+        missing = GaugeMetricFamily("driftline_feature_missing_ratio",
+                                    "Share of the window's rows without a usable value of the feature "
+                                    "(null, absent, or a number feature sent a string).", labels=["model", "feature"])
+        reference_missing = GaugeMetricFamily("driftline_feature_reference_missing_ratio",
+                                              "The reference's share of rows without a value of the feature.",
+                                              labels=["model", "feature"])
+        out_of_range = GaugeMetricFamily("driftline_feature_out_of_range_ratio",
+                                         "Share of a numerical feature's values in the window outside the "
+                                         "reference's [min, max].", labels=["model", "feature"])
+        unseen = GaugeMetricFamily("driftline_feature_unseen_ratio",
+                                   "Share of a categorical feature's values in the window that the reference "
+                                   "never had.", labels=["model", "feature"])
+        unexpected = GaugeMetricFamily("driftline_features_unexpected",
+                                       "Features in the window's events that the reference lacks (kind=new), "
+                                       "reference features with no value in the window (kind=absent).",
+                                       labels=["model", "kind"])
+        for name, state in self.engine.models.items():
+            report = state.quality
+            if report is None:
+                continue
+            for feature, figures in report.features.items():
+                missing.add_metric([name, feature], figures.missing)
+                reference_missing.add_metric([name, feature], figures.reference_missing)
+                if figures.out_of_range is not None:
+                    out_of_range.add_metric([name, feature], figures.out_of_range)
+                if figures.unseen is not None:
+                    unseen.add_metric([name, feature], figures.unseen)
+            unexpected.add_metric([name, "new"], len(report.new))
+            unexpected.add_metric([name, "absent"], len(report.absent))
+        yield from (missing, reference_missing, out_of_range, unseen, unexpected)
 
 
 def _counter(name: str, documentation: str, labels: list[str], values: dict) -> CounterMetricFamily:

@@ -24,9 +24,10 @@ import pandas as pd
 
 from detectors import (ADWIN, DDM, CategoricalSummary, DriftReport, FeatureDrift, NumericalSummary, PageHinkley,
                        ReferenceProfile)
+from detectors.quality import QualityReport, quality_report
 from service.config import LimitsConfig, ModelConfig
 from service.events import Label, PredictionBatch
-from service.features import MAX_NAME_CHARS, FeatureColumns, as_numbers
+from service.features import MAX_NAME_CHARS, FeatureColumns, as_numbers, unknown_names
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
 from service.window import RingColumns, category_counts
 
@@ -75,6 +76,7 @@ class Evaluation:
     performance: dict[str, float]
     labels_in_window: int
     concept_drifts: list[str] = field(default_factory=list)
+    quality: QualityReport | None = None  # window evaluations, with models.<m>.quality.enabled
 
 
 class Feature:
@@ -161,6 +163,13 @@ class ModelState:
         self.evaluations = 0
         self.report: DriftReport | None = None
         self.prediction_report: DriftReport | None = None
+        self.quality: QualityReport | None = None
+        # Every feature name of the reference's source (beyond the features kept: those
+        # drift.features leaves out, those past limits.max_features), none of them "new".
+        self.reference_names: set[str] = set()
+        # Features of events that the reference lacks -> the window's row count (total) after
+        # the last batch that carried them; at most limits.max_features, the stalest dropped.
+        self.new_feature_rows: dict[str, int] = {}
         self.last_version = UNVERSIONED
         self.classes: dict[Any, int] = {}
         self.pending = PendingPredictions(config.labels.max_pending, config.labels.ttl)
@@ -178,6 +187,7 @@ class ModelState:
     def set_reference_frame(self, frame: pd.DataFrame, source: str) -> None:
         """Use a data set (file, upload, MLflow) as the reference; the window restarts."""
         wanted = self.config.drift.features
+        every_name = [str(c) for c in frame.columns if str(c) not in NON_FEATURE_COLUMNS]
         names = [c for c in frame.columns if str(c) not in NON_FEATURE_COLUMNS and (wanted is None or c in wanted)]
         names = names[: self.limits.max_features]
         if not names:
@@ -206,6 +216,7 @@ class ModelState:
         if predictions and self.task is None:
             self.task = infer_task(predictions)
         self._build_reference(features, columns, predictions, scores, len(frame), source)
+        self.reference_names = set(every_name)
 
     def _build_reference(self, features: dict[str, Feature], columns: dict[str, list], predictions: list,
                          scores: list, rows: int, source: str) -> None:
@@ -235,7 +246,9 @@ class ModelState:
         self.window = RingColumns(self.config.window.size, [*(FEATURE + name for name in features),
                                                              OWN + PREDICTION, OWN + SCORE, TIMESTAMP_COLUMN])
         self.since_evaluation = 0
-        self.report = self.prediction_report = None
+        self.report = self.prediction_report = self.quality = None
+        self.reference_names = set(features)
+        self.new_feature_rows = {}
 
     def _collect(self, features: FeatureColumns, predictions: list, scores: np.ndarray) -> int:
         """Take rows for the first-N reference; returns how many were taken."""
@@ -270,8 +283,10 @@ class ModelState:
             columns = {key[len(FEATURE):]: values for key, values in collected.items()
                        if wanted is None or key[len(FEATURE):] in wanted}
             features_ref = {name: Feature(infer_kind(values)) for name, values in columns.items()}
+            every_name = {key[len(FEATURE):] for key in collected}
             self._build_reference(features_ref, columns, predictions_ref, scores_ref, self._collected_rows,
                                   f"first_n:{self.config.reference.first_n}")
+            self.reference_names = every_name
         return take
 
     # -- predictions --------------------------------------------------------------------
@@ -300,6 +315,8 @@ class ModelState:
             if self.reference is None or start == len(batch):
                 return []
         columns = {FEATURE + name: values for name, values in self._encode_features(batch.features, start).items()}
+        if self.config.quality.enabled:
+            self._note_new_features(batch.features, self.window.total + len(batch) - start)
         rest = predictions[start:] if start else predictions
         # Regression: as in a numerical feature, a prediction that is not a number is missing.
         columns[OWN + PREDICTION] = as_numbers(rest) if self.task == "regression" \
@@ -338,6 +355,14 @@ class ModelState:
             out[name] = np.frombuffer(codes) if isinstance(codes, bytes) else codes
         return out
 
+    def _note_new_features(self, features: FeatureColumns, rows_after: int) -> None:
+        """Remember which features of this batch the reference lacks, and when they came."""
+        for name in unknown_names(features, self.reference_names):
+            self.new_feature_rows.pop(name, None)  # re-inserted last: the dict stays stalest first
+            self.new_feature_rows[name] = rows_after
+        while len(self.new_feature_rows) > self.limits.max_features:
+            del self.new_feature_rows[next(iter(self.new_feature_rows))]
+
     def _index_features(self) -> None:
         self._numeric_names = [n for n, f in self.features.items() if f.kind == "numerical"]
         self._categorical_names = [n for n, f in self.features.items() if f.kind == "categorical"]
@@ -352,9 +377,14 @@ class ModelState:
             rows = timestamps >= timestamps.max() - self.config.window.max_age
             timestamps = timestamps[rows]
         drift = self.config.drift
-        self.report = self.reference.compare(self._current(self.reference, FEATURE, rows), method=drift.method,
+        current = self._current(self.reference, FEATURE, rows)
+        self.report = self.reference.compare(current, method=drift.method,
                                              threshold=drift.threshold, drift_share=drift.drift_share,
                                              per_feature_method=drift.per_feature or None)
+        if self.config.quality.enabled:
+            first_row = self.window.total - self.window.count  # the window's oldest row, counted from the first
+            seen = [name for name, after in self.new_feature_rows.items() if after > first_row]
+            self.quality = quality_report(self.reference, current, seen)
         if self.prediction_reference is not None:
             self.prediction_report = self.prediction_reference.compare(
                 self._current(self.prediction_reference, OWN, rows), method=drift.method, threshold=drift.threshold)
@@ -461,7 +491,8 @@ class ModelState:
                           window_start=start, window_end=end, samples=samples, drift=self.report,
                           prediction_drift=self.prediction_drift,
                           performance=dict(self.performance.get(version, {})),
-                          labels_in_window=ring.count if ring else 0, concept_drifts=concept_drifts or [])
+                          labels_in_window=ring.count if ring else 0, concept_drifts=concept_drifts or [],
+                          quality=self.quality if kind == "window" else None)
 
     @property
     def reference_rows_collected(self) -> int | None:
@@ -501,6 +532,7 @@ class ModelState:
             "performance": self.performance,
             "concept": {n: d.to_state() for n, d in self.concept.items()}, "concept_counts": self.concept_counts,
             "label_versions": label_versions, "sample_features": sample_features,
+            "reference_names": sorted(self.reference_names), "new_feature_rows": self.new_feature_rows,
         }
         blobs = {"meta": json.dumps(meta).encode(), "pending": self.pending.to_bytes()}
         if self.reference is not None:
@@ -543,6 +575,8 @@ class ModelState:
         for name, (kind, vocab) in meta["features"].items():
             state.features[name] = Feature(kind, {value: code for code, value in enumerate(vocab)})
         state._index_features()
+        state.reference_names = set(meta.get("reference_names", state.features))
+        state.new_feature_rows = dict(meta.get("new_feature_rows", {}))
         state.prediction_feature = Feature("categorical" if state.task != "regression" else "numerical", state.classes)
         state._collected, state._collected_rows = meta["collected"], meta["collected_rows"]
         if version < 3:

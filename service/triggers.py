@@ -7,13 +7,14 @@
   network I/O happens there),
 * applies each model's ``triggers`` policy: the signals that count (``data_drift``,
   ``prediction_drift``, ``performance_drop`` with at least ``min_labels`` labels,
-  ``concept_drift``), how many evaluations in a row they must be on, and the cooldown,
+  ``concept_drift``, ``data_quality`` past a ``quality`` threshold), how many evaluations in
+  a row they must be on, and the cooldown,
 * raises manual (``POST /v1/models/{model}/retrain``) and Alertmanager (``alert``) triggers,
 * hands every trigger to the webhook :class:`~service.webhooks.Dispatcher`, to the
   ``sinks`` (the Kafka trigger topic), and to MLflow for the evidence run.
 
-Reasons are exactly those of CONTRACT §2: data_drift, prediction_drift, performance_drop,
-concept_drift, alert, manual; each raised trigger counts once in
+Reasons are those of CONTRACT §2: the signals of ``service.config.AUTOMATIC_REASONS``, alert
+and manual; each raised trigger counts once in
 ``driftline_retrain_triggers_total{model,reason}``.
 """
 
@@ -29,18 +30,19 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from service import extras
-from service.config import Settings, TriggersConfig
+from service.config import AUTOMATIC_REASONS, Settings, TriggersConfig
 from service.events import MAX_VERSION_CHARS, MODEL_NAME
 from service.model_state import TIMESTAMP_COLUMN, Evaluation, ModelState
 from service.webhooks import Dispatcher, Outbox, now_payload, rfc3339
 
 log = logging.getLogger("driftline.triggers")
 
-REASONS = ("data_drift", "prediction_drift", "performance_drop", "concept_drift", "alert", "manual")
+REASONS = (*AUTOMATIC_REASONS, "alert", "manual")
 ERROR_METRICS = {"mae", "rmse"}  # higher is worse
 MAX_FRAMES = 20  # window snapshots kept for Evidently reports not yet logged to MLflow
 EVIDENCE_ATTEMPTS = 5
 OUTBOX_REOPEN_SECONDS = 5.0
+MAX_QUALITY_EVIDENCE = 20  # data-quality breaches a payload lists, the largest first
 
 
 @dataclass
@@ -66,6 +68,13 @@ def performance_signal(rule, performance: dict[str, float], labels: int) -> tupl
     if value is None or labels < rule.min_labels or value != value:  # NaN: no verdict
         return False, value
     return (value > rule.threshold if rule.metric in ERROR_METRICS else value < rule.threshold), value
+
+
+def quality_breaches(rule, evaluation: Evaluation) -> list[tuple[str, str, float]]:
+    """The window's data-quality figures above the model's ``quality`` thresholds."""
+    if evaluation.quality is None:
+        return []
+    return evaluation.quality.breaches(**rule.thresholds())
 
 
 class TriggerManager:
@@ -187,6 +196,9 @@ class TriggerManager:
             if "prediction_drift" in policy.on:
                 drifted = evaluation.prediction_drift
                 signals["prediction_drift"] = bool(drifted is not None and drifted.drift)
+            if "data_quality" in policy.on:
+                signals["data_quality"] = bool(quality_breaches(self.settings.model(evaluation.model).quality,
+                                                                evaluation))
         elif evaluation.kind == "labels":
             if "performance_drop" in policy.on:
                 signals["performance_drop"], _ = performance_signal(
@@ -208,6 +220,12 @@ class TriggerManager:
             extra = {"consecutive_windows": streak}
             if fire == "concept_drift":
                 extra["concept_detectors"] = list(evaluation.concept_drifts)
+            if fire == "data_quality":
+                breaches = quality_breaches(self.settings.model(evaluation.model).quality, evaluation)
+                worst = sorted(breaches, key=lambda breach: -breach[2])[:MAX_QUALITY_EVIDENCE]
+                extra["quality_breaches"] = len(breaches)
+                extra["quality"] = [{"feature": feature, "check": check, "value": value}
+                                    for feature, check, value in worst]
             self.raise_trigger(evaluation.model, fire, extra=extra, model_version=evaluation.model_version,
                                evaluation=evaluation)
 
