@@ -35,8 +35,10 @@ def test_json_is_the_contract_shape_and_the_gate_fails_on_drift():
     result = driftline("--reference", REFERENCE, "--current", CURRENT, "--json", "--fail-on-drift")
     assert result.returncode == 1
     payload = json.loads(result.stdout)
-    not_tested = payload.pop("not_tested")  # the CLI's one key beyond the contract's shape
+    not_tested = payload.pop("not_tested")  # the CLI's two keys beyond the contract's shape
     assert not_tested == {}
+    quality = payload.pop("quality")
+    assert set(quality) == {"samples", "new_features", "absent_features", "features", "thresholds", "breaches"}
     assert payload == drift_report(pd.read_csv(REFERENCE), pd.read_csv(CURRENT)).to_dict()
     assert set(payload) == {"dataset_drift", "drift_share", "drifted_features", "features_total", "features"}
     assert set(payload["features"]["amount"]) == {"type", "method", "score", "threshold", "drift", "missing"}
@@ -55,6 +57,7 @@ def test_options_reach_the_report(tmp_path):
     assert result.returncode == 0, result.stderr
     payload = json.loads(result.stdout)
     assert payload.pop("not_tested") == {}  # columns left out by --columns are the user's choice
+    assert list(payload.pop("quality")["features"]) == ["amount", "score"]  # the columns drift tests
     assert list(payload["features"]) == ["amount", "score"]
     assert {f["method"] for f in payload["features"].values()} == {"psi"}
     assert {f["threshold"] for f in payload["features"].values()} == {0.3}
@@ -241,3 +244,31 @@ def test_a_directory_given_as_a_file_says_so(capsys, tmp_path, role):
     result = drift_in_process(capsys, "--reference", files["reference"], "--current", files["current"])
     assert result.returncode == 2
     assert result.stderr == f"driftline drift: {role} file {folder} is a directory, not a file\n"
+
+
+def test_data_quality_in_the_table_and_json_and_its_gate(tmp_path):
+    reference = write_csv(tmp_path / "reference.csv", pd.DataFrame({
+        "x": [float(i) for i in range(100)], "c": ["a", "b"] * 50, "gone": [1.5] * 100}))
+    # x: 40 % missing (20 empty, 20 text), 10 of the 60 values outside [0, 99]; c: 20 unseen; a new column.
+    x = ["" if i % 5 == 0 else "n/a" if i % 5 == 1 else str(200 + i) if i % 10 == 2 else str(i) for i in range(100)]
+    current = write_csv(tmp_path / "current.csv", pd.DataFrame({
+        "x": x, "c": ["z" if i % 5 == 0 else "a" for i in range(100)], "extra": [1] * 100}))
+    result = driftline("--reference", reference, "--current", current, "--json")
+    assert result.returncode == 0, result.stderr
+    quality = json.loads(result.stdout)["quality"]
+    assert quality["features"]["x"]["missing"] == 0.4 and quality["features"]["x"]["out_of_range"] == 10 / 60
+    assert quality["features"]["c"]["unseen"] == 0.2 and quality["features"]["gone"]["missing"] == 1.0
+    assert quality["new_features"] == ["extra"] and quality["absent_features"] == ["gone"]
+    assert [(b["feature"], b["check"]) for b in quality["breaches"]] == [
+        ("x", "missing_increase"), ("x", "out_of_range"), ("c", "unseen"), ("gone", "missing_increase")]
+    gate = driftline("--reference", reference, "--current", current, "--fail-on-quality")
+    assert gate.returncode == 1
+    assert "data quality: 4 figure(s) above the thresholds" in gate.stdout
+    assert "new columns: extra   absent columns: gone" in gate.stdout
+    assert gate.stdout.splitlines()[-1].startswith("dataset drift ")
+    loose = driftline("--reference", reference, "--current", current, "--fail-on-quality",
+                      "--max-missing-increase", "1", "--max-out-of-range", "0.2", "--max-unseen", "0.2")
+    assert loose.returncode == 0, loose.stdout
+    assert driftline("--reference", reference, "--current", reference, "--fail-on-quality").returncode == 0
+    wrong = driftline("--reference", reference, "--current", current, "--max-unseen", "2")
+    assert wrong.returncode == 2 and "--max-unseen must be between 0 and 1" in wrong.stderr

@@ -4,11 +4,18 @@
 
 Reads CSV, Parquet or JSON lines (by extension, optionally gzip-compressed), tests every
 column the two files share (or ``--columns``) with Evidently's methods, prints a table (or
-``--json``: the CONTRACT §5 shape plus ``not_tested``) and exits 0; 1 on dataset drift with
-``--fail-on-drift``; 2 with a one-line reason on a missing file, a directory, an unreadable
+``--json``: the CONTRACT §5 shape plus ``not_tested`` and ``quality``) and exits 0; 1 on dataset
+drift with ``--fail-on-drift``, or on a data-quality figure above its threshold with
+``--fail-on-quality``; 2 with a one-line reason on a missing file, a directory, an unreadable
 format, a file without rows, an unknown column, an option out of range, or nothing to test
 (so a gate never passes on nothing). Columns left out of the default selection (in one file
 only, text, no values) are named on stderr and in ``not_tested``.
+
+Data quality (``detectors.quality``) is checked on the same columns, against the reference
+file: per column the share missing in each file (a value that is not a number in a numerical
+column counts as missing), out of the reference's range, or unseen in it; columns of the
+current file that the reference lacks (new) and reference columns with no value in the
+current file (absent).
 """
 
 from __future__ import annotations
@@ -19,7 +26,9 @@ import sys
 
 import numpy as np
 
-from detectors.frames import untested_reason
+from detectors.frames import count_series, untested_reason
+from detectors.profile import NUMERICAL, ReferenceProfile
+from detectors.quality import CHECKS, QualityReport, quality_report
 from detectors.stattests import METHODS
 from service import tables
 from service.extras import MissingExtra
@@ -40,6 +49,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="dataset drift when at least this share of columns drift (default: 0.5)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifts")
+    parser.add_argument("--fail-on-quality", action="store_true",
+                        help="exit 1 when a data-quality figure exceeds its threshold (--max-*)")
+    parser.add_argument("--max-missing-increase", type=float, default=0.1, metavar="SHARE",
+                        help="data quality: largest rise of a column's missing share over the reference's "
+                             "(default: 0.1)")
+    parser.add_argument("--max-out-of-range", type=float, default=0.05, metavar="SHARE",
+                        help="data quality: largest share of a numerical column's values outside the "
+                             "reference's [min, max] (default: 0.05)")
+    parser.add_argument("--max-unseen", type=float, default=0.05, metavar="SHARE",
+                        help="data quality: largest share of a categorical column's values the reference "
+                             "never had (default: 0.05)")
 
 
 def read_table(path_text: str, role: str):
@@ -65,7 +85,8 @@ def choose_columns(reference, current, requested: str | None) -> list[str] | Non
     return None
 
 
-def format_table(report, reference_rows: int, current_rows: int, args) -> str:
+def format_table(report, reference_rows: int, current_rows: int, args, quality: str = "") -> str:
+    """The drift table, then ``quality`` (lines), then the verdict: the last line stays the verdict."""
     rows = [("feature", "type", "method", "score", "threshold", "drift", "missing")]
     for name, feature in report.features.items():
         rows.append((name, feature.type, feature.method, f"{feature.score:.4g}", f"{feature.threshold:g}",
@@ -76,9 +97,62 @@ def format_table(report, reference_rows: int, current_rows: int, args) -> str:
         cells = [row[0].ljust(widths[0]), row[1].ljust(widths[1]), row[2].ljust(widths[2]),
                  row[3].rjust(widths[3]), row[4].rjust(widths[4]), row[5].center(widths[5]), row[6].rjust(widths[6])]
         lines.append("  ".join(cells).rstrip())
+    if quality:
+        lines += ["", quality]
     verdict = "DETECTED" if report.dataset_drift else "not detected"
     lines += ["", f"dataset drift {verdict}: {report.drifted_features} of {report.features_total} features drifted "
                   f"(share {report.drift_share:.2f}, threshold {args.drift_share:g})"]
+    return "\n".join(lines)
+
+
+def quality_of(reference, current, columns: list[str] | None) -> QualityReport:
+    """Data quality of the current file against the reference, on the columns drift tests
+    (``columns``, or every column of the reference with a type)."""
+    import pandas as pd
+
+    profile = ReferenceProfile.from_dataframe(reference, columns=columns)
+    window = {}
+    for name, kind in profile.types.items():
+        if name in current.columns:
+            series = current[name]
+            # A value that is not a number in a numerical column is missing, as in the service.
+            window[name] = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan) \
+                if kind == NUMERICAL else count_series(series)
+    return quality_report(profile, window, seen=[str(name) for name in current.columns
+                                                 if name not in reference.columns])
+
+
+def quality_thresholds(args: argparse.Namespace) -> dict[str, float]:
+    thresholds = {check: getattr(args, f"max_{check}") for check in CHECKS}
+    for check, value in thresholds.items():
+        if not 0.0 <= value <= 1.0:
+            raise UsageError(f"--max-{check.replace('_', '-')} must be between 0 and 1, not {value:g}")
+    return thresholds
+
+
+def quality_dict(report: QualityReport, thresholds: dict[str, float]) -> dict:
+    """The ``quality`` key of ``--json``: the shape of GET /v1/models/{model}/quality."""
+    return {**report.to_dict(), "thresholds": thresholds,
+            "breaches": [{"feature": feature, "check": check, "value": value}
+                         for feature, check, value in report.breaches(**thresholds)]}
+
+
+def format_quality(report: QualityReport, thresholds: dict[str, float]) -> str:
+    def share(value: float | None) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    rows = [("feature", "missing", "ref missing", "out of range", "unseen")]
+    rows += [(name, share(f.missing), share(f.reference_missing), share(f.out_of_range), share(f.unseen))
+             for name, f in report.features.items()]
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["data quality:"]
+    lines += ["  ".join([row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:]))])
+              for row in rows]
+    lines.append(f"new columns: {', '.join(report.new) or '-'}   absent columns: {', '.join(report.absent) or '-'}")
+    breaches = report.breaches(**thresholds)
+    lines.append(f"data quality: {len(breaches)} figure(s) above the thresholds"
+                 + "".join(f"\n  {feature}: {check} {value:.3f} > {thresholds[check]:g}"
+                           for feature, check, value in breaches))
     return "\n".join(lines)
 
 
@@ -105,9 +179,14 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--drift-share must be between 0 and 1 (0 excluded), not {args.drift_share:g}")
         if args.threshold is not None and args.method != "auto":
             check_threshold(args.threshold, [args.method])
+        thresholds = quality_thresholds(args)
         reference = read_table(args.reference, "reference")
         current = read_table(args.current, "current")
         columns = choose_columns(reference, current, args.columns)
+        try:
+            quality = quality_of(reference, current, columns)
+        except ValueError as error:
+            raise UsageError(str(error)) from None
         not_tested: dict[str, str] = {}
         if columns is None:
             shared = [name for name in current.columns if name in reference.columns]
@@ -137,7 +216,9 @@ def run(args: argparse.Namespace) -> int:
     for name, reason in not_tested.items():
         print(f"driftline drift: column {name!r} not tested: {reason}", file=sys.stderr)
     if args.json:
-        print(json.dumps({**report.to_dict(), "not_tested": not_tested}, indent=2))
+        print(json.dumps({**report.to_dict(), "not_tested": not_tested, "quality": quality_dict(quality, thresholds)},
+                         indent=2))
     else:
-        print(format_table(report, len(reference), len(current), args))
-    return 1 if args.fail_on_drift and report.dataset_drift else 0
+        print(format_table(report, len(reference), len(current), args, format_quality(quality, thresholds)))
+    failed_quality = args.fail_on_quality and bool(quality.breaches(**thresholds))
+    return 1 if (args.fail_on_drift and report.dataset_drift) or failed_quality else 0
