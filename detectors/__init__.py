@@ -4,14 +4,16 @@
   returns a :class:`DriftReport` of per-feature :class:`FeatureDrift` verdicts, with
   Evidently 0.7's methods, thresholds and ``auto`` choice.
 * :func:`drift_report` does the same for two pandas DataFrames.
-* :func:`estimate_performance` estimates a binary classifier's performance per chunk without
-  labels (:class:`CBPE`, NannyML 0.13.1's confidence-based performance estimation).
+* :func:`estimate_performance` estimates a classifier's performance per chunk without labels
+  (:class:`CBPE` binary, :class:`MulticlassCBPE`: NannyML 0.13.1's confidence-based
+  performance estimation).
 * :class:`ADWIN`, :class:`PageHinkley` and :class:`DDM` watch a stream of errors or losses
   for concept drift, with River's defaults and detections.
 """
 
 from detectors.adwin import ADWIN
 from detectors.cbpe import CBPE, PerformanceEstimate, estimate_performance
+from detectors.cbpe_multiclass import MulticlassCBPE
 from detectors.ddm import DDM
 from detectors.page_hinkley import PageHinkley
 from detectors.profile import CategoricalSummary, NumericalSummary, ReferenceProfile
@@ -23,6 +25,7 @@ __all__ = [
     "CBPE",
     "DDM",
     "METHODS",
+    "MulticlassCBPE",
     "CategoricalSummary",
     "DriftReport",
     "FeatureDrift",

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 from scipy.optimize import isotonic_regression
@@ -549,9 +549,10 @@ def _standard_deviation_thresholds(values: np.ndarray) -> tuple[float | None, fl
 
 @dataclass(frozen=True)
 class PerformanceEstimate:
-    """:func:`estimate_performance`'s answer; ``to_dict()`` is ``driftline estimate --json``."""
+    """:func:`estimate_performance`'s answer; ``to_dict()`` is ``driftline estimate --json``.
+    ``calibrated`` is a bool (binary) or, per class, whether its scores are calibrated."""
 
-    calibrated: bool
+    calibrated: bool | dict[str, bool]
     thresholds: dict[str, tuple[float | None, float | None]]
     chunks: list[ChunkEstimate]
 
@@ -576,7 +577,13 @@ def _column(frame, name: str, role: str) -> np.ndarray:
     try:
         return frame[name].to_numpy(dtype=float, na_value=np.nan)
     except (TypeError, ValueError):
-        raise ValueError(f"{role} column {name!r} must hold numbers (0/1 labels and predictions)") from None
+        raise ValueError(f"{role} column {name!r} must hold numbers (binary: 0/1 labels and predictions)") from None
+
+
+def _classes_column(frame, name: str, role: str) -> list:
+    if name not in frame.columns:
+        raise ValueError(f"{role} data lacks column {name!r}")
+    return frame[name].astype(object).where(frame[name].notna(), None).tolist()
 
 
 def estimate_performance(
@@ -584,7 +591,7 @@ def estimate_performance(
     current_df,
     y_true: str = "label",
     y_pred: str = "prediction",
-    y_pred_proba: str = "score",
+    y_pred_proba: str | Mapping[Any, str] = "score",
     metrics: Sequence[str] = BINARY_METRICS,
     chunk_size: int | None = None,
     thresholds: Mapping[str, tuple[float | None, float | None]] | None = None,
@@ -592,6 +599,9 @@ def estimate_performance(
     """CBPE for two pandas DataFrames: fit on the labelled reference, estimate every chunk of
     the current data; where the current data has the ``y_true`` column too, each chunk also
     carries its realised metrics. Column defaults are driftline's reference columns.
+
+    ``y_pred_proba`` names the score column of a binary classifier, or maps each class of a
+    multiclass classifier to its score column (:class:`detectors.cbpe_multiclass.MulticlassCBPE`).
 
     >>> import numpy as np, pandas as pd
     >>> rng = np.random.default_rng(3)
@@ -603,10 +613,26 @@ def estimate_performance(
     >>> result.alerts
     {'accuracy': 4}
     """
-    estimator = CBPE(metrics, chunk_size=chunk_size, thresholds=thresholds)
-    estimator.fit(_column(reference_df, y_true, "reference"), _column(reference_df, y_pred_proba, "reference"),
-                  _column(reference_df, y_pred, "reference"))
-    labels = _column(current_df, y_true, "current") if y_true in current_df.columns else None
-    chunks = estimator.estimate(_column(current_df, y_pred_proba, "current"), _column(current_df, y_pred, "current"),
-                                labels)
-    return PerformanceEstimate(estimator.calibrated, dict(estimator.thresholds), chunks)
+    labelled = y_true in current_df.columns
+    if isinstance(y_pred_proba, str):
+        estimator = CBPE(metrics, chunk_size=chunk_size, thresholds=thresholds)
+        estimator.fit(_column(reference_df, y_true, "reference"), _column(reference_df, y_pred_proba, "reference"),
+                      _column(reference_df, y_pred, "reference"))
+        chunks = estimator.estimate(_column(current_df, y_pred_proba, "current"),
+                                    _column(current_df, y_pred, "current"),
+                                    _column(current_df, y_true, "current") if labelled else None)
+        return PerformanceEstimate(estimator.calibrated, dict(estimator.thresholds), chunks)
+    from detectors.cbpe_multiclass import MulticlassCBPE
+
+    classes = list(y_pred_proba)
+    multiclass = MulticlassCBPE(classes, metrics, chunk_size=chunk_size, thresholds=thresholds)
+
+    def scores(frame, role):
+        return np.column_stack([_column(frame, y_pred_proba[name], role) for name in classes])
+
+    multiclass.fit(_classes_column(reference_df, y_true, "reference"), scores(reference_df, "reference"),
+                   _classes_column(reference_df, y_pred, "reference"))
+    chunks = multiclass.estimate(scores(current_df, "current"), _classes_column(current_df, y_pred, "current"),
+                                 _classes_column(current_df, y_true, "current") if labelled else None)
+    calibrated = {str(name): flag for name, flag in zip(multiclass.classes, multiclass.calibrated)}
+    return PerformanceEstimate(calibrated, dict(multiclass.thresholds), chunks)

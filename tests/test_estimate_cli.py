@@ -105,3 +105,25 @@ def test_options_are_checked(files, capsys, args, message):
 def test_missing_file_is_exit_two(tmp_path, capsys):
     code, _, err = run(capsys, "--reference", tmp_path / "absent.csv", "--current", tmp_path / "absent.csv")
     assert code == 2 and err.startswith("driftline estimate: ")
+
+
+def test_multiclass_scores_are_named_class_by_class(tmp_path, capsys):
+    rng = np.random.default_rng(13)
+
+    def multiclass(n, concentration):
+        scores = rng.dirichlet(np.full(3, concentration), size=n)
+        labels = (rng.uniform(size=(n, 1)) > scores.cumsum(axis=1)).sum(axis=1).clip(max=2)
+        return pd.DataFrame({"p0": scores[:, 0], "p1": scores[:, 1], "p2": scores[:, 2],
+                             "prediction": scores.argmax(axis=1), "label": labels})
+
+    reference, current = tmp_path / "reference.csv", tmp_path / "current.csv"
+    multiclass(3000, 0.8).to_csv(reference, index=False)
+    pd.concat([multiclass(1000, 0.8), multiclass(1000, 4.0)]).drop(columns="label").to_csv(current, index=False)
+    code, out, err = run(capsys, "--reference", reference, "--current", current, "--y-pred-proba", "0=p0,1=p1,2=p2",
+                         "--chunk-size", 500, "--json", "--metrics", "accuracy")
+    assert code == 0, err
+    payload = json.loads(out)
+    assert set(payload["calibrated"]) == {"0", "1", "2"}
+    assert [chunk["metrics"]["accuracy"]["alert"] for chunk in payload["chunks"]] == [False, False, True, True]
+    code, _, err = run(capsys, "--reference", reference, "--current", current, "--y-pred-proba", "0=p0,1")
+    assert code == 2 and "CLASS=COLUMN" in err

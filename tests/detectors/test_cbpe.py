@@ -10,6 +10,7 @@ from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedShuffleSplit
 
 from detectors.cbpe import CBPE, IsotonicCalibrator, chunk_slices, needs_calibration, roc_auc, stratified_shuffle_splits
+from detectors.cbpe_multiclass import MulticlassCBPE
 
 
 @pytest.mark.parametrize("labels", [
@@ -136,3 +137,39 @@ def test_configured_thresholds_replace_the_reference_ones():
     assert 0 < lower < upper < 1
     _, scores, predicted = calibrated_data(rng, 1000)
     assert cbpe.estimate_chunk(scores, predicted)["accuracy"].alert  # about 0.75 > 0.5
+
+
+def multiclass_data(rng, n, classes, concentration=1.0):
+    scores = rng.dirichlet(np.full(len(classes), concentration), size=n)
+    labels = np.array([classes[i] for i in (rng.uniform(size=(n, 1)) > scores.cumsum(axis=1)).sum(axis=1)
+                       .clip(max=len(classes) - 1)], dtype=object)
+    return labels, scores, np.array(classes, dtype=object)[scores.argmax(axis=1)]
+
+
+def test_multiclass_score_columns_follow_the_given_class_order():
+    rng = np.random.default_rng(10)
+    classes = ["c", "a", "b"]
+    labels, scores, predicted = multiclass_data(rng, 6000, classes)
+    given = MulticlassCBPE(classes, chunk_size=2000).fit(labels, scores, predicted)
+    order = [1, 2, 0]  # a, b, c
+    in_sorted_order = MulticlassCBPE(["a", "b", "c"], chunk_size=2000).fit(labels, scores[:, order], predicted)
+    for ours, sorted_ones in zip(given.estimate(scores, predicted), in_sorted_order.estimate(scores[:, order],
+                                                                                              predicted)):
+        assert ours.metrics == sorted_ones.metrics
+
+
+def test_multiclass_refuses_what_nannyml_cannot_estimate():
+    rng = np.random.default_rng(11)
+    with pytest.raises(ValueError, match="three distinct classes"):
+        MulticlassCBPE(["a", "b"])
+    labels, scores, predicted = multiclass_data(rng, 600, ["a", "b", "c"])
+    with pytest.raises(ValueError, match="every class"):
+        MulticlassCBPE(["a", "b", "c"]).fit(np.where(labels == "c", "a", labels), scores, predicted)
+    with pytest.raises(ValueError, match="one column per class"):
+        MulticlassCBPE(["a", "b", "c"]).fit(labels, scores[:, :2], predicted)
+    estimator = MulticlassCBPE(["a", "b", "c"], chunk_size=300).fit(labels, scores, predicted)
+    gappy = predicted.copy()
+    gappy[5] = None
+    kept = np.arange(600) != 5
+    assert estimator.estimate_chunk(scores, gappy)["f1"].value == \
+        pytest.approx(estimator.estimate_chunk(scores[kept], predicted[kept])["f1"].value)

@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from detectors.cbpe import BINARY_METRICS, CBPE
+from detectors.cbpe_multiclass import MULTICLASS_METRICS, MulticlassCBPE
 from tests.conftest import require_tool
 
 NANNYML_VERSION = "0.13.1"
@@ -31,6 +32,22 @@ def nannyml_python() -> Path:
     path = Path(os.environ.get("NANNYML_PYTHON") or ROOT / ".venv-nannyml" / "bin" / "python")
     return require_tool("a NannyML environment", path.exists() and path,
                         f"none at {path}: run scripts/install-nannyml.sh (scripts/test.sh does)")
+
+
+def save_multiclass(path: Path, classes, y_true, y_pred_proba, y_pred) -> str:
+    np.savez(path, y_true=np.asarray(y_true, str), y_pred_proba=np.asarray(y_pred_proba, float),
+             y_pred=np.asarray(y_pred, str), classes=np.asarray(classes, str))
+    return str(path)
+
+
+def generated_multiclass(rng, n: int, classes, concentration: float, sharpen: float):
+    """Scores from a Dirichlet distribution; labels drawn from the scores raised to ``sharpen``
+    and renormalised (1: calibrated; above 1: under-confident scores)."""
+    scores = rng.dirichlet(np.full(len(classes), concentration), size=n)
+    truth = scores ** sharpen / (scores ** sharpen).sum(axis=1, keepdims=True)
+    cumulative = truth.cumsum(axis=1)
+    labels = np.asarray(classes)[(rng.uniform(size=(n, 1)) > cumulative).sum(axis=1).clip(max=len(classes) - 1)]
+    return labels, scores, np.asarray(classes)[scores.argmax(axis=1)]
 
 
 def save(path: Path, y_true, y_pred_proba, y_pred) -> str:
@@ -80,6 +97,18 @@ def cases(directory: Path) -> dict[str, dict]:
         "analysis": save(directory / "thresholds-analysis.npz", *analysis),
         "metrics": ["accuracy", "f1", "roc_auc"], "chunk_size": 750,
         "thresholds": {"accuracy": [0.74, None], "f1": [None, 0.54]}}
+    specs["synthetic_multiclass_classification"] = {
+        "dataset": "synthetic_multiclass_classification", "chunk_size": 6000, "metrics": list(MULTICLASS_METRICS),
+        "reference": str(directory / "multiclass-reference.npz"),
+        "analysis": str(directory / "multiclass-analysis.npz")}
+    classes = ["red", "green", "blue", "amber"]  # not in sorted order: the score columns follow this one
+    reference = generated_multiclass(rng, 8000, classes, 0.7, sharpen=2.0)
+    parts = [generated_multiclass(rng, 3000, classes, 0.7, 2.0), generated_multiclass(rng, 3500, classes, 2.5, 2.0)]
+    analysis = [np.concatenate(columns) for columns in zip(*parts)]
+    specs["multiclass_generated"] = {
+        "reference": save_multiclass(directory / "mc-reference.npz", classes, *reference),
+        "analysis": save_multiclass(directory / "mc-analysis.npz", classes, *analysis),
+        "metrics": list(MULTICLASS_METRICS), "chunk_size": 1000}
     return specs
 
 
@@ -102,7 +131,11 @@ def nannyml(nannyml_python, tmp_path_factory) -> dict[str, tuple[dict, dict]]:
 def assert_parity(spec: dict, nannyml: dict) -> dict[str, float]:
     """Compare every chunk; return the largest estimate difference per metric."""
     reference, analysis = np.load(spec["reference"]), np.load(spec["analysis"])
-    estimator = CBPE(spec["metrics"], chunk_size=spec.get("chunk_size"), thresholds=spec.get("thresholds"))
+    if "classes" in reference:
+        estimator = MulticlassCBPE(reference["classes"].tolist(), spec["metrics"], chunk_size=spec.get("chunk_size"),
+                                   thresholds=spec.get("thresholds"))
+    else:
+        estimator = CBPE(spec["metrics"], chunk_size=spec.get("chunk_size"), thresholds=spec.get("thresholds"))
     estimator.fit(reference["y_true"], reference["y_pred_proba"], reference["y_pred"])
     assert estimator.calibrated == nannyml["needs_calibration"]
     largest = dict.fromkeys(spec["metrics"], 0.0)
@@ -138,6 +171,14 @@ def test_generated_data_match_nannyml_0_13_1(nannyml, case):
     spec, result = nannyml[case]
     assert result["needs_calibration"] is (case == "miscalibrated")
     assert any(chunk["metrics"]["accuracy"]["alert"] for chunk in result["analysis"])
+    print(case, assert_parity(spec, result))
+
+
+@pytest.mark.parametrize("case", ["synthetic_multiclass_classification", "multiclass_generated"])
+def test_multiclass_matches_nannyml_0_13_1(nannyml, case):
+    spec, result = nannyml[case]
+    assert any(result["needs_calibration"])
+    assert any(chunk["metrics"]["roc_auc"]["alert"] for chunk in result["analysis"])
     print(case, assert_parity(spec, result))
 
 
