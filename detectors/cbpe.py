@@ -383,6 +383,24 @@ class ChunkEstimate:
                             for name, metric in self.metrics.items()}}
 
 
+def checked_configuration(metrics, known: Sequence[str], chunk_size, thresholds):
+    """The metrics as a list and the configured thresholds as a dict, or a ValueError naming
+    what is wrong."""
+    metrics = [metrics] if isinstance(metrics, str) else list(metrics)
+    unknown = [name for name in metrics if name not in known]
+    if not metrics or unknown:
+        raise ValueError(f"unknown CBPE metric(s) {unknown or metrics!r}; use any of {', '.join(known)}")
+    if chunk_size is not None and int(chunk_size) <= 0:
+        raise ValueError(f"chunk_size must be positive, not {chunk_size}")
+    thresholds = dict(thresholds or {})
+    for name, (lower, upper) in thresholds.items():
+        if name not in metrics:
+            raise ValueError(f"threshold for metric {name!r}, which is not estimated")
+        if lower is not None and upper is not None and lower >= upper:
+            raise ValueError(f"threshold for {name}: lower {lower} must be below upper {upper}")
+    return metrics, thresholds
+
+
 def _as_float(values, name: str) -> np.ndarray:
     try:
         return np.asarray(values, dtype=float).reshape(-1)
@@ -420,18 +438,7 @@ class CBPE:
 
     def __init__(self, metrics: Sequence[str] = BINARY_METRICS, chunk_size: int | None = None,
                  thresholds: Mapping[str, tuple[float | None, float | None]] | None = None):
-        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        unknown = [name for name in metrics if name not in _BINARY]
-        if not metrics or unknown:
-            raise ValueError(f"unknown CBPE metric(s) {unknown or metrics!r}; use any of {', '.join(_BINARY)}")
-        if chunk_size is not None and int(chunk_size) <= 0:
-            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
-        thresholds = dict(thresholds or {})
-        for name, (lower, upper) in thresholds.items():
-            if name not in metrics:
-                raise ValueError(f"threshold for metric {name!r}, which is not estimated")
-            if lower is not None and upper is not None and lower >= upper:
-                raise ValueError(f"threshold for {name}: lower {lower} must be below upper {upper}")
+        metrics, thresholds = checked_configuration(metrics, BINARY_METRICS, chunk_size, thresholds)
         self.metrics = metrics
         self.chunk_size = chunk_size
         self.configured_thresholds = thresholds
@@ -472,23 +479,20 @@ class CBPE:
 
     def estimate_chunk(self, y_pred_proba, y_pred, y_true=None) -> dict[str, MetricEstimate]:
         """Every metric of one chunk (a service window); ``y_true`` adds the realised values."""
-        if not self.thresholds:
-            raise RuntimeError("fit the estimator on a reference first")
         raw, predicted, labels = self._inputs(y_pred_proba, y_pred, y_true)
         return self._estimate(raw, self.calibrate(raw), predicted, labels)
 
     def estimate(self, y_pred_proba, y_pred, y_true=None) -> list[ChunkEstimate]:
         """Cut the data into chunks (``chunk_size``) and estimate every metric of each."""
-        if not self.thresholds:
-            raise RuntimeError("fit the estimator on a reference first")
         raw, predicted, labels = self._inputs(y_pred_proba, y_pred, y_true)
         calibrated = self.calibrate(raw)
         return [ChunkEstimate(part.start, part.stop, self._estimate(
                     raw[part], calibrated[part], predicted[part], None if labels is None else labels[part]))
                 for part in chunk_slices(len(raw), self.chunk_size)]
 
-    @staticmethod
-    def _inputs(y_pred_proba, y_pred, y_true):
+    def _inputs(self, y_pred_proba, y_pred, y_true):
+        if not self.thresholds:
+            raise RuntimeError("fit the estimator on a reference first")
         raw = _as_float(y_pred_proba, "y_pred_proba")
         predicted = _as_float(y_pred, "y_pred")
         labels = None if y_true is None else _as_float(y_true, "y_true")

@@ -41,6 +41,7 @@ from detectors.cbpe import (
     _estimate_roc_auc,
     _estimate_specificity,
     _standard_deviation_thresholds,
+    checked_configuration,
     chunk_slices,
     needs_calibration,
     roc_auc,
@@ -85,19 +86,7 @@ class MulticlassCBPE:
                  thresholds: Mapping[str, tuple[float | None, float | None]] | None = None):
         if len(set(classes)) != len(classes) or len(classes) < 3:
             raise ValueError("multiclass CBPE needs at least three distinct classes (two: use CBPE)")
-        metrics = [metrics] if isinstance(metrics, str) else list(metrics)
-        unknown = [name for name in metrics if name not in MULTICLASS_METRICS]
-        if not metrics or unknown:
-            raise ValueError(f"unknown CBPE metric(s) {unknown or metrics!r}; "
-                             f"use any of {', '.join(MULTICLASS_METRICS)}")
-        if chunk_size is not None and int(chunk_size) <= 0:
-            raise ValueError(f"chunk_size must be positive, not {chunk_size}")
-        thresholds = dict(thresholds or {})
-        for name, (lower, upper) in thresholds.items():
-            if name not in metrics:
-                raise ValueError(f"threshold for metric {name!r}, which is not estimated")
-            if lower is not None and upper is not None and lower >= upper:
-                raise ValueError(f"threshold for {name}: lower {lower} must be below upper {upper}")
+        metrics, thresholds = checked_configuration(metrics, MULTICLASS_METRICS, chunk_size, thresholds)
         # NannyML orders the classes by sorting them; the score columns follow the given order.
         self._order = sorted(range(len(classes)), key=lambda index: classes[index])
         self.classes = [classes[index] for index in self._order]
