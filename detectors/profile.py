@@ -141,6 +141,11 @@ class CategoricalSummary:
     def n_distinct(self) -> int:
         return len(self.categories)
 
+    @cached_property
+    def category_set(self) -> frozenset:
+        """The categories as a set, for membership tests."""
+        return frozenset(map(python_scalar, self.categories))
+
 
 ColumnSummary = NumericalSummary | CategoricalSummary
 

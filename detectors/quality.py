@@ -149,14 +149,14 @@ def _outside(reference: NumericalSummary, window: NumericalSummary) -> int:
     """Values of the window below the reference's least or above its greatest (both sorted)."""
     if reference.n == 0:
         return window.n
-    values = window.sorted_values
-    below = int(np.searchsorted(values, reference.sorted_values[0], side="left"))
-    above = values.size - int(np.searchsorted(values, reference.sorted_values[-1], side="right"))
+    values, least, greatest = window.sorted_values, reference.sorted_values[0], reference.sorted_values[-1]
+    below = int(np.searchsorted(values, least, side="left")) if values[0] < least else 0
+    above = values.size - int(np.searchsorted(values, greatest, side="right")) if values[-1] > greatest else 0
     return below + above
 
 
 def _unseen(reference: CategoricalSummary, window: CategoricalSummary) -> int:
     """Values of the window in categories the reference does not have."""
-    known = set(map(python_scalar, reference.categories))
+    known = reference.category_set
     return int(sum(count for category, count in zip(window.categories, window.counts.tolist())
                    if python_scalar(category) not in known))
