@@ -5,10 +5,10 @@
 #   docker run --rm -p 8000:8000 -e DRIFTLINE_TOKEN=change-me \
 #     -v $PWD/config.yaml:/etc/driftline/config.yaml:ro driftline:0.1.0
 #
-# Stage 1 builds the driftline wheel, with its native event decoder (native/, Rust), and
-# installs it, with its runtime dependencies only (no test extras, no build tools), into a
-# virtualenv; stage 2 copies that virtualenv onto a clean slim image and runs as an
-# unprivileged user.
+# Stage 1 builds the driftline wheel, with its native event decoder (native/, Rust) and
+# drift-test kernels (native/kernels/), and installs it, with its runtime dependencies only
+# (no test extras, no build tools), into a virtualenv; stage 2 copies that virtualenv onto a
+# clean slim image and runs as an unprivileged user.
 
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG RUST_IMAGE=rust:1.85-slim-bookworm
@@ -49,7 +49,7 @@ RUN /opt/driftline/bin/pip wheel --no-deps --wheel-dir /wheels . \
  && /opt/driftline/bin/pip install -c constraints.txt "${wheel}${EXTRAS:+[${EXTRAS}]}" \
  && /opt/driftline/bin/pip uninstall --yes pip setuptools wheel \
  && find /opt/driftline -name '__pycache__' -type d -prune -exec rm -rf {} + \
- && /opt/driftline/bin/python -P -c "import service, service._native, detectors"
+ && /opt/driftline/bin/python -P -c "import service, service._native, detectors, detectors._kernels"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG DRIFTLINE_UID=10001

@@ -36,8 +36,10 @@ core="$venv-core"
 "$core/bin/python" -m pip install --quiet "${pins[@]}" -e . pytest pytest-timeout
 export DRIFTLINE_CORE_PYTHON="$PWD/$core/bin/python"
 cargo test --quiet --release --manifest-path native/Cargo.toml
-# The native decoder is optional for users (pip installs without it where there is no Rust);
-# here its absence fails the tests that compare it with the Python decoder.
+cargo test --quiet --release --manifest-path native/kernels/Cargo.toml
+# The native decoder and drift-test kernels are optional for users (pip installs without them
+# where there is no Rust); here the absence of either fails the tests that compare it with
+# its Python counterpart.
 export DRIFTLINE_NATIVE_REQUIRED=1
 
 need_apt=()
