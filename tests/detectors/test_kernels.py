@@ -87,13 +87,15 @@ def test_native_statistic_refuses_what_it_cannot_read():
         native(values.astype(np.float32), values)
 
 
-@pytest.mark.parametrize("kernels", ["native", "numpy"])
+@pytest.mark.parametrize("kernels", ["native", "numpy", "numpy, SciPy without _attempt_exact_2kssamp"])
 def test_ks_pvalue_is_scipys_public_ks_2samp(kernels, monkeypatch):
     """Exact p-values (equal and unequal sizes, up to 10,000), asymptotic ones above that."""
     if kernels == "native":
         native_ks_statistic()
     else:
         monkeypatch.setattr(stattests, "_kernels", None)
+    if "without" in kernels:
+        monkeypatch.setattr(stattests, "_attempt_exact_2kssamp", None)
     monkeypatch.setattr(stattests, "_KS_PVALUES", {})
     rng = np.random.default_rng(11)
     sizes = [(1, 1), (1, 7), (5, 5), (100, 1000), (900, 1000), (1000, 1000), (1000, 3000), (10_000, 10_000),
