@@ -214,12 +214,13 @@ _KS_EXACT_MAX_N = 10_000
 def ks_statistic(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
     """The two-sided KS statistic with ``scipy.stats.ks_2samp``'s arithmetic: the largest
     ``i/n1 - j/n2`` either way, i and j counting each sample's values <= x, for x over both
-    samples (bit-identical to it). Both samples are sorted, finite, non-empty float64 arrays.
+    samples (bit-identical to it). Both samples are sorted, finite, non-empty, contiguous
+    float64 arrays.
 
     SciPy finds i and j by two binary searches per value. Both samples are sorted already,
     so a linear merge of the two gives them: natively where ``detectors._kernels`` is built
-    (one pass, 110 -> ~5 us for 1,000 and 1,000 values), else with numpy
-    (:func:`ks_statistic_numpy`).
+    (one pass: 10 us of CPU for 1,000 and 1,000 values where numpy takes 46 on the same
+    machine), else with numpy (:func:`ks_statistic_numpy`).
     """
     if _kernels is not None:
         return _kernels.ks_statistic(ref_sorted, cur_sorted)
