@@ -430,6 +430,56 @@ def feature_drift_dashboard() -> dict[str, Any]:
         lay, [MODEL_VAR, feature_var])
 
 
+def data_quality_dashboard() -> dict[str, Any]:
+    feature_var = query_var(
+        "feature", 'label_values(driftline_feature_missing_ratio{model=~"$model"}, feature)', "Feature")
+    mf = 'model=~"$model", feature=~"$feature"'
+    rise = f"driftline_feature_missing_ratio{{{mf}}} - driftline_feature_reference_missing_ratio{{{mf}}}"
+    share = [(None, "green"), (0.05, "red")]
+    lay = _Layout()
+    lay.add(stat("Largest missing rise", _targets((f"max by (model) ({rise})", "{{model}}")), "percentunit",
+                 thresholds=[(None, "green"), (0.1, "red")],
+                 description="The largest rise of a feature's missing share (null, absent, wrong type) "
+                             "over the reference's; the data_quality trigger's default threshold is 0.1."),
+            w=6, h=5)
+    lay.add(stat("Largest out-of-range share", _targets(
+        (f"max by (model) (driftline_feature_out_of_range_ratio{{{mf}}})", "{{model}}")), "percentunit",
+        thresholds=share, description="The largest share of a numerical feature's values outside the "
+                                      "reference's [min, max]."), w=6, h=5)
+    lay.add(stat("Largest unseen share", _targets(
+        (f"max by (model) (driftline_feature_unseen_ratio{{{mf}}})", "{{model}}")), "percentunit",
+        thresholds=share, description="The largest share of a categorical feature's values that the "
+                                      "reference never had."), w=6, h=5)
+    lay.add(stat("New and absent features", _targets(
+        (f"max by (model, kind) (driftline_features_unexpected{{{M}}})", "{{model}} {{kind}}")), "short",
+        thresholds=[(None, "green"), (1, "orange")],
+        description="Features in the window's events that the reference lacks (new), reference "
+                    "features with no value in the window (absent)."), w=6, h=5)
+    lay.add(timeseries("Missing share per feature", _targets(
+        (f"driftline_feature_missing_ratio{{{mf}}}", "{{model}} {{feature}}"),
+        (f"driftline_feature_reference_missing_ratio{{{mf}}}", "{{model}} {{feature}} (reference)")),
+        "percentunit", min_=0, max_=1,
+        description="Share of the window's rows without a usable value, beside the reference's share."),
+        w=12, h=9)
+    lay.add(timeseries("Missing rise over the reference", _targets((rise, "{{model}} {{feature}}")),
+                       "percentunit", thresholds=[(None, "green"), (0.1, "red")],
+                       description="Window minus reference missing share, per feature."), w=12, h=9)
+    lay.add(timeseries("Out-of-range share per feature", _targets(
+        (f"driftline_feature_out_of_range_ratio{{{mf}}}", "{{model}} {{feature}}")), "percentunit", min_=0,
+        thresholds=share, description="Numerical features: values outside the reference's [min, max]."),
+        w=12, h=9)
+    lay.add(timeseries("Unseen share per feature", _targets(
+        (f"driftline_feature_unseen_ratio{{{mf}}}", "{{model}} {{feature}}")), "percentunit", min_=0,
+        thresholds=share, description="Categorical features: values the reference never had."), w=12, h=9)
+    lay.add(timeseries("New and absent features", _targets(
+        (f"driftline_features_unexpected{{{M}}}", "{{model}} {{kind}}")), "short", min_=0,
+        description="Count of new and of absent features per window."), w=24, h=7)
+    return dashboard(
+        "driftline-data-quality", "driftline / Data quality",
+        "Missing, out-of-range and unseen values per feature, and new or absent features, window vs reference.",
+        lay, [MODEL_VAR, feature_var])
+
+
 def infrastructure_dashboard() -> dict[str, Any]:
     server_var = query_var(
         "server", 'label_values(driftline_infra_cpu_utilization_ratio{model=~"$model"}, server)',
@@ -501,6 +551,7 @@ def service_dashboard() -> dict[str, Any]:
 DASHBOARDS: dict[str, Callable[[], dict[str, Any]]] = {
     "driftline-model-overview.json": model_overview_dashboard,
     "driftline-feature-drift.json": feature_drift_dashboard,
+    "driftline-data-quality.json": data_quality_dashboard,
     "driftline-infrastructure.json": infrastructure_dashboard,
     "driftline-service.json": service_dashboard,
 }

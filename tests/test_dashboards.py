@@ -31,6 +31,9 @@ CONTRACT_METRICS = {
     "driftline_webhook_deliveries_total", "driftline_webhook_pending",
     "driftline_consumer_lag_messages", "driftline_batch_processing_seconds",
     "driftline_build_info",
+    # CONTRACT §7 (the reference's missing share beside the window's, as README documents)
+    "driftline_feature_missing_ratio", "driftline_feature_reference_missing_ratio",
+    "driftline_feature_out_of_range_ratio", "driftline_feature_unseen_ratio", "driftline_features_unexpected",
 }
 UNITS = {"s", "percentunit", "bytes", "reqps", "ops", "short"}
 GENERATED = D.all_dashboards()
@@ -65,7 +68,7 @@ def test_export_writes_every_dashboard(tmp_path):
 
 def test_uids_and_titles_are_stable_and_unique():
     uids = [m["uid"] for m in GENERATED.values()]
-    assert uids == ["driftline-model-overview", "driftline-feature-drift",
+    assert uids == ["driftline-model-overview", "driftline-feature-drift", "driftline-data-quality",
                     "driftline-infrastructure", "driftline-service"]
     assert all(len(u) <= 40 and re.fullmatch(r"[a-z0-9-]+", u) for u in uids)
     titles = [m["title"] for m in GENERATED.values()]

@@ -569,6 +569,7 @@ def check_dashboard_queries(stack: dict, remaining) -> None:
         assert resolved["model"] == ["fraud", "price"], uid
     assert variables["driftline-model-overview"]["model_version"] == ["1", "7"]
     assert {"amount", "age", "country"} <= set(variables["driftline-feature-drift"]["feature"])
+    assert {"amount", "age", "country"} <= set(variables["driftline-data-quality"]["feature"])
     check_per_server_panels(prom, dashboards["driftline-infrastructure.json"],
                             variables["driftline-infrastructure"])
 
