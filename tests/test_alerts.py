@@ -23,7 +23,8 @@ EXPECTED_ALERTS = RETRAIN_ALERTS | {
     "DriftlineLatencySLOBurnSlow", "DriftlineNoPredictionEvents",
     "DriftlinePredictionEventsAbsent", "DriftlineDown", "DriftlineTargetMissing",
     "DriftlineConsumerLagGrowing", "DriftlineWebhookDeliveriesFailing",
-    "DriftlineWebhookBacklog",
+    "DriftlineWebhookBacklog", "DriftlineFeatureMissingRise", "DriftlineFeatureOutOfRange",
+    "DriftlineFeatureUnseenValues",
 }
 
 
