@@ -153,7 +153,7 @@ def test_no_offset_is_committed_past_a_record_whose_dead_letter_is_not_acknowled
             meta = admin.list_group_offsets(group).get(group, {}).get(TopicPartition(topic, 0))
             return None if meta is None else meta.offset
 
-        wait_for(lambda: total(server.metrics(), "driftline_events_total") == 100, 60, message="good records consumed")
+        wait_for(lambda: total(server.metrics(), "driftline_events_total") == 100, 90, message="good records consumed")
         assert total(server.metrics(), "driftline_events_rejected_total", reason="invalid_json") == 1
         # Checkpoints come every second, each one a commit postponed until the letter is sent.
         wait_for(lambda: sum("dead letters not yet delivered" in r.getMessage() for r in caplog.records) >= 3, 30,
