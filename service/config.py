@@ -480,9 +480,26 @@ def _unknown_variables(settings: Settings, environ: dict[str, str]) -> list[str]
                   and name[len("DRIFTLINE_"):].split("__")[0].lower() not in top_level)
 
 
+# Kubernetes gives every pod variables for each Service of its namespace ("service links"):
+# a Service named driftline-prod yields DRIFTLINE_PROD_SERVICE_HOST, DRIFTLINE_PROD_PORT=tcp://...,
+# DRIFTLINE_PROD_PORT_8000_TCP_ADDR and so on, and one named driftline yields DRIFTLINE_PORT.
+_SERVICE_LINK = re.compile(r"[A-Z0-9_]+_(?:SERVICE_HOST|SERVICE_PORT(?:_[A-Z0-9_]+)?"
+                           r"|PORT_\d+_(?:TCP|UDP|SCTP)(?:_PROTO|_PORT|_ADDR)?)")
+_SERVICE_LINK_URL = re.compile(r"(?:tcp|udp|sctp)://")
+
+
+def _is_service_link(name: str, value: str) -> bool:
+    """Whether a variable is one of Kubernetes' service links, not driftline's configuration."""
+    if "__" in name:  # a key path: service names have no "__"
+        return False
+    return _SERVICE_LINK.fullmatch(name) is not None or (
+        name.endswith("_PORT") and _SERVICE_LINK_URL.match(value) is not None)
+
+
 def load_settings(path: str | Path | None = None, environ: dict[str, str] | None = None) -> Settings:
     """Read the YAML file (optional), apply ``DRIFTLINE_*`` overrides and validate."""
-    environ = dict(os.environ if environ is None else environ)
+    environ = {name: value for name, value in (os.environ if environ is None else environ).items()
+               if not _is_service_link(name, value)}
     data: dict[str, Any] = {}
     if path is not None:
         try:

@@ -1,6 +1,6 @@
 import pytest
 
-from service.config import ConfigError, load_settings
+from service.config import ConfigError, Settings, load_settings
 
 
 def write(tmp_path, text):
@@ -101,3 +101,19 @@ webhooks:
     assert settings.auth.token_env == "DRIFTLINE_ADMIN"
     # Defaults of *_env keys are read by name even when their section is not configured yet.
     assert load_settings(None, environ={"DRIFTLINE_TOKEN": "t", "DRIFTLINE_WEBHOOK_SECRET": "s"}).webhooks == {}
+
+
+def test_kubernetes_service_links_are_not_configuration():
+    # What a pod gets for Services named driftline and driftline-prod in its namespace.
+    links = {"DRIFTLINE_PORT": "tcp://10.0.0.1:8000", "DRIFTLINE_SERVICE_HOST": "10.0.0.1",
+             "DRIFTLINE_SERVICE_PORT": "8000", "DRIFTLINE_SERVICE_PORT_HTTP": "8000",
+             "DRIFTLINE_PORT_8000_TCP": "tcp://10.0.0.1:8000", "DRIFTLINE_PORT_8000_TCP_PROTO": "tcp",
+             "DRIFTLINE_PORT_8000_TCP_PORT": "8000", "DRIFTLINE_PORT_8000_TCP_ADDR": "10.0.0.1",
+             "DRIFTLINE_PROD_SERVICE_HOST": "10.0.0.2", "DRIFTLINE_PROD_PORT": "tcp://10.0.0.2:8000",
+             "DRIFTLINE_PROD_PORT_8000_TCP": "tcp://10.0.0.2:8000"}
+    settings = load_settings(None, environ=links)
+    assert settings.port == Settings().port
+    # DRIFTLINE_PORT with a port number is still the configuration key.
+    assert load_settings(None, environ={"DRIFTLINE_PORT": "9001"}).port == 9001
+    with pytest.raises(ConfigError, match="DRIFTLINE_PROD_HOST: unknown variable"):
+        load_settings(None, environ={**links, "DRIFTLINE_PROD_HOST": "x"})
