@@ -39,6 +39,9 @@ class FileCheckpoints:
         self.failing: dict[str, str] = {}
         self.last_success: float | None = None
         self._stop = threading.Event()
+        # One round at a time: stop() saves even when the timer thread's round outlived the
+        # join's timeout (a slow disk), and two rounds would share each model's .tmp file.
+        self._saving = threading.Lock()
         self._thread: threading.Thread | None = None
 
     def restore(self) -> int:
@@ -72,6 +75,10 @@ class FileCheckpoints:
 
     def save(self) -> int:
         """Write every changed model; returns how many were written. Never raises for one model."""
+        with self._saving:
+            return self._save_round()
+
+    def _save_round(self) -> int:
         with self.engine.lock:
             due = sorted(self.engine.dirty)
         saved, failed = 0, {}

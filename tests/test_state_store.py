@@ -11,6 +11,7 @@ import io
 import logging
 import os
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import orjson
 import pandas as pd
 import pytest
 
+from service import checkpoints
 from service.config import Settings, WebhookConfig
 from service.engine import Engine
 from service.webhooks import Dispatcher, Outbox
@@ -403,3 +405,41 @@ def test_a_delivery_thread_outlives_an_outbox_that_cannot_record_its_outcome(tmp
     finally:
         dispatcher.stop()
         outbox.close()
+
+
+def test_a_shutdown_save_waits_for_a_round_still_writing(tmp_path, monkeypatch):
+    # stop() saves even when the timer's round outlived its join timeout (a slow disk): the
+    # two rounds must not write the same model's temporary file at once.
+    engine = Engine(Settings.model_validate(SMALL))
+    engine.process(engine.validator.decode_body(ndjson(traffic("m1", 30) + traffic("m2", 30))))
+    store = checkpoints.FileCheckpoints(engine, tmp_path, 3600)
+    store.directory.mkdir(parents=True)
+    inside, release, overlaps = threading.Semaphore(0), threading.Event(), []
+    writing = []
+    real_write = checkpoints.write_atomically
+
+    def slow_write(path, data):
+        writing.append(path)
+        overlaps.append(len(writing))
+        inside.release()
+        release.wait(10)
+        try:
+            real_write(path, data)
+        finally:
+            writing.remove(path)
+
+    monkeypatch.setattr(checkpoints, "write_atomically", slow_write)
+    first = threading.Thread(target=store.save)
+    first.start()
+    assert inside.acquire(timeout=10)
+    with engine.lock:
+        engine.dirty.update(engine.models)
+    second = threading.Thread(target=store.save)
+    second.start()
+    second.join(0.5)
+    release.set()
+    first.join(10)
+    second.join(10)
+    assert max(overlaps) == 1
+    assert sorted(p.name for p in store.directory.iterdir()) == sorted(f"{m}{checkpoints.SUFFIX}"
+                                                                      for m in engine.models)
