@@ -346,6 +346,11 @@ class CloudEventJoiner:
         when it alone is over ``max_pending_bytes``)."""
         if half.size > self.max_pending_bytes:
             self.evicted["bytes"] += 1
+            # A restored half may be stored already (journal, changelog): forget it there too,
+            # or it would be emitted again after every restart.
+            self.generation[half.origin] += 1
+            if self.journal is not None:
+                self.journal.delete((half.model, half.event_id))
             return [half]
         self._pending[(half.model, half.event_id)] = half
         self.pending_bytes += half.size

@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from service.cloudevents import CloudEventJoiner, attributes, decode_http, is_cloudevent
+from service.cloudevents import CloudEventJoiner, PendingJournal, attributes, decode_http, is_cloudevent
 from service.events import Validator
 
 KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
@@ -416,3 +416,19 @@ def test_exported_halves_restore_elsewhere_and_those_over_the_bounds_are_emitted
     assert event["features"] == {"f0": 2} and event["prediction"] == 1
     target.drop(4)
     assert len(target) == 0
+
+
+def test_a_restored_half_over_a_lowered_byte_bound_is_emitted_once_not_after_every_restart(tmp_path):
+    request = orjson.dumps({"instances": [[float(i)] * 8 for i in range(2000)]})  # ~100 KB
+    first = CloudEventJoiner(Validator(), max_pending_bytes=1 << 20, clock=lambda: 1000.0,
+                             journal=PendingJournal(tmp_path / "pending.db"))
+    decode_http(first, kserve_headers(KSERVE_REQUEST, "big").items(), request)
+    assert len(first) == 1
+    first.journal.close()
+    emitted = []
+    for _ in range(3):  # restarts with a smaller bound
+        joiner_ = CloudEventJoiner(Validator(), max_pending_bytes=64 * 1024, clock=lambda: 1000.0,
+                                   journal=PendingJournal(tmp_path / "pending.db"))
+        emitted.append(sum(len(as_dicts(d)) for d in joiner_.expire().values()))
+        joiner_.journal.close()
+    assert emitted == [2000, 0, 0]
