@@ -382,6 +382,8 @@ class ModelState:
                                              threshold=drift.threshold, drift_share=drift.drift_share,
                                              per_feature_method=drift.per_feature or None)
         if self.config.quality.enabled:
+            # Sightings count rows, not time: with window.max_age a feature stays new while the
+            # rows that carried it are in the ring, even once they are too old to be compared.
             first_row = self.window.total - self.window.count  # the window's oldest row, counted from the first
             seen = [name for name, after in self.new_feature_rows.items() if after > first_row]
             self.quality = quality_report(self.reference, current, seen)
