@@ -12,6 +12,7 @@ by key, so ``fraud: {window: {size: 5000}}`` keeps the default ``step``.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from pathlib import Path
@@ -21,6 +22,8 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from detectors.quality import CHECKS
+
+log = logging.getLogger("driftline.config")
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)?\s*$")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -337,6 +340,9 @@ class AlertmanagerConfig(Strict):
     max_alerts: int = Field(1000, ge=1)
 
 
+_RENAMED_CLOUDEVENTS_KEYS = ("ttl", "max_pending")
+
+
 class Settings(Strict):
     host: str = "127.0.0.1"
     port: int = Field(8000, ge=0, le=65535)
@@ -352,6 +358,25 @@ class Settings(Strict):
     webhooks: dict[str, WebhookConfig] = Field(default_factory=dict)
     mlflow: MlflowConfig = Field(default_factory=MlflowConfig)
     alertmanager: AlertmanagerConfig = Field(default_factory=AlertmanagerConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed_cloudevents_keys(cls, data: Any) -> Any:
+        """``kafka.cloudevents_ttl`` and ``kafka.cloudevents_max_pending`` (the keys before the
+        ``cloudevents`` section served HTTP too) still work, with a warning, where the new key
+        is not set."""
+        kafka = data.get("kafka") if isinstance(data, dict) else None
+        if not isinstance(kafka, dict) or not any(f"cloudevents_{key}" in kafka for key in _RENAMED_CLOUDEVENTS_KEYS):
+            return data
+        kafka, cloudevents = dict(kafka), data.get("cloudevents") or {}
+        cloudevents = dict(cloudevents) if isinstance(cloudevents, dict) else cloudevents
+        for key in _RENAMED_CLOUDEVENTS_KEYS:
+            if f"cloudevents_{key}" in kafka:
+                value = kafka.pop(f"cloudevents_{key}")
+                log.warning("kafka.cloudevents_%s is deprecated: use cloudevents.%s", key, key)
+                if isinstance(cloudevents, dict):
+                    cloudevents.setdefault(key, value)
+        return {**data, "kafka": kafka, "cloudevents": cloudevents}
 
     @model_validator(mode="before")
     @classmethod

@@ -117,3 +117,15 @@ def test_kubernetes_service_links_are_not_configuration():
     assert load_settings(None, environ={"DRIFTLINE_PORT": "9001"}).port == 9001
     with pytest.raises(ConfigError, match="DRIFTLINE_PROD_HOST: unknown variable"):
         load_settings(None, environ={**links, "DRIFTLINE_PROD_HOST": "x"})
+
+
+def test_the_cloudevents_keys_once_under_kafka_still_work_with_a_warning(tmp_path, caplog):
+    path = write(tmp_path, "kafka: {cloudevents_ttl: 2m, cloudevents_max_pending: 500}\n")
+    settings = load_settings(path, environ={})
+    assert (settings.cloudevents.ttl, settings.cloudevents.max_pending) == (120.0, 500)
+    assert "kafka.cloudevents_ttl is deprecated: use cloudevents.ttl" in caplog.text
+    settings = load_settings(None, environ={"DRIFTLINE_KAFKA__CLOUDEVENTS_TTL": "45"})
+    assert settings.cloudevents.ttl == 45.0 and settings.kafka is not None
+    # The new key wins where both are set.
+    path = write(tmp_path, "kafka: {cloudevents_ttl: 2m}\ncloudevents: {ttl: 5s}\n")
+    assert load_settings(path, environ={}).cloudevents.ttl == 5.0
