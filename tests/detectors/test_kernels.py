@@ -12,17 +12,16 @@ from scipy import stats
 from detectors import stattests
 from detectors.profile import NumericalSummary
 from detectors.stattests import ks_pvalue, ks_statistic_numpy
+from tests.conftest import require_tool
 
 # scripts/test.sh builds the kernels and sets this: without it, the native tests would skip.
 NATIVE_REQUIRED = os.environ.get("DRIFTLINE_NATIVE_REQUIRED") == "1"
 
 
 def native_ks_statistic():
-    if stattests._kernels is None:
-        if NATIVE_REQUIRED:
-            pytest.fail("detectors._kernels is not built (DRIFTLINE_NATIVE_REQUIRED=1)")
-        pytest.skip("detectors._kernels is not built")
-    return stattests._kernels.ks_statistic
+    kernels = require_tool("the native kernels detectors._kernels", stattests._kernels,
+                           "pip builds them where Rust's cargo is on the PATH", required=NATIVE_REQUIRED)
+    return kernels.ks_statistic
 
 
 IMPLEMENTATIONS = {"native": native_ks_statistic, "numpy": lambda: ks_statistic_numpy}
