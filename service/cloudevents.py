@@ -60,6 +60,7 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
 from service.events import Decoded, Rejection, Validator
+from service.state_files import is_sqlite_corruption, move_aside
 
 log = logging.getLogger("driftline.cloudevents")
 
@@ -231,7 +232,6 @@ class CloudEventJoiner:
         self.max_pending = max_pending
         self.max_pending_bytes = max_pending_bytes
         self.clock = clock
-        self.journal = journal
         self._pending: OrderedDict[tuple[str, str], _Half] = OrderedDict()
         self._lock = threading.Lock()
         self.pending_bytes = 0
@@ -242,9 +242,20 @@ class CloudEventJoiner:
         # Halves restored over the bounds (a journal from a larger configuration, partitions
         # moved together): emitted alone by the next expire().
         self._overflow: list[_Half] = []
+        self.journal = None
         if journal is not None:
+            self.attach(journal)
+
+    def attach(self, journal: PendingJournal) -> None:
+        """Journal pending halves from now on: those already in ``journal`` are restored, those
+        waiting in memory (a journal that could not be opened before) are written to it."""
+        with self._lock:
+            for half in self._pending.values():
+                journal.put(half)
+            self.journal = journal
             for half in journal.halves():
-                self._overflow += self._add(half, journal=False)
+                if (half.model, half.event_id) not in self._pending:
+                    self._overflow += self._add(half, journal=False)
 
     def __len__(self) -> int:
         return len(self._pending) + len(self._overflow)
@@ -437,9 +448,13 @@ class PendingJournal:
     def __init__(self, path: Path):
         self.path = path
         self._db = sqlite3.connect(str(path), check_same_thread=False, isolation_level=None, timeout=30)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.execute(self.SCHEMA)
+        try:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(self.SCHEMA)
+        except BaseException:
+            self._db.close()  # or the file stays open until garbage collection
+            raise
 
     def halves(self) -> list[_Half]:
         rows = self._db.execute("SELECT kind, model, id, version, time, arrived, body FROM halves ORDER BY arrived")
@@ -740,14 +755,14 @@ class CloudEventsSink:
         self.config = config
         self.journal_path = journal_path
         self.joiner: CloudEventJoiner | None = None
+        self.journal_error: str | None = None  # why the journal could not be opened (a full disk)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        journal = PendingJournal(self.journal_path)
         self.joiner = CloudEventJoiner(self.engine.validator, ttl=self.config.ttl, max_pending=self.config.max_pending,
                                        max_pending_bytes=self.config.max_pending_bytes, clock=self.engine.clock,
-                                       journal=journal)
+                                       journal=self._open_journal())
         if len(self.joiner):
             log.info("cloudevents: %d pending half(s) restored from %s", len(self.joiner), self.journal_path)
         self._stop.clear()
@@ -763,7 +778,35 @@ class CloudEventsSink:
             self.joiner.journal.close()
 
     def ready(self) -> tuple[bool, str]:
-        return (True, "ok") if self.joiner is not None else (False, "starting")
+        if self.joiner is None:
+            return False, "starting"
+        if self.journal_error is not None:
+            return False, f"pending halves cannot be journaled in {self.journal_path}: {self.journal_error}"
+        return True, "ok"
+
+    def _open_journal(self) -> PendingJournal | None:
+        """The journal, or None while it cannot be opened (a full disk: halves then wait in
+        memory only, and the timer tries again); a damaged file is moved aside first."""
+        try:
+            try:
+                journal = PendingJournal(self.journal_path)
+            except sqlite3.DatabaseError as exc:
+                if not is_sqlite_corruption(exc):
+                    raise
+                aside = move_aside(self.journal_path, companions=("-wal", "-shm", "-journal"))
+                log.error("cloudevents: journal %s is unreadable (%s); moved aside to %s, pending halves in it are "
+                          "lost", self.journal_path, exc, aside.name)
+                journal = PendingJournal(self.journal_path)
+        except (sqlite3.Error, OSError) as exc:
+            if self.journal_error is None:
+                log.error("cloudevents: journal %s cannot be opened (%s); pending halves are kept in memory only "
+                          "until it can", self.journal_path, exc)
+            self.journal_error = str(exc)
+            return None
+        if self.journal_error is not None:
+            log.warning("cloudevents: journal %s opened again", self.journal_path)
+        self.journal_error = None
+        return journal
 
     def receive(self, headers: list[tuple[bytes, bytes]], body: bytes) -> Decoded:
         """One HTTP request -> its events, processed by the engine (call off the event loop)."""
@@ -777,6 +820,10 @@ class CloudEventsSink:
     def _expire_loop(self) -> None:
         interval = min(1.0, self.config.ttl / 4)
         while not self._stop.wait(interval):
+            if self.joiner.journal is None:
+                journal = self._open_journal()
+                if journal is not None:
+                    self.joiner.attach(journal)
             try:
                 for decoded in self.joiner.expire().values():
                     self.engine.process(decoded)

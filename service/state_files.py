@@ -9,10 +9,18 @@ from __future__ import annotations
 
 import contextlib
 import os
+import sqlite3
 from datetime import datetime, timezone
 from pathlib import Path
 
 TEMPORARY = ".tmp"
+# SQLite's primary result codes that mean the file is not a readable database.
+SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
+
+
+def is_sqlite_corruption(exc: sqlite3.DatabaseError) -> bool:
+    """A damaged or foreign file, as opposed to a full disk or a lock (which pass)."""
+    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (SQLITE_CORRUPT, SQLITE_NOTADB)
 
 
 def write_atomically(path: Path, data: bytes) -> None:

@@ -41,7 +41,7 @@ import httpx
 
 from service import __version__
 from service.config import WebhookConfig
-from service.state_files import move_aside
+from service.state_files import is_sqlite_corruption, move_aside
 
 log = logging.getLogger("driftline.webhooks")
 
@@ -289,8 +289,6 @@ CREATE INDEX IF NOT EXISTS triggers_model ON triggers (model, created);
 -- one row, rewritten to tell whether the outbox can write again after a failed write
 CREATE TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY, written REAL NOT NULL);
 """
-# SQLite's primary result codes that mean the file is not a readable database.
-SQLITE_CORRUPT, SQLITE_NOTADB = 11, 26
 
 
 class OutboxCorrupt(sqlite3.DatabaseError):
@@ -300,7 +298,7 @@ class OutboxCorrupt(sqlite3.DatabaseError):
 def _is_corruption(exc: sqlite3.DatabaseError) -> bool:
     if isinstance(exc, OutboxCorrupt):
         return True
-    return (getattr(exc, "sqlite_errorcode", 0) & 0xFF) in (SQLITE_CORRUPT, SQLITE_NOTADB)
+    return is_sqlite_corruption(exc)
 
 
 class Outbox:

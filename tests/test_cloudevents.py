@@ -432,3 +432,15 @@ def test_a_restored_half_over_a_lowered_byte_bound_is_emitted_once_not_after_eve
         emitted.append(sum(len(as_dicts(d)) for d in joiner_.expire().values()))
         joiner_.journal.close()
     assert emitted == [2000, 0, 0]
+
+
+def test_a_damaged_journal_is_moved_aside_and_the_sink_starts(live_server, tmp_path):
+    state_dir = tmp_path / "state"
+    state_dir.mkdir()
+    (state_dir / "cloudevents-pending.sqlite").write_bytes(b"this is not a database" * 100)
+    server = live_server(state_dir=state_dir)
+    assert server.client.get("/readyz").status_code == 200
+    assert [p.name for p in state_dir.glob("cloudevents-pending.sqlite.corrupt-*")]
+    accepted = server.client.post("/v1/cloudevents", headers=kserve_headers(KSERVE_REQUEST, "r1"),
+                                  content=orjson.dumps({"instances": [[1.0, 2.0]]}))
+    assert accepted.status_code == 202
