@@ -183,7 +183,7 @@ class KafkaSource:
         silent = time.monotonic() - self._last_ok
         if silent > self._silence_limit:
             # The poll thread is stuck (e.g. waiting on an unreachable broker): not ready.
-            return False, f"no answer from the broker for {silent:.0f}s"
+            return False, f"broker {self.config.bootstrap_servers} unreachable: no answer for {silent:.0f}s"
         return True, "connected"
 
     # -- the loop -----------------------------------------------------------------------
