@@ -95,11 +95,13 @@ class NumericalSummary:
         values = np.asarray(values)
         if values.dtype.kind in "iu":
             return cls(np.sort(values).astype(np.float64), 0, integer=True)
-        values = np.asarray(values, dtype=np.float64)
-        finite = np.isfinite(values)
-        if finite.all():
-            return cls(np.sort(values), 0)
-        return cls(np.sort(values[finite]), int(values.size - np.count_nonzero(finite)))
+        ordered = np.sort(np.asarray(values, dtype=np.float64))
+        # Sorted, -inf comes first and +inf, then NaN, last: the two ends say whether every
+        # value is finite, without a pass over them all.
+        if ordered.size == 0 or (ordered[0] > -np.inf and ordered[-1] < np.inf):
+            return cls(ordered, 0)
+        finite = ordered[np.isfinite(ordered)]
+        return cls(finite, int(ordered.size - finite.size))
 
     @property
     def n(self) -> int:

@@ -400,8 +400,11 @@ class ModelState:
         detectors' pool of threads: for 10,000-row columns its hand-offs cost more than the
         sorts it shares.)"""
         current = {}
+        # Sorting and counting do not depend on the rows' order: unless some are left out,
+        # they are read where they are stored.
+        read = self.window.unordered if isinstance(rows, slice) else lambda column: self.window.column(column)[rows]
         for name, summary in reference.columns.items():
-            values = self.window.column(namespace + name)[rows]
+            values = read(namespace + name)
             current[name] = category_counts(values) if isinstance(summary, CategoricalSummary) \
                 else NumericalSummary.from_values(values)
         return current

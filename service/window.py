@@ -70,6 +70,13 @@ class RingColumns:
         self.count = min(self.capacity, self.count + n)
         self.total += n
 
+    def unordered(self, name: str) -> np.ndarray:
+        """The column's rows in the order they are stored (a read-only view), for whatever
+        does not depend on their order (sorting, counting): no copy to put them in order."""
+        view = self._data[name][: self.count]
+        view.flags.writeable = False
+        return view
+
     def column(self, name: str) -> np.ndarray:
         """The column's rows oldest first (a copy)."""
         buffer = self._data[name]

@@ -27,3 +27,16 @@ def test_ring_keeps_the_newest_rows():
     assert ring.column("x").tolist() == [6.0, 7.0, 8.0, 9.0]
     restored = RingColumns.from_bytes(ring.to_bytes(), capacity=3)
     assert restored.column("x").tolist() == [7.0, 8.0, 9.0] and restored.total == 15
+
+
+def test_unordered_holds_the_columns_rows_in_storage_order_read_only():
+    ring = RingColumns(4, ["x"])
+    ring.append({"x": np.array([1.0, 2.0, 3.0])})
+    assert ring.unordered("x").tolist() == [1.0, 2.0, 3.0]
+    ring.append({"x": np.array([4.0, 5.0, 6.0])})  # wrapped: 5 and 6 overwrote 1 and 2
+    assert ring.unordered("x").tolist() == [5.0, 6.0, 3.0, 4.0]
+    assert sorted(ring.unordered("x")) == sorted(ring.column("x"))
+    with pytest.raises(ValueError):
+        ring.unordered("x")[0] = 0.0
+    ring.append({"x": np.array([7.0])})  # the ring still writes its buffer
+    assert ring.column("x").tolist() == [4.0, 5.0, 6.0, 7.0]
