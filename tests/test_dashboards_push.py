@@ -18,6 +18,9 @@ from service import dashboards as D
 from service.commands import dashboards as cmd
 
 ROOT = Path(__file__).resolve().parents[1]
+# Overview, feature drift, data quality, infrastructure, service: every push and export has
+# each of them, and the committed files are the same set.
+DASHBOARDS = 5
 TOKEN = "glsa_test-token-not-for-printing"
 PASSWORD = "s3cret-password"
 
@@ -135,7 +138,7 @@ def test_push_with_token_creates_folder_and_posts_every_dashboard(grafana, monke
 
     posts = grafana.posts("/api/dashboards/db")
     expected = D.all_dashboards()
-    assert len(posts) == len(expected) == 4
+    assert len(posts) == len(expected) == DASHBOARDS
     by_uid = {p["body"]["dashboard"]["uid"]: p["body"] for p in posts}
     for model in expected.values():
         body = by_uid[model["uid"]]
@@ -143,7 +146,7 @@ def test_push_with_token_creates_folder_and_posts_every_dashboard(grafana, monke
         assert body["folderUid"] == folder_uid
         assert body["overwrite"] is False
         assert body["dashboard"]["id"] is None
-    assert out.out.count("pushed ") == 4
+    assert out.out.count("pushed ") == DASHBOARDS
 
 
 def test_push_with_basic_auth_into_existing_folder_with_overwrite(grafana, monkeypatch, capsys):
@@ -159,7 +162,7 @@ def test_push_with_basic_auth_into_existing_folder_with_overwrite(grafana, monke
     assert PASSWORD not in out.out + out.err
     assert grafana.posts("/api/folders") == []  # found, not created
     posts = grafana.posts("/api/dashboards/db")
-    assert len(posts) == 4
+    assert len(posts) == DASHBOARDS
     assert {p["body"]["folderUid"] for p in posts} == {"mlmon"}
     assert {p["body"]["overwrite"] for p in posts} == {True}
     assert all(r["headers"]["Authorization"] == basic for r in grafana.requests)
@@ -188,7 +191,7 @@ def test_push_general_folder_sends_no_folder_uid(grafana, monkeypatch):
 def test_push_url_from_environment(grafana, monkeypatch):
     monkeypatch.setenv("GRAFANA_URL", grafana.url)
     assert cmd.run(parse("push")) == 0
-    assert len(grafana.posts("/api/dashboards/db")) == 4
+    assert len(grafana.posts("/api/dashboards/db")) == DASHBOARDS
 
 
 def test_wrong_credentials_fail_cleanly(grafana, monkeypatch, capsys):
@@ -218,14 +221,14 @@ def test_export_command_writes_the_committed_files(tmp_path, capsys):
     assert names == sorted(D.DASHBOARDS)
     for name in names:
         assert (tmp_path / name).read_text() == (ROOT / "dashboards" / name).read_text()
-    assert capsys.readouterr().out.count(".json") == 4
+    assert capsys.readouterr().out.count(".json") == DASHBOARDS
 
 
 def test_standalone_module_entry_point(tmp_path):
     r = subprocess.run([sys.executable, "-m", "service.commands.dashboards", "export",
                         str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert len(list(tmp_path.glob("*.json"))) == 4
+    assert len(list(tmp_path.glob("*.json"))) == DASHBOARDS
 
 
 def test_driftline_cli_dashboards_subcommand(tmp_path):
@@ -233,4 +236,8 @@ def test_driftline_cli_dashboards_subcommand(tmp_path):
     r = subprocess.run([sys.executable, "-m", "service.cli", "dashboards", "export",
                         str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stdout + r.stderr
-    assert len(list(tmp_path.glob("*.json"))) == 4
+    assert len(list(tmp_path.glob("*.json"))) == DASHBOARDS
+
+
+def test_the_committed_dashboards_are_the_ones_pushed():
+    assert len(list((ROOT / "dashboards").glob("*.json"))) == len(D.all_dashboards()) == DASHBOARDS
