@@ -478,6 +478,23 @@ class PendingJournal:
         self._db.close()
 
 
+def open_journal(path: Path) -> tuple[PendingJournal | None, str | None]:
+    """The journal at ``path``, or ``(None, why)`` while it cannot be opened (a full disk); a
+    damaged file is moved aside first, loudly, and a new one started."""
+    try:
+        try:
+            return PendingJournal(path), None
+        except sqlite3.DatabaseError as exc:
+            if not is_sqlite_corruption(exc):
+                raise
+            aside = move_aside(path, companions=("-wal", "-shm", "-journal"))
+            log.error("cloudevents: journal %s is unreadable (%s); moved aside to %s, pending halves in it are lost",
+                      path, exc, aside.name)
+            return PendingJournal(path), None
+    except (sqlite3.Error, OSError) as exc:
+        return None, str(exc)
+
+
 def _events(request: _Half | None, features: list | None, response: _Half | None,
             outputs: list | None) -> list[dict]:
     """Prediction events of a joined pair, or of one half alone (the other's rows None)."""
@@ -786,22 +803,13 @@ class CloudEventsSink:
 
     def _open_journal(self) -> PendingJournal | None:
         """The journal, or None while it cannot be opened (a full disk: halves then wait in
-        memory only, and the timer tries again); a damaged file is moved aside first."""
-        try:
-            try:
-                journal = PendingJournal(self.journal_path)
-            except sqlite3.DatabaseError as exc:
-                if not is_sqlite_corruption(exc):
-                    raise
-                aside = move_aside(self.journal_path, companions=("-wal", "-shm", "-journal"))
-                log.error("cloudevents: journal %s is unreadable (%s); moved aside to %s, pending halves in it are "
-                          "lost", self.journal_path, exc, aside.name)
-                journal = PendingJournal(self.journal_path)
-        except (sqlite3.Error, OSError) as exc:
+        memory only, and the timer tries again)."""
+        journal, error = open_journal(self.journal_path)
+        if journal is None:
             if self.journal_error is None:
                 log.error("cloudevents: journal %s cannot be opened (%s); pending halves are kept in memory only "
-                          "until it can", self.journal_path, exc)
-            self.journal_error = str(exc)
+                          "until it can", self.journal_path, error)
+            self.journal_error = error
             return None
         if self.journal_error is not None:
             log.warning("cloudevents: journal %s opened again", self.journal_path)

@@ -157,7 +157,12 @@ class KafkaSource:
 
     def start(self) -> None:
         config = self.cloudevents_config
-        journal = cloudevents.PendingJournal(self.journal_path) if self.journal_path is not None else None
+        journal = None
+        if self.journal_path is not None:
+            journal, error = cloudevents.open_journal(self.journal_path)
+            if journal is None:  # a full disk: halves wait in memory only, as with a state topic lost
+                log.error("kafka source: CloudEvents journal %s cannot be opened (%s); pending halves are kept "
+                          "in memory only", self.journal_path, error)
         self.joiner = cloudevents.CloudEventJoiner(self.engine.validator, ttl=config.ttl,
                                                    max_pending=config.max_pending,
                                                    max_pending_bytes=config.max_pending_bytes, journal=journal)

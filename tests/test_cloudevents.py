@@ -9,7 +9,8 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from service.cloudevents import CloudEventJoiner, PendingJournal, attributes, decode_http, is_cloudevent
+from service.cloudevents import (CloudEventJoiner, PendingJournal, attributes, decode_http, is_cloudevent,
+                                 open_journal)
 from service.events import Validator
 
 KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
@@ -444,3 +445,14 @@ def test_a_damaged_journal_is_moved_aside_and_the_sink_starts(live_server, tmp_p
     accepted = server.client.post("/v1/cloudevents", headers=kserve_headers(KSERVE_REQUEST, "r1"),
                                   content=orjson.dumps({"instances": [[1.0, 2.0]]}))
     assert accepted.status_code == 202
+
+
+def test_open_journal_moves_a_damaged_file_aside_and_says_why_one_cannot_be_opened(tmp_path):
+    damaged = tmp_path / "pending.sqlite"
+    damaged.write_bytes(b"this is not a database" * 100)
+    journal, error = open_journal(damaged)
+    assert journal is not None and error is None and journal.halves() == []
+    journal.close()
+    assert len(list(tmp_path.glob("pending.sqlite.corrupt-*"))) == 1
+    journal, error = open_journal(tmp_path / "no-such-dir" / "pending.sqlite")  # as a full disk: no file
+    assert journal is None and "unable to open" in error
