@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from detectors.quality import CHECKS
+from service.retrain.presets import PRESETS
 
 log = logging.getLogger("driftline.config")
 
@@ -270,16 +271,12 @@ class WebhookAuth(Strict):
         return self
 
 
-# Preset -> the parameters it cannot do without.
-PRESET_REQUIRES = {
-    "generic": (), "airflow": ("dag_id",), "github": ("repository", "workflow", "ref"),
-    "gitlab": ("project_id", "trigger_token_env", "ref"), "jenkins": ("job",),
-    "kubeflow": ("pipeline_id", "pipeline_version_id"), "argo": ("namespace", "workflow_template"),
-}
+# The preset names, from their one registry (each preset also says which keys it needs there).
+PresetName = Literal[tuple(PRESETS)]  # type: ignore[valid-type]
 
 
 class WebhookConfig(Strict):
-    preset: Literal["generic", "airflow", "github", "gitlab", "jenkins", "kubeflow", "argo"] = "generic"
+    preset: PresetName = "generic"
     # generic: the full URL; other presets: the API's base URL (https://api.github.com, ...).
     url: str = Field(pattern=r"^https?://")
     # Standard Webhooks secret: "whsec_<base64>" or any other string (used as raw bytes).
@@ -306,7 +303,7 @@ class WebhookConfig(Strict):
 
     @model_validator(mode="after")
     def _preset_parameters(self) -> "WebhookConfig":
-        missing = [key for key in PRESET_REQUIRES[self.preset] if not getattr(self, key)]
+        missing = [key for key in PRESETS[self.preset].requires if not getattr(self, key)]
         if missing:
             raise ValueError(f"preset {self.preset} needs {', '.join(missing)}")
         if self.auth.username_env is not None and (self.preset != "airflow" or self.airflow_api != "v2"):

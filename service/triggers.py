@@ -10,7 +10,7 @@
   ``concept_drift``, ``data_quality`` past a ``quality`` threshold), how many evaluations in
   a row they must be on, and the cooldown,
 * raises manual (``POST /v1/models/{model}/retrain``) and Alertmanager (``alert``) triggers,
-* hands every trigger to the webhook :class:`~service.webhooks.Dispatcher`, to the
+* hands every trigger to the webhook :class:`~service.retrain.dispatcher.Dispatcher`, to the
   ``sinks`` (the Kafka trigger topic), and to MLflow for the evidence run.
 
 Reasons are those of CONTRACT §2: the signals of ``service.config.AUTOMATIC_REASONS``, alert
@@ -33,7 +33,9 @@ from service import extras
 from service.config import AUTOMATIC_REASONS, Settings, TriggersConfig
 from service.events import MAX_VERSION_CHARS, MODEL_NAME
 from service.model_state import TIMESTAMP_COLUMN, Evaluation, ModelState
-from service.webhooks import Dispatcher, Outbox, now_payload, rfc3339
+from service.retrain.dispatcher import Dispatcher
+from service.retrain.outbox import Outbox
+from service.retrain.payload import now_payload, rfc3339
 
 log = logging.getLogger("driftline.triggers")
 

@@ -16,7 +16,8 @@ import pytest
 from service.api import ReportCache
 from service.config import ConfigError, WebhookConfig, load_settings
 from service.server import check_exposure
-from service.webhooks import Credentials, attempt_delivery
+from service.retrain.credentials import Credentials
+from service.retrain.dispatcher import attempt_delivery
 
 EVENT = orjson.dumps({"kind": "prediction", "model": "m", "features": {"a": 1.0}, "prediction": 1})
 

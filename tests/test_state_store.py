@@ -24,7 +24,8 @@ import pytest
 from service import checkpoints
 from service.config import Settings, WebhookConfig
 from service.engine import Engine
-from service.webhooks import Dispatcher, Outbox
+from service.retrain.dispatcher import Dispatcher
+from service.retrain.outbox import Outbox
 from tests.checkpoint_formats import make_fixtures
 from tests.conftest import require_tool
 from tests.test_api import SMALL, ndjson, traffic

@@ -26,8 +26,10 @@ import pytest
 import yaml
 
 from service.config import WebhookConfig
-from service.webhooks import (Credentials, Outbox, backoff_delay, build_request, retry_after_seconds, secret_bytes,
-                              sign, verify)
+from service.retrain.credentials import Credentials
+from service.retrain.dispatcher import backoff_delay, build_request, retry_after_seconds
+from service.retrain.outbox import Outbox
+from service.retrain.signing import secret_bytes, sign, verify
 from tests.conftest import free_socket
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -411,3 +411,42 @@ def test_airflow3_static_token_expiry_and_a_v1_preset_say_what_to_set(live_serve
         errors[name] = state["delivery"]["last_error"]
     assert "HTTP 401" in errors["static"] and "username_env" in errors["static"], errors
     assert "HTTP 405" in errors["old_api"] and "airflow_api: v2" in errors["old_api"], errors
+
+
+# -- the registry ----------------------------------------------------------------------------
+
+
+def test_the_config_takes_preset_names_and_required_keys_from_the_registry():
+    from typing import get_args
+
+    from pydantic import ValidationError
+
+    from service.config import WebhookConfig
+    from service.retrain.presets import PRESETS
+
+    assert get_args(WebhookConfig.model_fields["preset"].annotation) == tuple(PRESETS)
+    with pytest.raises(ValidationError, match="'generic', 'airflow'"):
+        WebhookConfig(preset="tekton", url="http://ci")
+    for name, preset in PRESETS.items():
+        complete = {key: "x" for key in preset.requires}
+        WebhookConfig(preset=name, url="http://ci", **complete)
+        for key in preset.requires:
+            with pytest.raises(ValidationError, match=f"preset {name} needs {key}"):
+                WebhookConfig(preset=name, url="http://ci", **{**complete, key: None})
+
+
+def test_each_preset_shapes_its_request_without_credentials():
+    """Credentials are the dispatcher's to add: a preset's request carries none of them."""
+    from service.config import WebhookConfig
+    from service.retrain.presets import PRESETS
+
+    payload = {"id": "0b8f-uuid", "model": "fraud", "model_version": "7", "reason": "data_drift",
+               "triggered_at": "2026-11-28T08:05:00Z"}
+    for name, preset in PRESETS.items():
+        config = WebhookConfig(preset=name, url="http://ci/", **{key: "x" for key in preset.requires},
+                               auth={"bearer_env": "B"})
+        prepared = preset.shape(config, payload, "trigger-secret", 1795766400.5)
+        assert prepared.method == "POST" and prepared.url.startswith("http://ci/")
+        assert "Authorization" not in prepared.headers and "User-Agent" not in prepared.headers
+        assert b"0b8f-uuid" in prepared.body
+        assert (b"trigger-secret" in prepared.body) == (name in ("gitlab", "jenkins"))

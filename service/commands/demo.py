@@ -30,7 +30,7 @@ import uvicorn
 
 from service.config import Settings
 from service.server import build_app
-from service.webhooks import secret_bytes, verify
+from service.retrain.signing import secret_bytes, verify
 
 COUNTRIES = np.array(["DE", "FR", "US", "GB", "ES"])
 WEATHER = np.array(["clear", "rain", "snow"])
