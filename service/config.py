@@ -22,6 +22,7 @@ import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from detectors.quality import CHECKS
+from detectors.stattests import METHODS
 from service.retrain.presets import PRESETS
 
 log = logging.getLogger("driftline.config")
@@ -172,7 +173,8 @@ class WindowConfig(Strict):
     max_age: Duration | None = Field(None, description="also drop predictions older than this")
 
 
-StattestName = Literal["auto", "ks", "chisquare", "z", "wasserstein", "jensenshannon", "psi", "hellinger", "kl_div"]
+# "auto" and the drift methods of detectors.stattests.METHODS, the one list of them.
+StattestName = Literal[("auto", *METHODS)]  # type: ignore[valid-type]
 
 
 class DriftConfig(Strict):

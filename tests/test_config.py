@@ -129,3 +129,15 @@ def test_the_cloudevents_keys_once_under_kafka_still_work_with_a_warning(tmp_pat
     # The new key wins where both are set.
     path = write(tmp_path, "kafka: {cloudevents_ttl: 2m}\ncloudevents: {ttl: 5s}\n")
     assert load_settings(path, environ={}).cloudevents.ttl == 5.0
+
+
+def test_drift_methods_are_auto_and_the_detectors_methods():
+    from typing import get_args
+
+    from detectors import METHODS
+    from service.config import DriftConfig, StattestName
+
+    assert get_args(StattestName) == ("auto", *METHODS)
+    assert DriftConfig(method="kl_div", per_feature={"age": "psi"}).per_feature == {"age": "psi"}
+    with pytest.raises(ValueError, match="'auto', 'ks'"):
+        DriftConfig(method="energy")
