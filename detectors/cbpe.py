@@ -40,6 +40,8 @@ reference with a class of a single row, where sklearn's split raises, is left un
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
@@ -489,6 +491,34 @@ class CBPE:
         return [ChunkEstimate(part.start, part.stop, self._estimate(
                     raw[part], calibrated[part], predicted[part], None if labels is None else labels[part]))
                 for part in chunk_slices(len(raw), self.chunk_size)]
+
+    def to_bytes(self) -> bytes:
+        """The fitted estimator as an ``.npz`` archive (a JSON header and the calibrator's
+        arrays), no pickle; :meth:`from_bytes` gives back one that estimates identically."""
+        if not self.thresholds:
+            raise RuntimeError("fit the estimator on a reference first")
+        header = {"metrics": self.metrics, "chunk_size": self.chunk_size, "calibrated": self.calibrated,
+                  "configured_thresholds": self.configured_thresholds, "thresholds": self.thresholds,
+                  "components": self._components}
+        arrays = {} if self._calibrator is None else {"x": self._calibrator._x, "y": self._calibrator._y}
+        buffer = io.BytesIO()
+        np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "CBPE":
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            header = json.loads(archive["header"].tobytes().decode())
+            arrays = {key: archive[key] for key in archive.files if key != "header"}
+        estimator = cls(header["metrics"], header["chunk_size"],
+                        {name: tuple(pair) for name, pair in header["configured_thresholds"].items()})
+        estimator.calibrated = header["calibrated"]
+        estimator.thresholds = {name: tuple(pair) for name, pair in header["thresholds"].items()}
+        estimator._components = {name: tuple(pair) for name, pair in header["components"].items()}
+        if arrays:
+            estimator._calibrator = IsotonicCalibrator()
+            estimator._calibrator._x, estimator._calibrator._y = arrays["x"], arrays["y"]
+        return estimator
 
     def _inputs(self, y_pred_proba, y_pred, y_true):
         if not self.thresholds:

@@ -21,6 +21,7 @@ from typing import Annotated, Any, Literal, get_args
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
+from detectors.cbpe import BINARY_METRICS, checked_configuration
 from detectors.quality import CHECKS
 from detectors.stattests import METHODS
 from service.retrain.presets import PRESETS
@@ -194,7 +195,8 @@ class LabelsConfig(Strict):
 
 # The signals a model's ``triggers.on`` may name (each evaluated by service.triggers); the
 # trigger reasons are these and the two raised from outside, ``alert`` and ``manual``.
-AUTOMATIC_REASONS = ("data_drift", "prediction_drift", "performance_drop", "concept_drift", "data_quality")
+AUTOMATIC_REASONS = ("data_drift", "prediction_drift", "performance_drop", "concept_drift", "data_quality",
+                     "estimated_performance_drop")
 TriggerReason = Literal[AUTOMATIC_REASONS]  # type: ignore[valid-type]
 
 
@@ -237,6 +239,28 @@ class QualityConfig(Strict):
         return {check: getattr(self, check) for check in CHECKS}
 
 
+EstimatedMetric = Literal[BINARY_METRICS]  # type: ignore[valid-type]
+
+
+class EstimationConfig(Strict):
+    """Performance estimated without labels (CBPE, see docs/estimation.md): fitted once on a
+    reference with ``label``, ``score`` and ``prediction`` columns, applied to every window."""
+
+    method: Literal["cbpe"] = "cbpe"
+    metrics: list[EstimatedMetric] = Field(default_factory=lambda: ["roc_auc", "accuracy", "f1"], min_length=1)
+    # Rows per reference chunk, whose realised metrics give the alert thresholds; None: the
+    # model's window.size, so that the thresholds speak of chunks as large as a window.
+    chunk: int | None = Field(None, ge=10)
+    # Constant alert thresholds (lower, upper) per metric, either may be null; the other
+    # metrics get the reference chunks' mean +/- 3 standard deviations.
+    thresholds: dict[EstimatedMetric, tuple[float | None, float | None]] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "EstimationConfig":
+        checked_configuration(self.metrics, BINARY_METRICS, self.chunk, self.thresholds)
+        return self
+
+
 class ModelConfig(Strict):
     task: Literal["auto", "classification", "regression"] = "auto"
     reference: ReferenceConfig = Field(default_factory=ReferenceConfig)
@@ -245,6 +269,8 @@ class ModelConfig(Strict):
     labels: LabelsConfig = Field(default_factory=LabelsConfig)
     triggers: TriggersConfig = Field(default_factory=TriggersConfig)
     quality: QualityConfig = Field(default_factory=QualityConfig)
+    # Absent: no estimation.
+    estimation: EstimationConfig | None = None
 
 
 class WebhookAuth(Strict):

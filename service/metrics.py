@@ -170,6 +170,10 @@ class EngineCollector(Collector):
         yield from (performance, feature_score, feature_detected, prediction_score, drift_share, dataset, concept,
                     samples)
         yield from self._quality_figures()
+        yield from self._estimation_figures()
+
+    def _estimation_figures(self) -> Iterator[Metric]:
+        return _estimation_families(self.engine.models)
 
     def _quality_figures(self) -> Iterator[Metric]:
         """Data quality of each model's last window (CONTRACT §7); features are the reference's,
@@ -204,6 +208,36 @@ class EngineCollector(Collector):
             unexpected.add_metric([name, "new"], len(report.new))
             unexpected.add_metric([name, "absent"], len(report.absent))
         yield from (missing, reference_missing, out_of_range, unseen, unexpected)
+
+
+ESTIMATION_FIGURES = {
+    # gauge suffix -> (the MetricEstimate field, help text)
+    "": ("value", "Performance estimated without labels (CBPE) over the last window, by the model's "
+                  "latest version."),
+    "_lower": ("lower_confidence_bound", "Lower confidence bound of the estimate (estimate - 3 sampling errors)."),
+    "_upper": ("upper_confidence_bound", "Upper confidence bound of the estimate (estimate + 3 sampling errors)."),
+    "_threshold_lower": ("lower_threshold", "Alert threshold below which the estimate is a drop "
+                                            "(estimated_performance_drop)."),
+    "_threshold_upper": ("upper_threshold", "Alert threshold above which the estimate alerts."),
+}
+
+
+def _estimation_families(models) -> Iterator[Metric]:
+    """driftline_estimated_performance{model,model_version,metric} and its bounds and
+    thresholds (CONTRACT §7): one series per model and configured metric; an undefined
+    value (a window without scores) is left out."""
+    for suffix, (field, documentation) in ESTIMATION_FIGURES.items():
+        family = GaugeMetricFamily(f"driftline_estimated_performance{suffix}", documentation,
+                                   labels=["model", "model_version", "metric"])
+        for name, state in models.items():
+            estimate = state.estimate
+            if estimate is None:
+                continue
+            for metric, figures in estimate.metrics.items():
+                value = getattr(figures, field)
+                if value is not None and value == value:
+                    family.add_metric([name, estimate.model_version, metric], value)
+        yield family
 
 
 def _counter(name: str, documentation: str, labels: list[str], values: dict) -> CounterMetricFamily:

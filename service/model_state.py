@@ -26,6 +26,7 @@ from detectors import (ADWIN, DDM, CategoricalSummary, DriftReport, FeatureDrift
                        ReferenceProfile)
 from detectors.quality import QualityReport, quality_report
 from service.config import LimitsConfig, ModelConfig
+from service.estimation import WindowEstimate, WindowEstimator, fitted_for
 from service.events import Label, PredictionBatch
 from service.features import MAX_NAME_CHARS, FeatureColumns, as_numbers, unknown_names
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
@@ -77,6 +78,7 @@ class Evaluation:
     labels_in_window: int
     concept_drifts: list[str] = field(default_factory=list)
     quality: QualityReport | None = None  # window evaluations, with models.<m>.quality.enabled
+    estimated: WindowEstimate | None = None  # window evaluations, with models.<m>.estimation
 
 
 class Feature:
@@ -177,6 +179,9 @@ class ModelState:
         self.performance: dict[str, dict[str, float]] = {}
         self.concept = self._concept_detectors()
         self.concept_counts = {name: 0 for name in self.concept}
+        # Fitted on a labelled reference when models.<m>.estimation is set (service.estimation).
+        self.estimator: WindowEstimator | None = None
+        self.estimate: WindowEstimate | None = None
 
     # -- reference ----------------------------------------------------------------------
 
@@ -215,8 +220,15 @@ class ModelState:
             scores = frame[SCORE].tolist()
         if predictions and self.task is None:
             self.task = infer_task(predictions)
+        estimator = None
+        if self.config.estimation is not None:
+            if self.task == "regression":
+                raise ValueError("estimation is for classifiers; this model's predictions are numbers (regression)")
+            estimator = WindowEstimator.fit(self.config.estimation, self.config.window.size, frame,
+                                            self.config.labels.positive_class)
         self._build_reference(features, columns, predictions, scores, len(frame), source)
         self.reference_names = set(every_name)
+        self.estimator = estimator
 
     def _build_reference(self, features: dict[str, Feature], columns: dict[str, list], predictions: list,
                          scores: list, rows: int, source: str) -> None:
@@ -247,6 +259,7 @@ class ModelState:
                                                              OWN + PREDICTION, OWN + SCORE, TIMESTAMP_COLUMN])
         self.since_evaluation = 0
         self.report = self.prediction_report = self.quality = None
+        self.estimator, self.estimate = None, None  # a first-N reference has no labels to fit it on
         self.reference_names = set(features)
         self.new_feature_rows = {}
 
@@ -390,9 +403,18 @@ class ModelState:
         if self.prediction_reference is not None:
             self.prediction_report = self.prediction_reference.compare(
                 self._current(self.prediction_reference, OWN, rows), method=drift.method, threshold=drift.threshold)
+        if self.estimator is not None:
+            self.estimate = self._estimate(rows)
         self.since_evaluation = 0
         self.evaluations += 1
         return self._evaluation("window", window=(float(timestamps.min()), float(timestamps.max()), timestamps.size))
+
+    def _estimate(self, rows) -> WindowEstimate:
+        """The window's estimated performance, its rows in arrival order (ROC AUC's ties)."""
+        codes = self.window.column(OWN + PREDICTION)[rows]
+        positive = self.classes.get(self.config.labels.positive_class)
+        predicted = np.where(np.isnan(codes), np.nan, codes == (np.nan if positive is None else positive))
+        return self.estimator.estimate(self.window.column(OWN + SCORE)[rows], predicted, self.last_version)
 
     def _current(self, reference: ReferenceProfile, namespace: str, rows) -> dict:
         """The window's columns of the reference's columns (in ``namespace``), summarised as the
@@ -497,7 +519,8 @@ class ModelState:
                           prediction_drift=self.prediction_drift,
                           performance=dict(self.performance.get(version, {})),
                           labels_in_window=ring.count if ring else 0, concept_drifts=concept_drifts or [],
-                          quality=self.quality if kind == "window" else None)
+                          quality=self.quality if kind == "window" else None,
+                          estimated=self.estimate if kind == "window" else None)
 
     @property
     def reference_rows_collected(self) -> int | None:
@@ -546,6 +569,8 @@ class ModelState:
             blobs["prediction_reference"] = self.prediction_reference.to_bytes()
         if self.window is not None:
             blobs["window"] = self.window.to_bytes()
+        if self.estimator is not None:
+            blobs["estimator"] = self.estimator.to_bytes()
         for index, version in enumerate(label_versions):
             blobs[f"labels/{index}"] = self.label_windows[version].to_bytes()
         for index, name in enumerate(sample_features):
@@ -597,6 +622,11 @@ class ModelState:
             state.reference = ReferenceProfile.from_bytes(blobs["reference"])
         if "prediction_reference" in blobs:
             state.prediction_reference = ReferenceProfile.from_bytes(blobs["prediction_reference"])
+        if "estimator" in blobs and config.estimation is not None:
+            estimator = WindowEstimator.from_bytes(blobs["estimator"])
+            if estimator.fitted_for == fitted_for(config.estimation, config.window.size,
+                                                  config.labels.positive_class):
+                state.estimator = estimator
         if "window" in blobs:
             state.window = RingColumns.from_bytes(blobs["window"], config.window.size)
             if version < 3:

@@ -100,7 +100,10 @@ class Runtime:
             else:
                 continue
             state = self.engine.models.get(model)
-            if state is not None and state.reference_source == source:
+            # A checkpoint's estimator fitted under another estimation config was not restored:
+            # the reference is read again to fit it.
+            if state is not None and state.reference_source == source and (
+                    config.estimation is None or state.estimator is not None):
                 continue
             try:
                 self.engine.set_reference(model, loader(), source)

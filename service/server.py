@@ -26,7 +26,9 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
               environ: dict[str, str] | None = None) -> FastAPI:
     """The FastAPI app with every edge the configuration asks for."""
     runtime = Runtime(settings, registry=registry, environ=environ)
-    routers = []
+    from service.api_estimation import router as estimation_router  # noqa: PLC0415
+
+    routers = [estimation_router]
     # KServe/Seldon CloudEvents sink (its joiner journals pending halves in state_dir) and the Kafka source.
     from service.cloudevents import CloudEventsSink, http_router as cloudevents_router  # noqa: PLC0415
 

@@ -7,7 +7,8 @@
   network I/O happens there),
 * applies each model's ``triggers`` policy: the signals that count (``data_drift``,
   ``prediction_drift``, ``performance_drop`` with at least ``min_labels`` labels,
-  ``concept_drift``, ``data_quality`` past a ``quality`` threshold), how many evaluations in
+  ``concept_drift``, ``data_quality`` past a ``quality`` threshold, ``estimated_performance_drop``
+  with a metric estimated below its lower threshold), how many evaluations in
   a row they must be on, and the cooldown,
 * raises manual (``POST /v1/models/{model}/retrain``) and Alertmanager (``alert``) triggers,
 * hands every trigger to the webhook :class:`~service.retrain.dispatcher.Dispatcher`, to the
@@ -201,6 +202,9 @@ class TriggerManager:
             if "data_quality" in policy.on:
                 signals["data_quality"] = bool(quality_breaches(self.settings.model(evaluation.model).quality,
                                                                 evaluation))
+            if "estimated_performance_drop" in policy.on:
+                signals["estimated_performance_drop"] = bool(evaluation.estimated is not None
+                                                             and evaluation.estimated.drops())
         elif evaluation.kind == "labels":
             if "performance_drop" in policy.on:
                 signals["performance_drop"], _ = performance_signal(
@@ -228,6 +232,9 @@ class TriggerManager:
                 extra["quality_breaches"] = len(breaches)
                 extra["quality"] = [{"feature": feature, "check": check, "value": value}
                                     for feature, check, value in worst]
+            if fire == "estimated_performance_drop":
+                extra["estimated_performance"] = evaluation.estimated.to_dict()
+                extra["estimated_drops"] = sorted(evaluation.estimated.drops())
             self.raise_trigger(evaluation.model, fire, extra=extra, model_version=evaluation.model_version,
                                evaluation=evaluation)
 

@@ -1,0 +1,176 @@
+"""Estimated performance in the service (models.<m>.estimation): the window's estimate is
+detectors.cbpe's on the same rows, survives a checkpoint, is refused a reference it cannot be
+fitted on; a score shift without labels fires estimated_performance_drop; realised and
+estimated figures side by side on /metrics and GET /v1/models/{model}/estimated."""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import orjson
+import pandas as pd
+import pytest
+
+from detectors.cbpe import CBPE
+from service.config import ConfigError, Settings, load_settings
+from service.engine import Engine
+from tests.test_triggers import count, post, triggers_of
+
+WINDOW = 500
+
+
+def reference_frame(rows: int = 4000, seed: int = 0, positive="yes", negative="no") -> pd.DataFrame:
+    """Scores that are over-confident (labels drawn with probability score ** 2): CBPE calibrates."""
+    rng = np.random.default_rng(seed)
+    score = rng.beta(2, 2, size=rows)
+    return pd.DataFrame({"x": rng.normal(size=rows), "score": score,
+                         "prediction": np.where(score >= 0.5, positive, negative),
+                         "label": np.where(rng.uniform(size=rows) < score ** 2, positive, negative)})
+
+
+def model_config(**estimation) -> dict:
+    return {"reference": {"path": "unused.csv"}, "window": {"size": WINDOW, "step": WINDOW},
+            "labels": {"positive_class": "yes"},
+            "estimation": {"metrics": ["roc_auc", "accuracy", "precision", "f1"], **estimation}}
+
+
+def events(scores: np.ndarray, start: int = 0, model: str = "m", version: str = "7") -> list[dict]:
+    return [{"kind": "prediction", "model": model, "model_version": version, "id": f"{model}-{start + i}",
+             "score": float(score), "prediction": "yes" if score >= 0.5 else "no", "features": {"x": 0.1}}
+            for i, score in enumerate(scores)]
+
+
+def feed(engine: Engine, batch: list[dict], native: bool) -> list:
+    if native:
+        decoded = engine.validator.decode_lines([orjson.dumps(event) for event in batch], received_at=0.0)
+    else:
+        decoded = engine.validator.decode_body(orjson.dumps(batch), received_at=0.0)
+    assert not decoded.rejected
+    return engine.process(decoded)
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_the_window_s_estimate_is_detectors_cbpe_s_on_the_same_rows(native):
+    settings = Settings.model_validate({"models": {"m": model_config(chunk=800)}})
+    engine = Engine(settings)
+    reference = reference_frame()
+    engine.set_reference("m", reference, "upload")
+    rng = np.random.default_rng(5)
+    scores = rng.uniform(0.2, 0.8, size=700)
+    scores[::50] = np.nan  # no score sent: left out of the estimate, as CBPE leaves it out
+    batch = events(scores)
+    for event in batch[::50]:
+        del event["score"]
+    evaluations = feed(engine, batch[:333], native) + feed(engine, batch[333:], native)
+    [evaluation] = evaluations
+    window = slice(0, WINDOW)
+    expected = CBPE(["roc_auc", "accuracy", "precision", "f1"], chunk_size=800).fit(
+        (reference.label == "yes").astype(int), reference.score, (reference.prediction == "yes").astype(int))
+    assert expected.calibrated
+    reference_estimate = expected.estimate_chunk(scores[window], (scores[window] >= 0.5).astype(float))
+    assert evaluation.estimated.metrics == reference_estimate
+    assert evaluation.estimated.model_version == "7" and evaluation.estimated.samples == WINDOW
+    assert engine.models["m"].estimator.cbpe.thresholds == expected.thresholds
+
+
+def test_a_checkpoint_keeps_the_estimator_unless_its_configuration_changed():
+    settings = Settings.model_validate({"models": {"m": model_config()}})
+    engine = Engine(settings)
+    engine.set_reference("m", reference_frame(), "upload")
+    feed(engine, events(np.random.default_rng(1).uniform(size=WINDOW)), native=True)
+    restored = Engine(settings)
+    restored.restore("m", engine.snapshot("m"))
+    assert restored.models["m"].estimate == engine.models["m"].estimate is not None
+    changed = Engine(Settings.model_validate({"models": {"m": model_config(metrics=["accuracy"])}}))
+    changed.restore("m", engine.snapshot("m"))
+    assert changed.models["m"].estimator is None and changed.models["m"].estimate is None
+
+
+def test_references_it_cannot_be_fitted_on_are_refused_with_the_reason():
+    engine = Engine(Settings.model_validate({"models": {"m": model_config()}}))
+    with pytest.raises(ValueError, match="missing: label"):
+        engine.set_reference("m", reference_frame().drop(columns="label"), "upload")
+    three = reference_frame()
+    three.loc[::3, "label"] = "maybe"
+    with pytest.raises(ValueError, match="binary classifiers; the reference labels hold 3 classes"):
+        engine.set_reference("m", three, "upload")
+    with pytest.raises(ValueError, match="at least two reference chunks of 500"):
+        engine.set_reference("m", reference_frame(rows=400), "upload")
+    assert engine.models["m"].reference is None
+    # Rows without a label are left out of the fit, not refused.
+    partial = reference_frame()
+    partial.loc[:999, "label"] = None
+    assert engine.set_reference("m", partial, "upload").estimator.reference_rows == 3000
+
+
+@pytest.mark.parametrize("estimation, message", [
+    ({"metrics": ["accuracy", "mape"]}, "models.m.estimation.metrics.1"),
+    ({"metrics": ["accuracy"], "thresholds": {"f1": [0.5, 0.9]}}, "which is not estimated"),
+    ({"thresholds": {"accuracy": [0.9, 0.5]}}, "lower 0.9 must be below upper 0.5"),
+    ({"method": "dle"}, "models.m.estimation.method"),
+    ({"chunk": 0}, "models.m.estimation.chunk"),
+])
+def test_configuration_errors_name_the_key(tmp_path, estimation, message):
+    path = tmp_path / "config.yaml"
+    path.write_text(orjson.dumps({"models": {"m": {"estimation": estimation}}}).decode())
+    with pytest.raises(ConfigError, match=message):
+        load_settings(path, environ={})
+
+
+def test_a_score_shift_without_labels_fires_estimated_performance_drop(live_server):
+    config = {"models": {"m": {**model_config(), "triggers": {"on": ["estimated_performance_drop"],
+                                                             "consecutive_windows": 2}}}}
+    server = live_server(config)
+    assert server.client.get("/v1/models/m/estimated").status_code == 404
+    buffer = io.BytesIO()
+    reference_frame().to_csv(buffer, index=False)
+    response = server.client.put("/v1/models/m/reference", content=buffer.getvalue(),
+                                 headers={"content-type": "text/csv", **server.admin_headers})
+    assert response.status_code == 200, response.text
+    assert server.client.get("/v1/models/m/estimated").status_code == 409  # no window yet
+    rng = np.random.default_rng(2)
+    post(server, events(rng.beta(2, 2, size=WINDOW)))  # scores as in the reference: no drop
+    body = server.client.get("/v1/models/m/estimated").json()
+    assert body["model_version"] == "7" and body["calibrated"] is True
+    assert not any(figures["drop"] for figures in body["metrics"].values())
+    post(server, events(rng.uniform(0.4, 0.6, size=WINDOW), start=WINDOW))  # unsure scores: a drop
+    assert triggers_of(server) == []  # one window in a row so far
+    post(server, events(rng.uniform(0.4, 0.6, size=WINDOW), start=2 * WINDOW))
+    [trigger] = triggers_of(server)
+    assert trigger["reason"] == "estimated_performance_drop"
+    evidence = trigger["payload"]["evidence"]
+    assert "accuracy" in evidence["estimated_drops"] and evidence["labels_in_window"] == 0
+    assert evidence["estimated_performance"]["accuracy"]["value"] < evidence["estimated_performance"]["accuracy"][
+        "lower_threshold"]
+    assert count(server, "m", "estimated_performance_drop") == 1
+    body = server.client.get("/v1/models/m/estimated").json()
+    accuracy = body["metrics"]["accuracy"]
+    assert accuracy["drop"] and accuracy["alert"] and accuracy["realized"] is None
+    assert server.metric("driftline_estimated_performance", model="m", model_version="7",
+                         metric="accuracy") == accuracy["value"]
+    assert server.metric("driftline_estimated_performance_lower", model="m", model_version="7",
+                         metric="accuracy") == accuracy["lower_confidence_bound"]
+    assert server.metric("driftline_estimated_performance_threshold_lower", model="m", model_version="7",
+                         metric="accuracy") == accuracy["lower_threshold"]
+    assert server.metric("driftline_model_performance", model="m", model_version="7", metric="accuracy") is None
+    # The labels arrive late: realised next to estimated.
+    labels = [{"kind": "label", "model": "m", "id": f"m-{i}", "label": "yes" if rng.uniform() < 0.5 else "no"}
+              for i in range(2 * WINDOW, 3 * WINDOW)]
+    post(server, labels)
+    realized = server.metric("driftline_model_performance", model="m", model_version="7", metric="accuracy")
+    assert realized is not None and 0.4 < realized < 0.6
+    assert server.metric("driftline_estimated_performance", model="m", model_version="7",
+                         metric="accuracy") == accuracy["value"]
+    body = server.client.get("/v1/models/m/estimated").json()
+    assert body["metrics"]["accuracy"]["realized"] == realized and body["labels_in_window"] == WINDOW
+
+
+def test_estimated_answers_409_while_estimation_is_off_or_has_no_labelled_reference(live_server):
+    server = live_server({"models": {"default": {"reference": {"first_n": 100}, "window": {"size": 100, "step": 100}},
+                                     "e": {"estimation": {"metrics": ["accuracy"]}}}})
+    post(server, events(np.linspace(0, 1, 150)) + events(np.linspace(0, 1, 150), model="e"))
+    off = server.client.get("/v1/models/m/estimated")
+    assert off.status_code == 409 and "estimation is off" in off.json()["detail"]
+    unfitted = server.client.get("/v1/models/e/estimated")
+    assert unfitted.status_code == 409 and "first_n:100" in unfitted.json()["detail"]
