@@ -344,6 +344,20 @@ def model_overview_dashboard() -> dict[str, Any]:
          f"(rate(driftline_label_delay_seconds_bucket{{{M}}}[$__rate_interval])))",
          f"{{{{model}}}} p{int(q * 100)}") for q in (0.5, 0.95)]), "s",
         description="Time from prediction to its label."), w=8)
+    lay.add(timeseries("Estimated vs realised performance", _targets(
+        (f"driftline_estimated_performance{{{MV}}}", "{{model}} v{{model_version}} {{metric}} estimated"),
+        (f"driftline_model_performance{{{MV}}} and on (model, model_version, metric) "
+         f"driftline_estimated_performance{{{MV}}}", "{{model}} v{{model_version}} {{metric}} realised"),
+        (f"driftline_estimated_performance_threshold_lower{{{MV}}}",
+         "{{model}} v{{model_version}} {{metric}} lower threshold")), "percentunit", min_=0, max_=1,
+        description="Performance estimated without labels (CBPE, models.<m>.estimation) over the last window, "
+                    "the realised figure of the same metric once labels have arrived (label window), and the "
+                    "threshold below which an estimate is a drop (estimated_performance_drop)."), w=16)
+    lay.add(timeseries("Estimate confidence bounds", _targets(
+        (f"driftline_estimated_performance_lower{{{MV}}}", "{{model}} v{{model_version}} {{metric}} lower"),
+        (f"driftline_estimated_performance_upper{{{MV}}}", "{{model}} v{{model_version}} {{metric}} upper")),
+        "percentunit", min_=0, max_=1,
+        description="The estimate +/- 3 sampling errors (NannyML's), within [0, 1]."), w=8)
 
     lay.row("Drift")
     lay.add(timeseries("Dataset drift share", _targets(

@@ -24,7 +24,7 @@ EXPECTED_ALERTS = RETRAIN_ALERTS | {
     "DriftlinePredictionEventsAbsent", "DriftlineDown", "DriftlineTargetMissing",
     "DriftlineConsumerLagGrowing", "DriftlineWebhookDeliveriesFailing",
     "DriftlineWebhookBacklog", "DriftlineFeatureMissingRise", "DriftlineFeatureOutOfRange",
-    "DriftlineFeatureUnseenValues",
+    "DriftlineFeatureUnseenValues", "DriftlineEstimatedPerformanceDrop",
 }
 
 

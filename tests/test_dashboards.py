@@ -34,6 +34,9 @@ CONTRACT_METRICS = {
     # CONTRACT §7 (the reference's missing share beside the window's, as README documents)
     "driftline_feature_missing_ratio", "driftline_feature_reference_missing_ratio",
     "driftline_feature_out_of_range_ratio", "driftline_feature_unseen_ratio", "driftline_features_unexpected",
+    # (the estimate's confidence bounds and lower threshold, as README documents)
+    "driftline_estimated_performance", "driftline_estimated_performance_lower",
+    "driftline_estimated_performance_upper", "driftline_estimated_performance_threshold_lower",
 }
 UNITS = {"s", "percentunit", "bytes", "reqps", "ops", "short"}
 GENERATED = D.all_dashboards()
@@ -158,7 +161,7 @@ def test_required_panels_exist():
     titles = {m["uid"]: {p["title"] for p in m["panels"]} for m in GENERATED.values()}
     assert {"Prediction rate", "Error rate", "Latency p50 / p95 / p99",
             "Classification performance", "Regression error", "Label coverage",
-            "Label delay p50 / p95", "Dataset drift share",
+            "Label delay p50 / p95", "Estimated vs realised performance", "Dataset drift share",
             "Prediction drift score"} <= titles["driftline-model-overview"]
     assert {"Drift score per feature", "Drift verdict per feature", "Drifted features",
             "Window fill"} <= titles["driftline-feature-drift"]
