@@ -284,6 +284,21 @@ class Traffic:
             self.stop.wait(0.5)
 
 
+def write_fraud_reference(path: Path, rows: int = 1000) -> Path:
+    """fraud's reference: the traffic's first phase, with labels that agree with the
+    prediction 90 % of the time, as its scores (0.9, 0.1) say."""
+    rng = random.Random(11)
+    lines = ["amount,age,country,prediction,score,label"]
+    for _ in range(rows):
+        amount = rng.gauss(100, 20)
+        age = "" if rng.random() < 0.05 else f"{rng.gauss(35, 5):.3f}"
+        truth = int(amount > 100)
+        label = truth if rng.random() < 0.9 else 1 - truth
+        lines.append(f"{amount:.3f},{age},{rng.choice(['DE', 'FR'])},{truth},{0.9 if truth else 0.1},{label}")
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
 # ----------------------------------------------------------------------------------------
 # the scenario
 
@@ -312,7 +327,10 @@ def stack(request, tmp_path):
                              "cooldown": "0s", "webhook": "pipeline",
                              "performance": {"metric": "accuracy", "threshold": 0.8,
                                              "min_labels": 50}},
-            }},
+            },
+                # fraud's reference is a labelled file, as performance estimation needs
+                "fraud": {"reference": {"path": str(write_fraud_reference(tmp_path / "fraud.csv"))},
+                          "estimation": {"metrics": ["roc_auc", "accuracy", "f1"]}}},
             "webhooks": {"pipeline": {"preset": "generic", "url": f"{receiver.url}/retrain",
                                       "max_attempts": 2, "backoff_initial": "0.2s"}},
         }
