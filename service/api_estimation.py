@@ -9,7 +9,7 @@ from pydantic import BaseModel
 
 from service.api import ModelName, errors, runtime_of
 from service.model_state import TIMESTAMP_COLUMN
-from service.webhooks import rfc3339
+from service.retrain.payload import rfc3339
 
 __all__ = ["EstimatedPerformance", "router"]
 
