@@ -600,10 +600,3 @@ def iter_queries(model: dict[str, Any]) -> Iterable[tuple[str, str]]:
     for ann in model["annotations"]["list"]:
         if "expr" in ann:
             yield f'{model["uid"]} / annotation {ann["name"]}', ann["expr"]
-
-
-if __name__ == "__main__":  # pragma: no cover
-    import sys
-
-    for p in export(sys.argv[1] if len(sys.argv) > 1 else "dashboards"):
-        print(p)

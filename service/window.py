@@ -44,10 +44,6 @@ class RingColumns:
         """Rename columns (old -> new); the others keep their names."""
         self._data = {names.get(name, name): values for name, values in self._data.items()}
 
-    def add_column(self, name: str) -> None:
-        if name not in self._data:
-            self._data[name] = np.full(self.capacity, np.nan)
-
     def append(self, batch: dict[str, np.ndarray]) -> None:
         """Append rows; ``batch`` maps column -> array, all of one length. Absent columns get NaN."""
         n = len(next(iter(batch.values()))) if batch else 0

@@ -55,7 +55,7 @@ def substitute(expr: str, model: str = "fraud", version: str = "7") -> str:
 
 def test_committed_json_is_the_generated_json():
     committed = sorted(p.name for p in COMMITTED.glob("*.json"))
-    assert committed == sorted(GENERATED), "run: python -m service.dashboards dashboards"
+    assert committed == sorted(GENERATED), "run: driftline dashboards export dashboards"
     for name, model in GENERATED.items():
         assert (COMMITTED / name).read_text(encoding="utf-8") == D.render(model), (
             f"{name} differs from service/dashboards.py; regenerate with "
