@@ -34,14 +34,16 @@ def distinct_values(ref: ColumnSummary, cur: ColumnSummary) -> int:
     """Distinct values over both samples, exact up to 5 and a lower bound above (all the
     rule needs), so a continuous column costs no union of its values, and no count of the
     window's either when the reference's (counted once) is above 5 already."""
-    if isinstance(ref, NumericalSummary):
+    if isinstance(ref, NumericalSummary) and isinstance(cur, NumericalSummary):
         if ref.n_distinct > FEW_NUMERICAL_VALUES:
             return ref.n_distinct
         if cur.n_distinct > FEW_NUMERICAL_VALUES:
             return cur.n_distinct
         return int(np.union1d(ref.distinct_counts()[0], cur.distinct_counts()[0]).size)
-    assert isinstance(cur, CategoricalSummary)
-    return len(set(ref.categories).union(cur.categories))
+    if isinstance(ref, CategoricalSummary) and isinstance(cur, CategoricalSummary):
+        return len(set(ref.categories).union(cur.categories))
+    raise TypeError(f"a column's summaries must be of one kind: a {type(ref).__name__} reference "
+                    f"against a {type(cur).__name__} window")
 
 
 def auto_method(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> str:

@@ -10,7 +10,8 @@ import pytest
 from scipy import stats
 
 from detectors import METHODS, ReferenceProfile, drift_report
-from detectors.profile import NumericalSummary
+from detectors.profile import CategoricalSummary, NumericalSummary
+from detectors.selection import distinct_values
 from detectors.stattests import histogram_sorted, ks_pvalue, ks_statistic, sturges_edges, wasserstein_sorted
 
 
@@ -207,3 +208,12 @@ def test_ks_pvalue_depends_on_the_window_size_for_the_same_statistic():
         pvalues.append(ks_pvalue(reference, NumericalSummary(window), "numerical"))
         assert pvalues[-1] == stats.ks_2samp(reference.sorted_values, window).pvalue, size
     assert len(set(pvalues)) == 4
+
+
+@pytest.mark.parametrize("ref_kind, cur_kind", [("categorical", "numerical"), ("numerical", "categorical")])
+def test_summaries_of_two_kinds_are_a_type_error_naming_both(ref_kind, cur_kind):
+    summaries = {"numerical": NumericalSummary.from_values(np.arange(3.0)),
+                 "categorical": CategoricalSummary.from_values(np.array(["a", "b"], dtype=object))}
+    with pytest.raises(TypeError, match=f"{ref_kind.capitalize()}Summary reference against a "
+                                        f"{cur_kind.capitalize()}Summary window"):
+        distinct_values(summaries[ref_kind], summaries[cur_kind])
