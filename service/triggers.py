@@ -245,7 +245,8 @@ class TriggerManager:
         The cooldown starts, and the streaks restart, only once the outbox holds the trigger: a
         trigger the outbox could not take (disk full) is not raised, and the next evaluation
         that calls for it raises it again."""
-        assert reason in REASONS, reason
+        if reason not in REASONS:
+            raise ValueError(f"{reason!r} is not a trigger reason ({', '.join(REASONS)})")
         outbox = self.outbox
         if outbox is None:
             if self.outbox_error is not None:

@@ -265,3 +265,12 @@ def test_drifted_features_names_in_the_trigger_what_drift_counts(live_server):
     names = trigger["payload"]["evidence"]["drifted_features"]
     assert names == sorted(name for name, feature in drift["features"].items() if feature["drift"])
     assert len(names) == drift["drifted_features"]
+
+
+def test_an_unknown_reason_is_a_value_error_and_no_trigger(live_server):
+    import pytest
+
+    server = live_server({})
+    with pytest.raises(ValueError, match="'exploded' is not a trigger reason"):
+        server.runtime.triggers.raise_trigger("m", "exploded")
+    assert triggers_of(server) == []
