@@ -24,6 +24,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from service import __version__, extras
+from service.engine import TooManyModels
 from service.events import INFRA_GAUGES, MAX_VERSION_CHARS, MODEL_NAME, Rejection
 from service.features import MAX_NAME_CHARS, MAX_VALUE_CHARS
 from service.model_state import ModelState
@@ -475,7 +476,7 @@ async def put_reference(request: Request, model: ModelName) -> ReferenceLoaded:
         raise HTTPException(501, str(exc)) from None
     except (TableError, ValueError) as exc:
         raise HTTPException(422, str(exc)) from None
-    except OverflowError as exc:
+    except TooManyModels as exc:
         raise HTTPException(409, str(exc)) from None
     return ReferenceLoaded(model=model, rows=state.reference_rows, source="upload",
                            features={name: f.kind for name, f in state.features.items()})

@@ -33,6 +33,10 @@ BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5
 Listener = Callable[[Evaluation], None]
 
 
+class TooManyModels(Exception):
+    """A model past ``limits.max_models`` cannot be given a reference: that many are tracked already."""
+
+
 class BoundedNames:
     """Admits at most ``limit`` distinct names; the rest become ``__other__`` and are counted.
 
@@ -195,7 +199,7 @@ class Engine:
         with self.lock:
             state = self._state(model)
             if state is None:
-                raise OverflowError(f"limits.max_models={self.settings.limits.max_models} models are tracked already")
+                raise TooManyModels(f"limits.max_models={self.settings.limits.max_models} models are tracked already")
             state.set_reference_frame(frame, source)
             self.dirty.add(model)
             return state

@@ -17,7 +17,7 @@ from prometheus_client import CollectorRegistry
 from service import extras
 from service.checkpoints import FileCheckpoints
 from service.config import Settings
-from service.engine import Engine
+from service.engine import Engine, TooManyModels
 from service.metrics import Metrics
 from service.tables import TableError, read_table
 
@@ -109,7 +109,7 @@ class Runtime:
                 self.engine.set_reference(model, loader(), source)
                 self.reference_errors.pop(model, None)
                 log.info("model %s: reference loaded from %s", model, source)
-            except (TableError, ValueError, OSError, OverflowError, extras.MissingExtra) as exc:
+            except (TableError, ValueError, OSError, TooManyModels, extras.MissingExtra) as exc:
                 self.reference_errors[model] = f"{source}: {exc}"
                 log.error("model %s: reference not loaded: %s", model, exc)
 

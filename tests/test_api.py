@@ -292,3 +292,10 @@ def test_model_summary_types_and_latest_version(live_server):
     server.client.post("/v1/events", content=ndjson(traffic("m", 40, start=21)))
     [summary] = server.client.get("/v1/models").json()
     assert summary["reference"]["collecting"] is False and summary["reference"]["rows"] == 50
+
+
+def test_a_reference_for_a_model_past_max_models_is_a_conflict(live_server):
+    server = live_server({"limits": {"max_models": 1}})
+    assert server.client.put("/v1/models/m1/reference", content=b"a\n1\n2\n3\n").status_code == 200
+    refused = server.client.put("/v1/models/m2/reference", content=b"a\n1\n2\n3\n")
+    assert refused.status_code == 409 and "limits.max_models=1" in refused.json()["detail"]

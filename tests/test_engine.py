@@ -113,3 +113,17 @@ def test_window_max_age_leaves_older_predictions_out_of_the_comparison():
     assert (old_and_new.samples, old_and_new.drift.dataset_drift) == (100, True)
     assert (recent.samples, recent.drift.dataset_drift) == (50, False)
     assert (recent.window_start, recent.window_end) == (1_800_004_600, 1_800_004_649)
+
+
+def test_a_reference_past_max_models_is_refused_by_name():
+    import pandas as pd
+    import pytest
+
+    from service.engine import TooManyModels
+
+    engine = Engine(Settings.model_validate({"limits": {"max_models": 1}}))
+    frame = pd.DataFrame({"a": np.arange(50.0)})
+    engine.set_reference("m1", frame, "test")
+    with pytest.raises(TooManyModels, match="limits.max_models=1 models are tracked already") as refused:
+        engine.set_reference("m2", frame, "test")
+    assert not isinstance(refused.value, OverflowError) and list(engine.models) == ["m1"]
