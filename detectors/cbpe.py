@@ -47,8 +47,6 @@ from dataclasses import asdict, dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
-from scipy.optimize import isotonic_regression
-from scipy.stats import rankdata
 
 __all__ = [
     "BINARY_METRICS",
@@ -85,6 +83,9 @@ class IsotonicCalibrator:
         order = np.lexsort((labels, scores))
         self._x, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
         means = np.add.reduceat(labels[order], first) / counts
+        # scipy.optimize and scipy.stats cost ~70 MB at import: on first use, not at start-up.
+        from scipy.optimize import isotonic_regression  # noqa: PLC0415
+
         self._y = np.asarray(isotonic_regression(means, weights=counts.astype(float), increasing=True).x)
         return self
 
@@ -95,6 +96,25 @@ class IsotonicCalibrator:
         return np.interp(np.clip(scores, self._x[0], self._x[-1]), self._x, self._y)
 
 
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """Ranks from 1, tied values sharing their mean rank: ``scipy.stats.rankdata(values)``,
+    value for value (the ranks are exact halves), without importing scipy.stats (~45 MB).
+
+    >>> average_ranks(np.array([0.3, 0.1, 0.3, 0.2])).tolist()
+    [3.5, 1.0, 3.5, 2.0]
+    """
+    if np.isnan(values).any():  # rankdata's nan_policy="propagate"
+        return np.full(values.size, np.nan)
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    starts = np.concatenate(([True], ordered[1:] != ordered[:-1]))
+    run = np.cumsum(starts) - 1  # the run of equal values each sorted position belongs to
+    bounds = np.append(np.flatnonzero(starts), values.size)  # where each run starts; the end
+    ranks = np.empty(values.size, dtype=float)
+    ranks[order] = 0.5 * (bounds[run] + bounds[run + 1] + 1)
+    return ranks
+
+
 def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     """ROC AUC as the Mann-Whitney statistic with tied scores sharing their mean rank
     (equal to sklearn's ``roc_auc_score``); NaN with a single class."""
@@ -103,7 +123,7 @@ def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
     negatives = len(labels) - positives
     if positives == 0 or negatives == 0:
         return float("nan")
-    ranks = rankdata(scores)
+    ranks = average_ranks(np.asarray(scores, dtype=float))
     return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
 
 

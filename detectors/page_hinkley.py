@@ -14,7 +14,6 @@ Python loop runs once per detection, not once per value.
 from __future__ import annotations
 
 import numpy as np
-from scipy.signal import lfilter
 
 from detectors.base import StreamDetector
 
@@ -57,6 +56,9 @@ class PageHinkley(StreamDetector):
         means = (self._mean * self._n + np.cumsum(chunk)) / counts
         deviations = chunk - means
         feedback = [1.0, -self.alpha]
+        # scipy.signal costs ~50 MB at import: on first use, not when driftline starts.
+        from scipy.signal import lfilter  # noqa: PLC0415
+
         increase = lfilter([1.0], feedback, deviations - self.delta, zi=[self.alpha * self._sum_increase])[0]
         decrease = lfilter([1.0], feedback, deviations + self.delta, zi=[self.alpha * self._sum_decrease])[0]
         min_increase = np.minimum.accumulate(np.minimum(increase, self._min_increase))

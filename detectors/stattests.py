@@ -26,13 +26,8 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import special, stats
-from scipy.spatial import distance
+from scipy import special
 
-try:  # SciPy's own exact KS p-value from the statistic and sizes, private; tests hold it to ks_2samp
-    from scipy.stats._stats_py import _attempt_exact_2kssamp
-except ImportError:  # a SciPy that moved it: ks_2samp computes every p-value
-    _attempt_exact_2kssamp = None
 try:
     from detectors import _kernels
 except ImportError:  # installed without a Rust toolchain: numpy computes the same statistics
@@ -202,10 +197,27 @@ _cached_quantile_grid = functools.lru_cache(maxsize=16)(_build_quantile_grid)
 # statistic takes few distinct values (multiples of 1/lcm(n, m)), so most checks hit.
 _KS_PVALUES: dict[tuple[int, int, float], float] = {}
 _KS_PVALUES_MAX = 65_536
-# ks_2samp without its decorators (axis and NaN handling, renamed arguments): ~0.5 ms a call
-# of argument inspection, as long as the exact p-value of two 1,000-value samples itself.
-# The samples here are 1-D, sorted and finite; tests compare the two on random samples.
-_KS_2SAMP = inspect.unwrap(stats.ks_2samp)
+
+
+@functools.cache
+def _scipy_ks() -> tuple[Callable, Callable | None]:
+    """SciPy's ``ks_2samp`` and its exact p-value from the statistic and sizes.
+
+    ``ks_2samp`` comes without its decorators (axis and NaN handling, renamed arguments): ~0.5
+    ms a call of argument inspection, as long as the exact p-value of two 1,000-value samples
+    itself; the samples here are 1-D, sorted and finite. ``_attempt_exact_2kssamp`` is private:
+    None where a SciPy moved it, and ``ks_2samp`` then computes every p-value. Tests hold both
+    to the public ``ks_2samp``. Imported on first use, like every scipy.stats function here:
+    scipy.stats costs ~45 MB and ~1 s at import, which an idle sidecar need not pay.
+    """
+    import scipy.stats  # noqa: PLC0415
+
+    try:
+        from scipy.stats._stats_py import _attempt_exact_2kssamp  # noqa: PLC0415
+    except ImportError:
+        _attempt_exact_2kssamp = None
+    return inspect.unwrap(scipy.stats.ks_2samp), _attempt_exact_2kssamp
+
 # Up to this many values in the larger sample, ks_2samp's mode "auto" computes the exact
 # p-value (its MAX_AUTO_N), with _attempt_exact_2kssamp from the statistic and the sizes alone.
 _KS_EXACT_MAX_N = 10_000
@@ -255,11 +267,12 @@ def ks_pvalue(ref: NumericalSummary, cur: NumericalSummary, column_type: str) ->
     pvalue = _KS_PVALUES.get(key)
     if pvalue is None:
         exact = False
+        ks_2samp, _attempt_exact_2kssamp = _scipy_ks()
         if _attempt_exact_2kssamp is not None and max(n1, n2) <= _KS_EXACT_MAX_N:
             # What ks_2samp does with its statistic, without recomputing it (~0.6 ms).
             exact, _, pvalue = _attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), statistic, "two-sided")
         # Otherwise, or where the exact computation fails, SciPy's asymptotic p-value.
-        pvalue = float(pvalue) if exact else float(_KS_2SAMP(ref.sorted_values, cur.sorted_values).pvalue)
+        pvalue = float(pvalue) if exact else float(ks_2samp(ref.sorted_values, cur.sorted_values).pvalue)
         if len(_KS_PVALUES) >= _KS_PVALUES_MAX:
             _KS_PVALUES.clear()
         _KS_PVALUES[key] = pvalue
@@ -301,6 +314,8 @@ def wasserstein_normed(ref: NumericalSummary, cur: NumericalSummary, column_type
 
 def jensenshannon_distance(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
     ref_shares, cur_shares = binned_shares(ref, cur, fill_zeroes=False)
+    from scipy.spatial import distance  # noqa: PLC0415  (on first use, see _scipy_ks)
+
     return float(distance.jensenshannon(ref_shares, cur_shares))
 
 
@@ -311,7 +326,9 @@ def psi(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
 
 def kl_divergence(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
     ref_shares, cur_shares = binned_shares(ref, cur, fill_zeroes=True)
-    return float(stats.entropy(ref_shares, cur_shares))
+    from scipy.stats import entropy  # noqa: PLC0415  (on first use, see _scipy_ks)
+
+    return float(entropy(ref_shares, cur_shares))
 
 
 def hellinger_distance(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:

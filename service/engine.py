@@ -16,16 +16,18 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from typing import Callable, Iterable
+from typing import TYPE_CHECKING, Callable, Iterable
 
 import numpy as np
-import pandas as pd
 
 from service.config import Settings
 from service.events import (INFRA_GAUGES, REASONS, Decoded, Infra, Label, PredictionBatch, Rejection, Validator,
                             group_by_model)
 from service.histogram import LABEL_DELAY_BUCKETS, LATENCY_BUCKETS, BatchHistogram
 from service.model_state import OTHER, Evaluation, ModelState
+
+if TYPE_CHECKING:  # pandas is imported where a table is read (service/tables.py), not at start-up
+    import pandas as pd
 
 log = logging.getLogger("driftline.engine")
 

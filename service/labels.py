@@ -15,7 +15,8 @@ from typing import Any, Iterable
 
 import msgspec
 import numpy as np
-from scipy.stats import rankdata
+
+from detectors.cbpe import roc_auc
 
 
 @dataclass(slots=True)
@@ -132,7 +133,7 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.nd
         has_score = ~np.isnan(scores)
         truth = y_true[has_score] == positive
         if has_score.any() and 0 < truth.sum() < truth.size:
-            out["roc_auc"] = _roc_auc(truth, scores[has_score])
+            out["roc_auc"] = roc_auc(truth, scores[has_score])
     return out
 
 
@@ -144,11 +145,3 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
     """
     error = y_pred - y_true
     return {"mae": float(np.mean(np.abs(error))), "rmse": float(np.sqrt(np.mean(error * error)))}
-
-
-def _roc_auc(truth: np.ndarray, scores: np.ndarray) -> float:
-    # Mann-Whitney U with average ranks for ties, as sklearn's roc_auc_score computes it.
-    ranks = rankdata(scores)
-    positives = int(truth.sum())
-    negatives = truth.size - positives
-    return float((ranks[truth].sum() - positives * (positives + 1) / 2) / (positives * negatives))

@@ -17,10 +17,9 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from detectors import (ADWIN, DDM, CategoricalSummary, DriftReport, FeatureDrift, NumericalSummary, PageHinkley,
                        ReferenceProfile)
@@ -31,6 +30,9 @@ from service.events import Label, PredictionBatch
 from service.features import MAX_NAME_CHARS, FeatureColumns, as_numbers, unknown_names
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
 from service.window import RingColumns, category_counts
+
+if TYPE_CHECKING:  # pandas arrives with the frames; it is imported where one is built (below, service/tables.py)
+    import pandas as pd
 
 log = logging.getLogger("driftline.model_state")
 
@@ -191,6 +193,8 @@ class ModelState:
 
     def set_reference_frame(self, frame: pd.DataFrame, source: str) -> None:
         """Use a data set (file, upload, MLflow) as the reference; the window restarts."""
+        import pandas as pd  # noqa: PLC0415 - ~80 MB at import: not at start-up, where no table is read
+
         wanted = self.config.drift.features
         every_name = [str(c) for c in frame.columns if str(c) not in NON_FEATURE_COLUMNS]
         names = [c for c in frame.columns if str(c) not in NON_FEATURE_COLUMNS and (wanted is None or c in wanted)]
@@ -533,6 +537,8 @@ class ModelState:
 
     def current_frame(self) -> pd.DataFrame:
         """The current window as a DataFrame with decoded categories (for reports)."""
+        import pandas as pd  # noqa: PLC0415 - see set_reference_frame
+
         if self.window is None:
             return pd.DataFrame()
         return pd.DataFrame({name: _decode(feature, self.window.column(FEATURE + name))
@@ -540,6 +546,8 @@ class ModelState:
 
     def reference_frame(self) -> pd.DataFrame:
         """A sample of at most REPORT_SAMPLE_ROWS reference rows, categories decoded."""
+        import pandas as pd  # noqa: PLC0415 - see set_reference_frame
+
         return pd.DataFrame({name: _decode(self.features[name], values) for name, values in self.reference_sample.items()})
 
     # -- checkpoints --------------------------------------------------------------------

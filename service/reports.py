@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # pandas arrives with the frames (see service/tables.py)
+    import pandas as pd
 
 
 class ReportError(ValueError):

@@ -6,9 +6,12 @@ import gzip
 import io
 from pathlib import Path
 
-import pandas as pd
+from typing import TYPE_CHECKING
 
 from service import extras
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet", ".jsonl": "jsonl", ".ndjson": "jsonl",
            ".json": "jsonl"}
@@ -42,6 +45,9 @@ def read_table(source: str | Path | bytes, fmt: str | None = None, label: str = 
     :class:`TooLarge` without being read whole: a Parquet file's size comes from its metadata
     (a few hundred KB of Parquet can hold tens of millions of rows, gigabytes once read), CSV
     and JSON lines stop one row past ``max_rows``."""
+    # pandas costs ~80 MB and ~0.5 s at import: loaded when a table is first read, not at start-up.
+    import pandas as pd  # noqa: PLC0415
+
     if isinstance(source, (str, Path)):
         path = Path(source)
         if path.is_dir():

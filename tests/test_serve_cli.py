@@ -86,3 +86,40 @@ def test_a_second_serve_on_a_taken_port_stops_before_touching_the_state_director
     assert code == 2, text
     assert re.search(rf"cannot listen on 127\.0\.0\.1:{port}: .*in use", text), text
     assert not state.exists()
+
+# Libraries an idle sidecar does without: about 150 MB of resident memory together (pandas
+# alone ~80 MB), loaded on first use (a reference file, the first KS p-value, a report).
+HEAVY_LIBRARIES = ("pandas/_libs", "scipy/stats", "scipy/optimize", "scipy/signal", "scipy/spatial", "evidently",
+                   "mlflow", "pyarrow")
+
+
+def test_an_idle_driftline_has_not_loaded_pandas_or_scipy_stats(tmp_path):
+    """The running process' memory map, after start-up and an ingested batch that opens no
+    window yet: none of the heavy libraries' extension modules is mapped."""
+    config = tmp_path / "driftline.yaml"
+    config.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state")}))
+    port = _free_port()
+    process = _serve(config, port, tmp_path / "serve.log")
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert time.monotonic() < deadline and process.poll() is None, (tmp_path / "serve.log").read_text()
+            time.sleep(0.2)
+        events = [{"kind": "prediction", "model": "m", "features": {"x": float(i), "c": "a"}, "prediction": 1}
+              for i in range(50)]
+        assert httpx.post(f"http://127.0.0.1:{port}/v1/events", json=events, timeout=10).status_code == 202
+        mapped = Path(f"/proc/{process.pid}/maps").read_text()
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=10)
+    assert "numpy" in mapped  # the check sees extension modules at all
+    assert [lib for lib in HEAVY_LIBRARIES if f"/{lib}/" in mapped] == []

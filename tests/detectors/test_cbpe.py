@@ -9,7 +9,9 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from detectors.cbpe import CBPE, IsotonicCalibrator, chunk_slices, needs_calibration, roc_auc, stratified_shuffle_splits
+from scipy.stats import rankdata
+
+from detectors.cbpe import CBPE, IsotonicCalibrator, average_ranks, chunk_slices, needs_calibration, roc_auc, stratified_shuffle_splits
 from detectors.cbpe_multiclass import MulticlassCBPE
 
 
@@ -44,6 +46,16 @@ def test_roc_auc_is_sklearns_with_ties():
     labels = (rng.uniform(size=2000) < scores).astype(int)
     assert roc_auc(labels, scores) == pytest.approx(roc_auc_score(labels, scores), abs=1e-12)
     assert np.isnan(roc_auc(np.ones(5), scores[:5]))
+
+
+@pytest.mark.parametrize("values", [
+    np.array([]), np.array([0.4]), np.full(7, 0.2), np.arange(10.0)[::-1],
+    np.round(np.random.default_rng(7).uniform(size=5000), 2),  # long runs of ties
+    np.random.default_rng(8).integers(0, 3, size=1001).astype(float),
+    np.array([0.1, np.nan, 0.1, -np.inf, np.inf]),
+], ids=["empty", "one", "all-tied", "descending", "many-ties", "three-values", "non-finite"])
+def test_average_ranks_are_scipys_rankdata(values):
+    np.testing.assert_array_equal(average_ranks(values), rankdata(values))
 
 
 def test_calibration_rule_on_calibrated_and_overconfident_scores():
