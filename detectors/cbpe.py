@@ -230,8 +230,9 @@ def _estimate_roc_auc(calibrated: np.ndarray, raw: np.ndarray, predicted: np.nda
     order = np.argsort(raw)[::-1]
     calibrated = calibrated[order]
     with np.errstate(divide="ignore", invalid="ignore"):
-        tps = np.round(np.r_[0, np.cumsum(calibrated)], 5)
-        fps = np.round(np.r_[0, 1 + np.arange(len(calibrated)) - np.cumsum(calibrated)], 5)
+        cumulative = np.cumsum(calibrated)
+        tps = np.round(np.concatenate(([0.0], cumulative)), 5)
+        fps = np.round(np.concatenate(([0.0], 1 + np.arange(len(calibrated)) - cumulative)), 5)
         tpr, fpr = tps / tps[-1], fps / fps[-1]
         return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
