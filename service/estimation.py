@@ -17,13 +17,15 @@ from __future__ import annotations
 import json
 import math
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pandas as pd
 
 from detectors.cbpe import CBPE, MetricEstimate, chunk_slices
 from service.config import EstimationConfig
+
+if TYPE_CHECKING:  # pandas is imported where a reference is read, not at start-up
+    import pandas as pd
 
 __all__ = ["LABEL", "WindowEstimate", "WindowEstimator"]
 
@@ -67,6 +69,8 @@ class WindowEstimator:
     def fit(cls, config: EstimationConfig, window_size: int, frame: pd.DataFrame,
             positive_class: Any) -> "WindowEstimator":
         """Fit on a reference frame; ValueError naming what is missing or wrong."""
+        import pandas as pd  # noqa: PLC0415 - see the TYPE_CHECKING import
+
         missing = [name for name in (LABEL, SCORE, PREDICTION) if name not in frame.columns]
         if missing:
             raise ValueError(f"estimation needs the reference columns label, score and prediction "
