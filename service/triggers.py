@@ -26,14 +26,14 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections import OrderedDict, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from service import extras
 from service.config import AUTOMATIC_REASONS, Settings, TriggersConfig
-from service.events import MAX_VERSION_CHARS, MODEL_NAME
 from service.model_state import TIMESTAMP_COLUMN, Evaluation, ModelState
+from service.retrain.alerts import Ignored, SeenAlerts, read_alerts
 from service.retrain.dispatcher import Dispatcher
 from service.retrain.outbox import Outbox
 from service.retrain.payload import now_payload, rfc3339
@@ -102,7 +102,7 @@ class TriggerManager:
         self._streaks: dict[str, dict[str, int]] = defaultdict(dict)
         self._last_trigger: dict[str, float] = {}
         self._suppression_logged: dict[str, float] = {}  # model -> the trigger whose cooldown was logged
-        self._alerts_seen: OrderedDict[str, str] = OrderedDict()
+        self._alerts_seen = SeenAlerts(self.settings.alertmanager.dedup_size)
         self._frames: dict[str, tuple] = {}
         self._added = 0  # trigger id -> (reference, current) DataFrames for the report
         self._after = threading.Event()
@@ -353,60 +353,22 @@ class TriggerManager:
         for firing, labelled alerts of valid model names within ``limits.max_models``;
         ``unavailable`` is true when the outbox could not take one (it is then no duplicate
         when Alertmanager sends it again)."""
-        config = self.settings.alertmanager
         triggered, ignored, unavailable = [], [], False
-        for alert in body.get("alerts") or []:
-            if not isinstance(alert, dict):
+        for alert in read_alerts(body, self.settings.alertmanager, self.engine.admit, self.settings.limits.max_models):
+            if isinstance(alert, Ignored):
+                ignored.append(alert.to_dict())
                 continue
-            labels = alert.get("labels") or {}
-            fingerprint = str(alert.get("fingerprint") or "")
-            key = f"{fingerprint}|{alert.get('startsAt', '')}" if fingerprint else None
-            name = labels.get("alertname")
-            if alert.get("status", body.get("status")) != "firing":
-                ignored.append({"fingerprint": fingerprint, "alertname": name, "why": "resolved"})
+            if alert.key is not None and not self._alerts_seen.add(alert.key):
+                ignored.append(alert.ignored("duplicate").to_dict())
                 continue
-            if labels.get(config.action_label) != config.action_value:
-                ignored.append({"fingerprint": fingerprint, "alertname": name,
-                                "why": f"no {config.action_label}={config.action_value} label"})
-                continue
-            model = labels.get(config.model_label)
-            if not model:
-                ignored.append({"fingerprint": fingerprint, "alertname": name, "why": f"no {config.model_label} label"})
-                continue
-            if not MODEL_NAME.fullmatch(model):
-                ignored.append({"fingerprint": fingerprint, "alertname": name,
-                                "why": f"{config.model_label} label is not a model name ([A-Za-z0-9_.:-]{{1,128}})"})
-                continue
-            version = labels.get("model_version")
-            if version is not None and len(version) > MAX_VERSION_CHARS:
-                ignored.append({"fingerprint": fingerprint, "alertname": name,
-                                "why": f"model_version label is longer than {MAX_VERSION_CHARS} characters"})
-                continue
-            if not self.engine.admit(model):
-                limit = self.settings.limits.max_models
-                ignored.append({"fingerprint": fingerprint, "alertname": name,
-                                "why": f"limits.max_models={limit} models are tracked already"})
-                continue
-            with self._lock:
-                if key is not None and key in self._alerts_seen:
-                    self._alerts_seen.move_to_end(key)
-                    ignored.append({"fingerprint": fingerprint, "alertname": name, "why": "duplicate"})
-                    continue
-                if key is not None:
-                    self._alerts_seen[key] = model
-                    while len(self._alerts_seen) > config.dedup_size:
-                        self._alerts_seen.popitem(last=False)
-            extra = {"alert": {"alertname": name, "fingerprint": fingerprint, "startsAt": alert.get("startsAt"),
-                               "labels": labels, "annotations": alert.get("annotations") or {},
-                               "generatorURL": alert.get("generatorURL")}}
-            outcome = self.raise_trigger(model, "alert", extra=extra, model_version=version)
+            outcome = self.raise_trigger(alert.model, "alert", extra={"alert": alert.evidence},
+                                         model_version=alert.model_version)
             if outcome.unavailable:
                 unavailable = True
-                if key is not None:
-                    with self._lock:  # not a duplicate when Alertmanager sends it again
-                        self._alerts_seen.pop(key, None)
+                if alert.key is not None:  # not a duplicate when Alertmanager sends it again
+                    self._alerts_seen.forget(alert.key)
             if outcome.trigger is None:
-                ignored.append({"fingerprint": fingerprint, "alertname": name, "why": outcome.suppressed})
+                ignored.append(alert.ignored(outcome.suppressed).to_dict())
             else:
                 triggered.append(outcome.to_dict())
         return {"triggered": triggered, "ignored": ignored, "unavailable": unavailable}
