@@ -21,29 +21,27 @@ and manual; each raised trigger counts once in
 
 from __future__ import annotations
 
+import json
 import logging
 import sqlite3
 import threading
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from service import extras
 from service.config import AUTOMATIC_REASONS, Settings, TriggersConfig
-from service.model_state import TIMESTAMP_COLUMN, Evaluation, ModelState
+from service.model_state import Evaluation
 from service.retrain.alerts import Ignored, SeenAlerts, read_alerts
 from service.retrain.dispatcher import Dispatcher
 from service.retrain.outbox import Outbox
-from service.retrain.payload import now_payload, rfc3339
+from service.retrain.evidence import EvidenceRuns, Frames, trigger_payload
 
 log = logging.getLogger("driftline.triggers")
 
 REASONS = (*AUTOMATIC_REASONS, "alert", "manual")
 ERROR_METRICS = {"mae", "rmse"}  # higher is worse
-MAX_FRAMES = 20  # window snapshots kept for Evidently reports not yet logged to MLflow
-EVIDENCE_ATTEMPTS = 5
 OUTBOX_REOPEN_SECONDS = 5.0
 MAX_QUALITY_EVIDENCE = 20  # data-quality breaches a payload lists, the largest first
 
@@ -103,8 +101,7 @@ class TriggerManager:
         self._last_trigger: dict[str, float] = {}
         self._suppression_logged: dict[str, float] = {}  # model -> the trigger whose cooldown was logged
         self._alerts_seen = SeenAlerts(self.settings.alertmanager.dedup_size)
-        self._frames: dict[str, tuple] = {}
-        self._added = 0  # trigger id -> (reference, current) DataFrames for the report
+        self._added = 0
         self._after = threading.Event()
         self._stop = threading.Event()
         self._after_thread: threading.Thread | None = None
@@ -115,6 +112,7 @@ class TriggerManager:
             from service.mlflow_client import EvidenceLogger  # noqa: PLC0415 - mlflow is imported lazily
 
             self.mlflow = EvidenceLogger(tracking_uri, self.settings.mlflow)
+        self.evidence = EvidenceRuns(self.mlflow)
 
     # -- component ----------------------------------------------------------------------
 
@@ -278,10 +276,8 @@ class TriggerManager:
             with self._lock:
                 self._last_trigger[model] = now
                 self._streaks[model] = {}
-                if self.mlflow is not None and frames is not None:
-                    self._frames[payload["id"]] = frames
-                    while len(self._frames) > MAX_FRAMES:  # MLflow down for long: older runs go without the report
-                        self._frames.pop(next(iter(self._frames)))
+            if frames is not None:
+                self.evidence.keep_frames(payload["id"], frames)
         self._added += 1
         if self._added % 100 == 0:
             try:
@@ -296,51 +292,10 @@ class TriggerManager:
         return Outcome(payload, target)
 
     def _build(self, model: str, reason: str, now: float, extra: dict, model_version: str | None,
-               evaluation: Evaluation | None) -> tuple[dict, dict, tuple | None]:
+               evaluation: Evaluation | None) -> tuple[dict, dict, Frames | None]:
         """The §4 payload, the evidence for MLflow, and the frames for the Evidently report."""
-        policy = self.policy(model)
-        frames = None
-        with self.engine.lock:
-            state: ModelState | None = self.engine.models.get(model)
-            report = evaluation.drift if evaluation is not None else (state.report if state else None)
-            drifted = evaluation.prediction_drift if evaluation is not None else (state.prediction_drift if state else None)
-            version = model_version or (state.last_version if state else None)
-            if evaluation is not None:
-                performance = dict(evaluation.performance)
-                labels = evaluation.labels_in_window
-                window = {"start": rfc3339(evaluation.window_start), "end": rfc3339(evaluation.window_end),
-                          "samples": evaluation.samples}
-            else:
-                performance = dict(state.performance.get(version, {})) if state else {}
-                ring = state.label_windows.get(version) if state else None
-                labels = ring.count if ring else 0
-                window = {"start": None, "end": None, "samples": state.window_samples if state else 0}
-            if state is not None and window["start"] is None and state.window is not None and state.window.count:
-                stamps = state.window.column(TIMESTAMP_COLUMN)
-                window["start"], window["end"] = rfc3339(float(stamps.min())), rfc3339(float(stamps.max()))
-            source = state.reference_source if state else None
-            if (self.mlflow is not None and state is not None and state.reference is not None
-                    and state.window_samples > 0):
-                try:
-                    frames = (state.reference_frame(), state.current_frame())
-                except Exception:  # the report is a bonus; the trigger must not fail for it
-                    log.exception("model %s: could not snapshot frames for the report", model)
-        evidence: dict[str, Any] = {
-            "drift_share": None if report is None else report.drift_share,
-            "dataset_drift": None if report is None else report.dataset_drift,
-            "drifted_features": [] if report is None else sorted(n for n, f in report.features.items() if f.drift),
-            "performance": performance, "labels_in_window": labels,
-        }
-        if drifted is not None:
-            evidence["prediction_drift"] = {"method": drifted.method, "score": drifted.score, "drift": drifted.drift}
-        if reason == "performance_drop":
-            rule = policy.performance
-            evidence["performance_rule"] = {"metric": rule.metric, "threshold": rule.threshold,
-                                            "min_labels": rule.min_labels, "value": performance.get(rule.metric)}
-        evidence.update(extra)
-        payload = now_payload(model, version, reason, str(uuid.uuid4()), now, window, evidence, source)
-        full = {"payload": payload, "drift": report.to_dict() if report is not None else None}
-        return payload, full, frames
+        return trigger_payload(self.engine, self.policy(model), model, reason, now, extra, model_version, evaluation,
+                               with_frames=self.mlflow is not None)
 
     # -- manual and alerts --------------------------------------------------------------
 
@@ -381,7 +336,6 @@ class TriggerManager:
     # -- aftercare: sinks and MLflow, off the ingest thread -----------------------------
 
     def _aftercare(self) -> None:
-        failures: dict[str, int] = defaultdict(int)
         sink_failures, sink_retry_at = 0, 0.0
         reopen_at = time.monotonic() + OUTBOX_REOPEN_SECONDS
         while not self._stop.is_set():
@@ -409,42 +363,11 @@ class TriggerManager:
                             break
                         sink_failures = 0
                         outbox.mark_published(row["id"])
-                for row in outbox.evidence_due():
-                    if self._stop.is_set():
-                        break
-                    self._log_evidence(outbox, row, failures)
+                self.evidence.log_due(outbox, self._stop)
             except Exception:  # the loop must survive anything (closed outbox at shutdown, ...)
                 if not self._stop.is_set():
                     log.exception("trigger aftercare failed")
 
-    def _log_evidence(self, outbox: Outbox, row, failures: dict[str, int]) -> None:
-        trigger_id = row["id"]
-        if self.mlflow is None:
-            outbox.mark_evidence(trigger_id, "skipped", None)
-            return
-        evidence = _loads(row["evidence"]) or {}
-        with self._lock:
-            frames = self._frames.get(trigger_id)
-        try:
-            run_id = self.mlflow.log(evidence.get("payload") or _loads(row["payload"]), evidence.get("drift"), frames)
-        except Exception as exc:
-            failures[trigger_id] += 1
-            if failures[trigger_id] >= EVIDENCE_ATTEMPTS:
-                log.error("MLflow: evidence of trigger %s not logged: %s", trigger_id, exc)
-                outbox.mark_evidence(trigger_id, "failed", None)
-                with self._lock:
-                    self._frames.pop(trigger_id, None)
-            else:
-                log.warning("MLflow: logging evidence of trigger %s failed (%s); will retry", trigger_id, exc)
-                self._stop.wait(2.0 * failures[trigger_id])
-            return
-        outbox.mark_evidence(trigger_id, "logged", run_id)
-        with self._lock:
-            self._frames.pop(trigger_id, None)
-        failures.pop(trigger_id, None)
 
-
-def _loads(text: str | None):
-    import json  # noqa: PLC0415
-
+def _loads(text: str | None) -> Any:
     return None if text is None else json.loads(text)

@@ -274,3 +274,43 @@ def test_an_unknown_reason_is_a_value_error_and_no_trigger(live_server):
     with pytest.raises(ValueError, match="'exploded' is not a trigger reason"):
         server.runtime.triggers.raise_trigger("m", "exploded")
     assert triggers_of(server) == []
+
+
+def test_evidence_runs_retry_then_fail_log_with_the_kept_frames_or_skip(tmp_path):
+    import threading
+
+    import pandas as pd
+
+    from service.retrain import evidence
+    from service.retrain.outbox import Outbox
+
+    outbox = Outbox(tmp_path / "triggers.sqlite")
+    for trigger_id in ("down", "up", "unlogged"):
+        outbox.add({"id": trigger_id, "model": "m", "reason": "manual"}, None, {"drift": None}, 0.0)
+
+    class Logger:
+        def __init__(self):
+            self.calls = []
+
+        def log(self, payload, drift, frames):
+            self.calls.append((payload["id"], frames))
+            if payload["id"] == "down":
+                raise ConnectionError("mlflow is down")
+            return "run-1"
+
+    logger, no_wait = Logger(), threading.Event()
+    no_wait.wait = lambda timeout=None: False  # the pause between attempts, skipped here
+    runs = evidence.EvidenceRuns(logger)
+    frames = (pd.DataFrame({"a": [1.0]}), pd.DataFrame({"a": [2.0]}))
+    runs.keep_frames("up", frames)
+    for _ in range(evidence.EVIDENCE_ATTEMPTS):
+        runs.log_due(outbox, no_wait)
+    states = {t["id"]: t["mlflow"] for t in outbox.recent()}
+    assert states["down"] == {"state": "failed", "run_id": None}
+    assert states["up"] == {"state": "logged", "run_id": "run-1"} and states["unlogged"]["state"] == "logged"
+    assert [call for call in logger.calls if call[0] == "down"] == [("down", None)] * evidence.EVIDENCE_ATTEMPTS
+    assert [frames_ for trigger_id, frames_ in logger.calls if trigger_id == "up"] == [frames]
+    outbox.add({"id": "later", "model": "m", "reason": "manual"}, None, {"drift": None}, 0.0)
+    evidence.EvidenceRuns(None).log_due(outbox, no_wait)
+    assert outbox.get("later")["mlflow"]["state"] == "skipped"
+    outbox.close()
