@@ -174,3 +174,38 @@ def test_estimated_answers_409_while_estimation_is_off_or_has_no_labelled_refere
     assert off.status_code == 409 and "estimation is off" in off.json()["detail"]
     unfitted = server.client.get("/v1/models/e/estimated")
     assert unfitted.status_code == 409 and "first_n:100" in unfitted.json()["detail"]
+
+
+def test_a_restart_refits_only_an_estimator_fitted_under_another_configuration(live_server, tmp_path):
+    path = tmp_path / "reference.csv"
+    reference_frame().to_csv(path, index=False)
+    state_dir = tmp_path / "state"
+    config = {"models": {"m": {**model_config(metrics=["accuracy"]), "reference": {"path": str(path)}}}}
+    first = live_server(config, state_dir=state_dir)
+    post(first, events(np.random.default_rng(3).uniform(size=WINDOW)))
+    estimate = first.client.get("/v1/models/m/estimated").json()
+    first.stop()
+    path.unlink()  # the checkpoint brings the reference and the fitted estimator
+    same = live_server(config, state_dir=state_dir)
+    assert same.client.get("/readyz").status_code == 200
+    assert same.client.get("/v1/models/m/estimated").json() == estimate
+    same.stop()
+    config["models"]["m"]["estimation"]["metrics"] = ["accuracy", "f1"]
+    changed = live_server(config, state_dir=state_dir)  # the file is read again, and is gone
+    ready = changed.client.get("/readyz")
+    assert ready.status_code == 503 and "reference of m not loaded" in ready.text
+    assert "no estimator" in changed.client.get("/v1/models/m/estimated").json()["detail"]
+
+
+def test_multiclass_scores_in_events_are_ignored_alike_by_both_decoders():
+    """The service estimates binary classifiers from ``score``; a ``scores`` mapping (class ->
+    probability, as ``driftline estimate`` reads multiclass scores) is no contract field: both
+    decoders accept the event and leave it out, as any unknown field."""
+    from tests.decoding import canonical, decode_both
+
+    lines = [orjson.dumps({"kind": "prediction", "model": "m", "id": str(i), "prediction": "b",
+                           "scores": {"a": 0.2, "b": 0.7, "c": 0.1}, "features": {"x": 1.0}}) for i in range(3)]
+    decoded = decode_both("decode_body", b"\n".join(lines), 0.0)
+    assert decoded.accepted == 3 and not decoded.rejected
+    plain = [line.replace(b',"scores":{"a":0.2,"b":0.7,"c":0.1}', b"") for line in lines]
+    assert canonical(decoded) == canonical(decode_both("decode_body", b"\n".join(plain), 0.0))
