@@ -46,7 +46,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     from service.api_triggers import create_router as triggers_router  # noqa: PLC0415
     from service.triggers import TriggerManager  # noqa: PLC0415
 
-    runtime.triggers = TriggerManager(runtime)
+    runtime.triggers = TriggerManager(settings, runtime.engine, runtime.metrics, runtime.environ)
     runtime.add(runtime.triggers)
     runtime.engine.listeners.append(runtime.triggers.on_evaluation)
     routers.append(triggers_router(runtime.triggers))

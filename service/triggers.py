@@ -27,11 +27,14 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable
 
 from service import extras
 from service.config import AUTOMATIC_REASONS, Settings, TriggersConfig
+from service.engine import Engine
+from service.metrics import Metrics
 from service.model_state import Evaluation
 from service.retrain.alerts import Ignored, SeenAlerts, read_alerts
 from service.retrain.dispatcher import Dispatcher
@@ -83,12 +86,12 @@ class TriggerManager:
 
     name = "triggers"
 
-    def __init__(self, runtime, clock: Callable[[], float] = time.time):
-        self.runtime = runtime
-        self.settings: Settings = runtime.settings
-        self.engine = runtime.engine
-        self.metrics = runtime.metrics
-        self.environ = runtime.environ
+    def __init__(self, settings: Settings, engine: Engine, metrics: Metrics, environ: Mapping[str, str],
+                 clock: Callable[[], float] = time.time):
+        self.settings = settings
+        self.engine = engine
+        self.metrics = metrics
+        self.environ = environ  # webhook secrets, MLFLOW_TRACKING_URI
         self.clock = clock
         # Extra consumers of every trigger payload (the Kafka trigger topic); called on a background thread.
         self.sinks: list[Callable[[dict], None]] = []

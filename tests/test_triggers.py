@@ -314,3 +314,27 @@ def test_evidence_runs_retry_then_fail_log_with_the_kept_frames_or_skip(tmp_path
     evidence.EvidenceRuns(None).log_due(outbox, no_wait)
     assert outbox.get("later")["mlflow"]["state"] == "skipped"
     outbox.close()
+
+
+def test_a_trigger_manager_takes_what_it_needs_in_its_constructor(tmp_path):
+    """No runtime to reach into: settings, engine, metrics and environment are its arguments."""
+    from prometheus_client import CollectorRegistry
+
+    from service.config import Settings
+    from service.engine import Engine
+    from service.metrics import Metrics
+    from service.triggers import TriggerManager
+
+    settings = Settings(state_dir=tmp_path, webhooks={"ci": {"url": "http://127.0.0.1:9/hook", "secret_env": "S"}})
+    engine = Engine(settings)
+    manager = TriggerManager(settings, engine, Metrics(engine, CollectorRegistry()), {"S": "whsec_c2VjcmV0"},
+                             clock=lambda: 1795766400.0)
+    assert manager.dispatcher is None and manager.manual("m").suppressed == "driftline is not started"
+    manager.start()
+    try:
+        outcome = manager.manual("m", note="by hand")
+        assert outcome.target == "ci" and outcome.trigger["triggered_at"] == "2026-11-27T08:00:00Z"
+        assert manager.dispatcher.credentials["ci"].secret == b"secret"
+        assert [t["id"] for t in manager.recent()] == [outcome.trigger["id"]]
+    finally:
+        manager.stop()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Iterable
 from urllib.parse import quote, quote_plus
@@ -34,7 +35,7 @@ class Credentials:
     token: str | None = None  # the token that login got; renewed when the API answers 401
 
     @classmethod
-    def from_env(cls, config: WebhookConfig, environ: dict[str, str]) -> "Credentials":
+    def from_env(cls, config: WebhookConfig, environ: Mapping[str, str]) -> "Credentials":
         creds = cls()
 
         def read(name: str | None) -> str | None:

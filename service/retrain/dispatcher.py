@@ -15,6 +15,7 @@ import random
 import sqlite3
 import threading
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timezone
 
@@ -166,7 +167,7 @@ def _hint(config: WebhookConfig, creds: Credentials, status: int) -> str:
 class Dispatcher:
     """One delivery thread per target, reading due rows from the outbox."""
 
-    def __init__(self, outbox: Outbox, webhooks: dict[str, WebhookConfig], environ: dict[str, str],
+    def __init__(self, outbox: Outbox, webhooks: dict[str, WebhookConfig], environ: Mapping[str, str],
                  deliveries=None, pending=None, transport: httpx.BaseTransport | None = None):
         self.outbox = outbox
         self.webhooks = webhooks
