@@ -94,7 +94,7 @@ def bare_consumer(bootstrap: str, topic: str, n: int) -> dict:
 
 def driftline(bootstrap: str, topic: str, n: int, latency_events: int, latency_rate: float, state_dir: Path) -> dict:
     from service.config import Settings
-    from service.kafka_source import KafkaSource
+    from service.kafka.source import KafkaSource
     from service.runtime import Runtime
 
     suffix = uuid.uuid4().hex[:8]

@@ -30,7 +30,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
 
     routers = [estimation_router]
     # KServe/Seldon CloudEvents sink (its joiner journals pending halves in state_dir) and the Kafka source.
-    from service.cloudevents import CloudEventsSink, http_router as cloudevents_router  # noqa: PLC0415
+    from service.ingest.cloudevents import CloudEventsSink, http_router as cloudevents_router  # noqa: PLC0415
 
     sink = CloudEventsSink(runtime.engine, settings.cloudevents, settings.state_dir / "cloudevents-pending.sqlite")
     runtime.add(sink)
@@ -38,7 +38,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     routers.append(cloudevents_router(sink))
     kafka = None
     if settings.kafka is not None:
-        from service.kafka_source import KafkaSource  # noqa: PLC0415
+        from service.kafka.source import KafkaSource  # noqa: PLC0415
 
         kafka = KafkaSource(runtime)
         runtime.add(kafka)

@@ -1,4 +1,4 @@
-"""KServe / Seldon inference-logger CloudEvents -> prediction events (service.cloudevents),
+"""KServe / Seldon inference-logger CloudEvents -> prediction events (service.ingest.cloudevents),
 over HTTP (POST /v1/cloudevents) with payloads shaped as the loggers send them."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ from datetime import datetime, timezone
 import orjson
 import pytest
 
-from service.cloudevents import (CloudEventJoiner, PendingJournal, attributes, decode_http, is_cloudevent,
-                                 open_journal)
+from service.ingest.cloudevents import (CloudEventJoiner, PendingJournal, attributes, decode_http, is_cloudevent,
+                                        open_journal)
 from service.events import Validator
 
 KSERVE_REQUEST = "org.kubeflow.serving.inference.request"

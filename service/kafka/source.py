@@ -25,7 +25,7 @@ Changelog record: key = model name (UTF-8), value = ``MAGIC`` + 4-byte header le
 JSON header (``offsets``: {topic: {partition: next offset}}, ``writer``, ``written_at``) +
 the engine's snapshot bytes. Key ``OFFSETS_KEY`` holds only a header: the input offsets
 up to which partition ``p`` was completely checkpointed. Key ``PENDING_KEY`` holds the
-partition's pending CloudEvents halves (:func:`service.cloudevents.encode_halves`); a
+partition's pending CloudEvents halves (:func:`service.ingest.cloudevents.encode_halves`); a
 tombstone when none are left.
 """
 
@@ -43,7 +43,7 @@ from typing import Any, Callable
 import orjson
 from kafka import ConsumerRebalanceListener
 
-from service import cloudevents
+from service.ingest import cloudevents
 from service.events import Decoded, Rejection
 
 log = logging.getLogger("driftline.kafka")

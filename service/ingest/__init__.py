@@ -1,0 +1,1 @@
+"""Ingest adapters: KServe/Seldon inference-logger CloudEvents."""

@@ -1,0 +1,1 @@
+"""The Kafka edge (see docs/kafka.md)."""
