@@ -106,7 +106,8 @@ def driftline(bootstrap: str, topic: str, n: int, latency_events: int, latency_r
         models={"default": {"reference": {"first_n": 1000}, "window": {"size": 1000, "step": 1000},
                             "triggers": {"on": []}}})
     runtime = Runtime(settings)
-    source = KafkaSource(runtime)
+    source = KafkaSource(runtime.engine, settings.kafka, settings.cloudevents, runtime.metrics.consumer_lag,
+                         settings.state_dir, changelog=runtime.changelog)
     runtime.add(source)
 
     marks: dict = {"first": None, "last": None, "count": 0}

@@ -33,6 +33,7 @@ class FileCheckpoints:
     def __init__(self, engine: Engine, directory: Path, interval: float, metrics=None):
         self.engine = engine
         self.directory = directory / "models"
+        self.location = str(self.directory)
         self.interval = interval
         self.metrics = metrics  # service.metrics.Metrics, or None
         # model -> why its last write failed; empty when every changed model is on disk.

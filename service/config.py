@@ -119,7 +119,7 @@ class CloudEventsConfig(Strict):
     ttl: Duration = 30.0
     max_pending: int = Field(10_000, ge=10)
     # Bodies are kept as received; 48 MiB keeps a partition's pending halves within one
-    # changelog record (service.kafka.source.MAX_STATE_BYTES).
+    # changelog record (service.kafka.admin.MAX_STATE_BYTES).
     max_pending_bytes: int = Field(32 * 1024 * 1024, ge=64 * 1024, le=48 * 1024 * 1024)
 
 

@@ -3,7 +3,7 @@
 An edge that runs in the background (the Kafka consumer, the webhook dispatcher) is a
 *component*: an object with ``start()``, ``stop()`` and ``ready() -> (bool, reason)``.
 ``/readyz`` is true when every component is ready, every configured reference loaded and
-the checkpoints of every changed model written.
+the state store ready (with files: the checkpoints of every changed model written).
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from service import extras
 from service.checkpoints import FileCheckpoints
 from service.config import Settings
 from service.engine import Engine, TooManyModels
+from service.kafka.changelog import Changelog
 from service.metrics import Metrics
 from service.tables import TableError, read_table
 
@@ -30,6 +31,22 @@ class Component(Protocol):
     def start(self) -> None: ...
 
     def stop(self) -> None: ...
+
+    def ready(self) -> tuple[bool, str]: ...
+
+
+class StateStore(Protocol):
+    """Where per-model state survives a restart: files in ``state_dir``
+    (:class:`~service.checkpoints.FileCheckpoints`) or the Kafka changelog topic
+    (:class:`~service.kafka.changelog.Changelog`), chosen once when the runtime is built."""
+
+    location: str  # for the log: where the state is
+
+    def restore(self) -> int: ...  # at start-up, before references load; how many models
+
+    def start(self) -> None: ...
+
+    def stop(self) -> None: ...  # after the components stop: the last state is written
 
     def ready(self) -> tuple[bool, str]: ...
 
@@ -51,10 +68,13 @@ class Runtime:
         self.environ = environ
         self.components: list[Component] = []
         self.reference_errors: dict[str, str] = {}
-        self.checkpoints = FileCheckpoints(self.engine, settings.state_dir, settings.checkpoint_interval,
-                                           self.metrics)
-        # False when per-model state is checkpointed elsewhere (the Kafka changelog topic).
-        self.file_checkpoints = True
+        # With kafka.state_topic, state is in the changelog topic, which the Kafka source writes
+        # with the input offsets it includes; files would fight over it with other replicas.
+        kafka = settings.kafka
+        self.changelog = Changelog(self.engine, kafka) if kafka is not None and kafka.state_topic else None
+        self.state_store: StateStore = (
+            self.changelog if self.changelog is not None
+            else FileCheckpoints(self.engine, settings.state_dir, settings.checkpoint_interval, self.metrics))
         self.started = False
 
     def add(self, component: Component) -> None:
@@ -62,13 +82,11 @@ class Runtime:
 
     def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)
-        if self.file_checkpoints:
-            restored = self.checkpoints.restore()
-            if restored:
-                log.info("restored %d model(s) from %s", restored, self.checkpoints.directory)
+        restored = self.state_store.restore()
+        if restored:
+            log.info("restored %d model(s) from %s", restored, self.state_store.location)
         self.load_references()
-        if self.file_checkpoints:
-            self.checkpoints.start()
+        self.state_store.start()
         for component in self.components:
             component.start()
         self.started = True
@@ -79,8 +97,7 @@ class Runtime:
                 component.stop()
             except Exception:
                 log.exception("stopping %s failed", component.name)
-        if self.file_checkpoints:
-            self.checkpoints.stop()
+        self.state_store.stop()
         self.started = False
 
     def load_references(self) -> None:
@@ -123,10 +140,9 @@ class Runtime:
 
     def ready(self) -> tuple[bool, list[str]]:
         reasons = [f"reference of {model} not loaded: {error}" for model, error in self.reference_errors.items()]
-        if self.file_checkpoints:
-            ok, reason = self.checkpoints.ready()
-            if not ok:
-                reasons.append(f"state store: {reason}")
+        ok, reason = self.state_store.ready()
+        if not ok:
+            reasons.append(f"state store: {reason}")
         for component in self.components:
             ok, reason = component.ready()
             if not ok:

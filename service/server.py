@@ -30,7 +30,8 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
 
     routers = [estimation_router]
     # KServe/Seldon CloudEvents sink (its joiner journals pending halves in state_dir) and the Kafka source.
-    from service.ingest.cloudevents import CloudEventsSink, http_router as cloudevents_router  # noqa: PLC0415
+    from service.http.cloudevents_routes import http_router as cloudevents_router  # noqa: PLC0415
+    from service.ingest.sink import CloudEventsSink  # noqa: PLC0415
 
     sink = CloudEventsSink(runtime.engine, settings.cloudevents, settings.state_dir / "cloudevents-pending.sqlite")
     runtime.add(sink)
@@ -40,8 +41,11 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     if settings.kafka is not None:
         from service.kafka.source import KafkaSource  # noqa: PLC0415
 
-        kafka = KafkaSource(runtime)
-        runtime.add(kafka)
+        source = KafkaSource(runtime.engine, settings.kafka, settings.cloudevents, runtime.metrics.consumer_lag,
+                             settings.state_dir, changelog=runtime.changelog)
+        runtime.add(source)
+        runtime.metrics.watch_cloudevents("kafka", lambda: source.joiner)
+        kafka = source
     # Retraining: policies, webhook outbox/dispatcher, MLflow evidence (issue 5).
     from service.api_triggers import create_router as triggers_router  # noqa: PLC0415
     from service.triggers import TriggerManager  # noqa: PLC0415

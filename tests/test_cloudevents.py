@@ -1,17 +1,21 @@
-"""KServe / Seldon inference-logger CloudEvents -> prediction events (service.ingest.cloudevents),
+"""KServe / Seldon inference-logger CloudEvents -> prediction events (service.ingest),
 over HTTP (POST /v1/cloudevents) with payloads shaped as the loggers send them."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from datetime import datetime, timezone
+from pathlib import Path
 
 import orjson
 import pytest
 
-from service.ingest.cloudevents import (CloudEventJoiner, PendingJournal, attributes, decode_http, is_cloudevent,
-                                        open_journal)
 from service.events import Validator
+from service.ingest.cloudevents import attributes, is_cloudevent
+from service.ingest.joiner import CloudEventJoiner, decode_http
+from service.ingest.journal import PendingJournal, open_journal
 
 KSERVE_REQUEST = "org.kubeflow.serving.inference.request"
 KSERVE_RESPONSE = "org.kubeflow.serving.inference.response"
@@ -456,3 +460,14 @@ def test_open_journal_moves_a_damaged_file_aside_and_says_why_one_cannot_be_open
     assert len(list(tmp_path.glob("pending.sqlite.corrupt-*"))) == 1
     journal, error = open_journal(tmp_path / "no-such-dir" / "pending.sqlite")  # as a full disk: no file
     assert journal is None and "unable to open" in error
+
+
+def test_the_kafka_path_and_the_cloudevents_adapter_import_no_web_framework():
+    """The Kafka source and the CloudEvents adapter it shares with the HTTP sink run without
+    FastAPI; only the sink's route (service.http) needs it."""
+    code = ("import sys, service.kafka.source, service.ingest.sink, service.runtime; "
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'fastapi', 'starlette', 'uvicorn', 'httpx'}))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+                            cwd=Path(__file__).resolve().parents[1])
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

@@ -24,8 +24,10 @@ import pytest
 from service import checkpoints
 from service.config import Settings, WebhookConfig
 from service.engine import Engine
+from service.kafka.source import KafkaSource
 from service.retrain.dispatcher import Dispatcher
 from service.retrain.outbox import Outbox
+from service.runtime import Runtime
 from tests.checkpoint_formats import make_fixtures
 from tests.conftest import require_tool
 from tests.test_api import SMALL, ndjson, traffic
@@ -143,10 +145,10 @@ def test_what_failed_on_a_full_disk_is_written_at_shutdown(small_disk, live_serv
     config = {**SMALL, "checkpoint_interval": "1h"}  # only the rounds this test runs, and the shutdown
     server = live_server(config, state_dir=state_dir)
     feed(server, 0, 60)
-    assert server.runtime.checkpoints.save() == 4
+    assert server.runtime.state_store.save() == 4
     filler = fill(small_disk)
     feed(server, 60, 50, shift=3.0)
-    assert server.runtime.checkpoints.save() == 0
+    assert server.runtime.state_store.save() == 0
     assert readiness(server)[0] == 503 and partial_files(state_dir) == []
     before = views(server)
     filler.unlink()
@@ -186,7 +188,7 @@ def test_a_model_that_does_not_fit_does_not_stop_the_others(small_disk, live_ser
     for model in names:
         events = traffic(model, 8_000 if model == "big" else 100)
         assert server.client.post("/v1/events", content=ndjson(events)).status_code == 202
-    checkpoints = server.runtime.checkpoints
+    checkpoints = server.runtime.state_store
     assert checkpoints.save() == 5
     sizes = {m: (state_dir / "models" / f"{m}.state").stat().st_size for m in names}
     assert sizes["big"] > 10 * max(sizes[m] for m in MODELS)
@@ -444,3 +446,43 @@ def test_a_shutdown_save_waits_for_a_round_still_writing(tmp_path, monkeypatch):
     assert max(overlaps) == 1
     assert sorted(p.name for p in store.directory.iterdir()) == sorted(f"{m}{checkpoints.SUFFIX}"
                                                                       for m in engine.models)
+
+
+# -- one state store, chosen when the runtime is built --------------------------------------------
+
+
+def test_the_state_store_is_files_without_a_state_topic_and_the_kafka_changelog_with_one(tmp_path):
+    """With ``kafka.state_topic`` every replica's state is in the changelog: a checkpoint file
+    left in ``state_dir`` is not restored and nothing is written to files, with no Kafka source
+    having to switch the files off."""
+    files = {**SMALL, "state_dir": str(tmp_path)}
+    runtime = Runtime(Settings.model_validate(files))
+    assert isinstance(runtime.state_store, checkpoints.FileCheckpoints) and runtime.changelog is None
+    runtime.start()
+    runtime.engine.process(runtime.engine.validator.decode_body(ndjson(traffic("m1", 30))))
+    runtime.stop()
+    assert (tmp_path / "models" / "m1.state").exists()
+
+    kafka = {"bootstrap_servers": "127.0.0.1:9", "topics": ["events"], "state_topic": "state"}
+    runtime = Runtime(Settings.model_validate({**files, "kafka": kafka}))
+    assert runtime.state_store is runtime.changelog and runtime.changelog.topic == "state"
+    runtime.start()
+    assert "m1" not in runtime.engine.models
+    runtime.engine.process(runtime.engine.validator.decode_body(ndjson(traffic("m2", 30))))
+    assert runtime.ready()[1] == []
+    runtime.stop()
+    assert sorted(p.name for p in (tmp_path / "models").iterdir()) == ["m1.state"]
+
+
+def test_a_kafka_source_with_a_state_topic_is_given_the_runtimes_changelog(tmp_path):
+    kafka = {"bootstrap_servers": "127.0.0.1:9", "topics": ["events"], "state_topic": "state"}
+    runtime = Runtime(Settings.model_validate({**SMALL, "state_dir": str(tmp_path), "kafka": kafka}))
+    settings = runtime.settings
+    with pytest.raises(ValueError, match="changelog"):
+        KafkaSource(runtime.engine, settings.kafka, settings.cloudevents, runtime.metrics.consumer_lag, tmp_path)
+    source = KafkaSource(runtime.engine, settings.kafka, settings.cloudevents, runtime.metrics.consumer_lag,
+                         tmp_path, changelog=runtime.changelog)
+    assert source.changelog is runtime.changelog and source.journal_path is None
+    without = settings.kafka.model_copy(update={"state_topic": None})
+    source = KafkaSource(runtime.engine, without, settings.cloudevents, runtime.metrics.consumer_lag, tmp_path)
+    assert source.journal_path == tmp_path / "cloudevents-kafka.sqlite"
