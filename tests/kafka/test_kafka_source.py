@@ -297,15 +297,21 @@ def test_a_replica_killed_mid_stream_changes_no_state_or_verdict(broker, names, 
     # Two replicas in one group share the 4 partitions; the events arrive at ~600/s and one
     # replica is SIGKILLed while they do, with progress that is neither checkpointed nor committed.
     group, state = names("pair"), names("pair-state")
-    kafka = kafka_config(broker.bootstrap, [topic], group, state, None, max_poll_records=100)
+    # A 10 s session (not the suite's 6 s): on a loaded 2-core machine a heartbeat can come late,
+    # and each member expired restarts the rebalance; CI once saw two fresh members not settle in 120 s.
+    kafka = kafka_config(broker.bootstrap, [topic], group, state, None, max_poll_records=100,
+                         session_timeout="10s")
     first = Replica({**config, "kafka": kafka}, tmp_path, "first")
     second = Replica({**config, "kafka": kafka}, tmp_path, "second")
     try:
         def owned(replica):
             return sum(1 for (n, _ls) in replica.metrics() if n == "driftline_consumer_lag_messages")
-        # A rebalance of two fresh members can take a minute on a loaded 2-core machine.
-        wait_for(lambda: [owned(first), owned(second)] == [2, 2], 120, interval=0.5,
-                 message="two replicas sharing 4 partitions")
+        try:
+            wait_for(lambda: [owned(first), owned(second)] == [2, 2], 180, interval=0.5,
+                     message="two replicas sharing 4 partitions")
+        except AssertionError as exc:  # say where it stood: partitions owned, and each replica's log
+            raise AssertionError(f"{exc}; partitions owned {[owned(first), owned(second)]}\n"
+                                 f"first:\n{first.log()}\nsecond:\n{second.log()}") from None
         producer = threading.Thread(target=send, args=(broker.bootstrap, topic, events),
                                     kwargs={"rate": 600}, daemon=True)
         producer.start()
