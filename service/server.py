@@ -17,7 +17,9 @@ from prometheus_client import CollectorRegistry
 from service import __version__, events, logs
 from service.api import create_app
 from service.config import ConfigError, Settings
+from service.http.retrain_routes import create_router as retrain_router
 from service.runtime import Runtime
+from service.triggers import TriggerManager
 
 log = logging.getLogger("driftline")
 
@@ -47,13 +49,10 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
         runtime.metrics.watch_cloudevents("kafka", lambda: source.joiner)
         kafka = source
     # Retraining: policies, webhook outbox/dispatcher, MLflow evidence (issue 5).
-    from service.api_triggers import create_router as triggers_router  # noqa: PLC0415
-    from service.triggers import TriggerManager  # noqa: PLC0415
-
     runtime.triggers = TriggerManager(settings, runtime.engine, runtime.metrics, runtime.environ)
     runtime.add(runtime.triggers)
     runtime.engine.listeners.append(runtime.triggers.on_evaluation)
-    routers.append(triggers_router(runtime.triggers))
+    routers.append(retrain_router(runtime.triggers))
     if kafka is not None and settings.kafka.trigger_topic:
         runtime.triggers.sinks.append(kafka.publish_trigger)
     return create_app(runtime, routers)

@@ -1,4 +1,6 @@
-"""HTTP routes of retraining (CONTRACT §3): manual trigger, Alertmanager receiver, trigger list."""
+"""HTTP routes of retraining (CONTRACT §3): manual trigger, Alertmanager receiver, trigger list.
+
+The auth and body helpers still come from :mod:`service.api`."""
 
 from __future__ import annotations
 
