@@ -21,6 +21,7 @@ from service.engine import Engine, TooManyModels
 from service.kafka.changelog import Changelog
 from service.metrics import Metrics
 from service.tables import TableError, read_table
+from service.triggers import TriggerManager
 
 log = logging.getLogger("driftline")
 
@@ -66,7 +67,11 @@ class Runtime:
         self.ingest_token = environ.get(settings.auth.ingest_token_env) or None
         self.read_token = environ.get(settings.auth.read_token_env) or None
         self.environ = environ
-        self.components: list[Component] = []
+        # Retraining: policies, the webhook outbox and dispatcher, MLflow evidence. The first
+        # component: its outbox is open before any source evaluates a window, and it stops last.
+        self.triggers = TriggerManager(settings, self.engine, self.metrics, environ)
+        self.engine.listeners.append(self.triggers.on_evaluation)
+        self.components: list[Component] = [self.triggers]
         self.reference_errors: dict[str, str] = {}
         # With kafka.state_topic, state is in the changelog topic, which the Kafka source writes
         # with the input offsets it includes; files would fight over it with other replicas.

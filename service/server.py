@@ -19,7 +19,6 @@ from service.api import create_app
 from service.config import ConfigError, Settings
 from service.http.retrain_routes import create_router as retrain_router
 from service.runtime import Runtime
-from service.triggers import TriggerManager
 
 log = logging.getLogger("driftline")
 
@@ -48,10 +47,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
         runtime.add(source)
         runtime.metrics.watch_cloudevents("kafka", lambda: source.joiner)
         kafka = source
-    # Retraining: policies, webhook outbox/dispatcher, MLflow evidence (issue 5).
-    runtime.triggers = TriggerManager(settings, runtime.engine, runtime.metrics, runtime.environ)
-    runtime.add(runtime.triggers)
-    runtime.engine.listeners.append(runtime.triggers.on_evaluation)
+    # Retraining (the runtime's triggers component): its routes, and the Kafka trigger topic as a sink.
     routers.append(retrain_router(runtime.triggers))
     if kafka is not None and settings.kafka.trigger_topic:
         runtime.triggers.sinks.append(kafka.publish_trigger)

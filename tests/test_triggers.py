@@ -338,3 +338,20 @@ def test_a_trigger_manager_takes_what_it_needs_in_its_constructor(tmp_path):
         assert [t["id"] for t in manager.recent()] == [outcome.trigger["id"]]
     finally:
         manager.stop()
+
+
+def test_the_runtime_builds_its_triggers_component_first_and_stops_it_last(tmp_path):
+    from prometheus_client import CollectorRegistry
+
+    from service.config import Settings
+    from service.runtime import Runtime
+
+    runtime = Runtime(Settings(state_dir=tmp_path), registry=CollectorRegistry(), environ={})
+    assert runtime.components == [runtime.triggers]
+    assert runtime.engine.listeners == [runtime.triggers.on_evaluation]
+    runtime.start()
+    try:
+        assert runtime.triggers.manual("m").trigger is not None and runtime.ready()[0]
+    finally:
+        runtime.stop()
+    assert runtime.triggers.outbox is None
