@@ -110,6 +110,9 @@ class LimitsConfig(Strict):
     max_reference_rows: int = Field(1_000_000, ge=10)
     max_reference_cells: int = Field(20_000_000, ge=10)
     max_event_bytes: int = Field(1024 * 1024, ge=256)
+    # Values of a segment feature (models.<m>.segments) given a segment of their own: the most
+    # frequent in the reference; the others are pooled as __other__.
+    max_segments: int = Field(20, ge=1)
 
 
 class CloudEventsConfig(Strict):
@@ -271,6 +274,14 @@ class ModelConfig(Strict):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     # Absent: no estimation.
     estimation: EstimationConfig | None = None
+    # Features to slice by (service.segments): drift and performance per value of each.
+    segments: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _distinct_segments(self) -> "ModelConfig":
+        if len(set(self.segments)) != len(self.segments):
+            raise ValueError("segments names a feature twice")
+        return self
 
 
 class WebhookAuth(Strict):

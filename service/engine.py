@@ -230,4 +230,6 @@ class Engine:
             "model_version": sum(b.overflowed for b in self._versions.values()),
             "server": sum(b.overflowed for b in self._servers.values()),
             "event": sum(b.overflowed for b in self._infra_words.values()),
+            # Present values of segment features pooled as __other__ (service.segments).
+            "segment": sum(state.segments.overflowed for state in self.models.values() if state.segments is not None),
         }

@@ -10,7 +10,7 @@ or expired). Both maps are bounded, so memory is too.
 from __future__ import annotations
 
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Iterable
 
 import msgspec
@@ -30,13 +30,15 @@ class Joined:
     delays: list[float]
     unmatched: int
     duplicate: int
+    # The predictions' segment names (service.segments), None where a prediction has none.
+    segments: list[tuple | None] = field(default_factory=list)
 
 
 class PendingPredictions:
     def __init__(self, max_pending: int, ttl: float):
         self.max_pending = max_pending
         self.ttl = ttl
-        # id -> (timestamp, model_version, prediction, score)
+        # id -> (timestamp, model_version, prediction, score[, segment names])
         self._pending: OrderedDict[str, tuple] = OrderedDict()
         # ids matched recently, to tell a duplicate label from an unknown one
         self._matched: OrderedDict[str, None] = OrderedDict()
@@ -76,7 +78,8 @@ class PendingPredictions:
                     joined.unmatched += 1
                 continue
             matched[ident] = None
-            timestamp, version, prediction, score = row
+            timestamp, version, prediction, score = row[:4]
+            joined.segments.append(tuple(row[4]) if len(row) > 4 and row[4] is not None else None)
             joined.versions.append(version)
             joined.y_true.append(label.label)
             joined.y_pred.append(prediction)

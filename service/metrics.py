@@ -171,6 +171,7 @@ class EngineCollector(Collector):
                     samples)
         yield from self._quality_figures()
         yield from self._estimation_figures()
+        yield from self._segment_figures()
 
     def _estimation_figures(self) -> Iterator[Metric]:
         return _estimation_families(self.engine.models)
@@ -208,6 +209,43 @@ class EngineCollector(Collector):
             unexpected.add_metric([name, "new"], len(report.new))
             unexpected.add_metric([name, "absent"], len(report.absent))
         yield from (missing, reference_missing, out_of_range, unseen, unexpected)
+
+    def _segment_figures(self) -> Iterator[Metric]:
+        """Drift and performance per segment (service.segments): at most limits.max_segments + 1
+        segments per segment feature; the gap over segments with the performance rule's
+        min_labels joined labels."""
+        labels = ["model", "segment_by", "segment"]
+        drift_share = GaugeMetricFamily("driftline_segment_drift_share",
+                                        "Share of drifted features in the segment's rows of the window.", labels=labels)
+        dataset = GaugeMetricFamily("driftline_segment_dataset_drift_detected",
+                                    "1 if the segment's rows of the window drifted from its reference rows.",
+                                    labels=labels)
+        samples = GaugeMetricFamily("driftline_segment_window_samples",
+                                    "Predictions of the segment in the window at its last evaluation.", labels=labels)
+        performance = GaugeMetricFamily("driftline_segment_performance",
+                                        "Performance over the segment's joined labels of the label window.",
+                                        labels=[*labels, "metric"])
+        gap = GaugeMetricFamily("driftline_segment_performance_gap",
+                                "Largest minus smallest segment performance, over segments with enough labels.",
+                                labels=["model", "segment_by", "metric"])
+        for name, state in self.engine.models.items():
+            segments = state.segments
+            if segments is None:
+                continue
+            for segment_by, results in segments.drift.items():
+                for segment, result in results.items():
+                    samples.add_metric([name, segment_by, segment], result.samples)
+                    if result.report is not None:
+                        drift_share.add_metric([name, segment_by, segment], result.report.drift_share)
+                        dataset.add_metric([name, segment_by, segment], float(result.report.dataset_drift))
+            for segment_by, found in segments.performance.items():
+                for segment, (figures, _) in found.items():
+                    for metric, value in figures.items():
+                        performance.add_metric([name, segment_by, segment, metric], value)
+            for segment_by, gaps in segments.gap(state.config.triggers.performance.min_labels).items():
+                for metric, value in gaps.items():
+                    gap.add_metric([name, segment_by, metric], value)
+        yield from (drift_share, dataset, samples, performance, gap)
 
 
 ESTIMATION_FIGURES = {

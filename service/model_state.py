@@ -29,6 +29,7 @@ from service.estimation import WindowEstimate, WindowEstimator, fitted_for
 from service.events import Label, PredictionBatch
 from service.features import MAX_NAME_CHARS, FeatureColumns, as_numbers, unknown_names
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
+from service.segments import SegmentDrift, Segments
 from service.window import RingColumns, category_counts
 
 if TYPE_CHECKING:  # pandas arrives with the frames; it is imported where one is built (below, service/tables.py)
@@ -49,9 +50,10 @@ UNVERSIONED = "unknown"  # the model_version of an event that names none (CONTRA
 NON_FEATURE_COLUMNS = {"prediction", "score", "label", "id", "timestamp", "model", "model_version", "kind"}
 # Version of the checkpoint layout written by ModelState.to_bytes. 1 keyed archive entries by
 # model version and feature name; 2 keys them by position, with the names in "meta"; 3 keys
-# the window's and the first-N collection's columns by namespace (FEATURE, OWN).
-CHECKPOINT_FORMAT = 3
-READABLE_FORMATS = (1, 2, 3)
+# the window's and the first-N collection's columns by namespace (FEATURE, OWN); 4 adds the
+# segments (a "segments" entry; pending predictions carry their segment names).
+CHECKPOINT_FORMAT = 4
+READABLE_FORMATS = (1, 2, 3, 4)
 # Formats 1 and 2: the model's own columns of the window and of the first-N collection, which
 # held features under their bare names.
 UNSPACED_WINDOW = {PREDICTION: OWN + PREDICTION, SCORE: OWN + SCORE, "__timestamp__": TIMESTAMP_COLUMN}
@@ -81,6 +83,10 @@ class Evaluation:
     concept_drifts: list[str] = field(default_factory=list)
     quality: QualityReport | None = None  # window evaluations, with models.<m>.quality.enabled
     estimated: WindowEstimate | None = None  # window evaluations, with models.<m>.estimation
+    # With models.<m>.segments: window evaluations, segment_by -> segment -> its drift;
+    # label evaluations, segment_by -> segment -> (performance figures, joined labels).
+    segment_drift: dict[str, dict[str, SegmentDrift]] | None = None
+    segment_performance: dict[str, dict[str, tuple[dict[str, float], int]]] | None = None
 
 
 class Feature:
@@ -168,6 +174,7 @@ class ModelState:
         self.report: DriftReport | None = None
         self.prediction_report: DriftReport | None = None
         self.quality: QualityReport | None = None
+        self.segments: Segments | None = None
         # Every feature name of the reference's source (beyond the features kept: those
         # drift.features leaves out, those past limits.max_features), none of them "new".
         self.reference_names: set[str] = set()
@@ -266,6 +273,16 @@ class ModelState:
         self.estimator, self.estimate = None, None  # a first-N reference has no labels to fit it on
         self.reference_names = set(features)
         self.new_feature_rows = {}
+        self.segments = Segments.build(self.config.segments, encoded, {n: f.kind for n, f in features.items()},
+                                       self._segment_name, self.limits.max_segments, self.config.labels.window)
+
+    def _segment_name(self, feature: str, value: float) -> str:
+        """A segment's label value: the category, or the number (an integral one without ``.0``)."""
+        kind = self.features[feature]
+        if kind.kind == "categorical":
+            decoded = next(v for v, code in kind.vocab.items() if code == value)
+            return str(decoded)
+        return str(int(value)) if value.is_integer() else repr(value)
 
     def _collect(self, features: FeatureColumns, predictions: list, scores: np.ndarray) -> int:
         """Take rows for the first-N reference; returns how many were taken."""
@@ -316,22 +333,20 @@ class ModelState:
         named = next((v for v in reversed(versions) if v != UNVERSIONED), None)
         if named is not None:
             self.last_version = named
-        ids = batch.ids
-        missing_ids = ids.count(None)
-        rows = zip(timestamps.tolist(), versions, predictions, scores.tolist())
-        if missing_ids == 0:  # the common case: every prediction can be joined to a label
-            self.pending.add(ids, rows)
-        elif missing_ids < len(ids):
-            keyed = [(i, row) for i, row in zip(ids, rows) if i is not None]
-            self.pending.add([k for k, _ in keyed], [r for _, r in keyed])
         start = 0
         if self.reference is None:
             if self.first_n is None:  # waiting for a file/MLflow reference: nothing to compare yet
+                self._await_labels(batch, versions, None)
                 return []
             start = self._collect(batch.features, predictions, scores)
             if self.reference is None or start == len(batch):
+                self._await_labels(batch, versions, None)
                 return []
-        columns = {FEATURE + name: values for name, values in self._encode_features(batch.features, start).items()}
+        encoded = self._encode_features(batch.features, start)
+        # The rows taken into a first-N reference belong to no segment.
+        self._await_labels(batch, versions, None if self.segments is None
+                           else [None] * start + self.segments.keys(encoded))
+        columns = {FEATURE + name: values for name, values in encoded.items()}
         if self.config.quality.enabled:
             self._note_new_features(batch.features, self.window.total + len(batch) - start)
         rest = predictions[start:] if start else predictions
@@ -352,6 +367,19 @@ class ModelState:
             if self.since_evaluation >= step and self.window.count >= min(step, self.window.capacity):
                 evaluations.append(self.evaluate())
         return evaluations
+
+    def _await_labels(self, batch: PredictionBatch, versions: list[str], segment_keys: list | None) -> None:
+        """Keep the batch's predictions that have an id for the label join."""
+        ids = batch.ids
+        missing_ids = ids.count(None)
+        rows = zip(batch.timestamps.tolist(), versions, batch.predictions, batch.scores.tolist()) \
+            if segment_keys is None else \
+            zip(batch.timestamps.tolist(), versions, batch.predictions, batch.scores.tolist(), segment_keys)
+        if missing_ids == 0:  # the common case: every prediction can be joined to a label
+            self.pending.add(ids, rows)
+        elif missing_ids < len(ids):
+            keyed = [(i, row) for i, row in zip(ids, rows) if i is not None]
+            self.pending.add([k for k, _ in keyed], [r for _, r in keyed])
 
     def _encode_features(self, features: FeatureColumns, start: int) -> dict[str, np.ndarray]:
         """One float64 column per reference feature, of the rows from ``start`` on: numbers as
@@ -404,6 +432,12 @@ class ModelState:
             first_row = self.window.total - self.window.count  # the window's oldest row, counted from the first
             seen = [name for name, after in self.new_feature_rows.items() if after > first_row]
             self.quality = quality_report(self.reference, current, seen)
+        if self.segments is not None:
+            kept = None
+            if self.config.window.max_age is not None:  # the same rows, in the order the window stores them
+                stored = self.window.unordered(TIMESTAMP_COLUMN)
+                kept = stored >= stored.max() - self.config.window.max_age
+            self.segments.evaluate(lambda name: self.window.unordered(FEATURE + name), kept, drift)
         if self.prediction_reference is not None:
             self.prediction_report = self.prediction_reference.compare(
                 self._current(self.prediction_reference, OWN, rows), method=drift.method, threshold=drift.threshold)
@@ -473,6 +507,9 @@ class ModelState:
                 ring = self.label_windows[version] = RingColumns(self.config.labels.window, ["y_true", "y_pred", "score"])
             ring.append({"y_true": y_true[mask], "y_pred": y_pred[mask], "score": scores[mask]})
             self.performance[version] = self._performance(ring)
+        if self.segments is not None:
+            self.segments.add_labels(y_true[valid], y_pred[valid], scores[valid],
+                                     [key for key, ok in zip(joined.segments, valid.tolist()) if ok], self._figures)
         fired = []
         for name, detector in self.concept.items():
             if name == "ddm" and self.task == "regression":
@@ -497,12 +534,13 @@ class ModelState:
     def _performance(self, ring: RingColumns) -> dict[str, float]:
         if ring.count == 0:
             return {}
-        y_true, y_pred = ring.column("y_true"), ring.column("y_pred")
+        return self._figures(ring.column("y_true"), ring.column("y_pred"), ring.column("score"))
+
+    def _figures(self, y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray) -> dict[str, float]:
         if self.task == "regression":
             return regression_metrics(y_true, y_pred)
         positive = self.classes.get(self.config.labels.positive_class)
-        return classification_metrics(y_true, y_pred, ring.column("score"),
-                                      None if positive is None else float(positive))
+        return classification_metrics(y_true, y_pred, scores, None if positive is None else float(positive))
 
     def _concept_detectors(self) -> dict[str, Any]:
         detectors = {"adwin": ADWIN(), "page_hinkley": PageHinkley()}
@@ -524,7 +562,11 @@ class ModelState:
                           performance=dict(self.performance.get(version, {})),
                           labels_in_window=ring.count if ring else 0, concept_drifts=concept_drifts or [],
                           quality=self.quality if kind == "window" else None,
-                          estimated=self.estimate if kind == "window" else None)
+                          estimated=self.estimate if kind == "window" else None,
+                          segment_drift=dict(self.segments.drift) if self.segments is not None and kind == "window"
+                          else None,
+                          segment_performance=dict(self.segments.performance) if self.segments is not None
+                          and kind == "labels" else None)
 
     @property
     def reference_rows_collected(self) -> int | None:
@@ -579,6 +621,8 @@ class ModelState:
             blobs["window"] = self.window.to_bytes()
         if self.estimator is not None:
             blobs["estimator"] = self.estimator.to_bytes()
+        if self.segments is not None:
+            blobs["segments"] = self.segments.to_bytes()
         for index, version in enumerate(label_versions):
             blobs[f"labels/{index}"] = self.label_windows[version].to_bytes()
         for index, name in enumerate(sample_features):
@@ -643,6 +687,8 @@ class ModelState:
             state.label_windows[version_name] = RingColumns.from_bytes(blob, config.labels.window)
         for name, blob in sample_blobs.items():
             state.reference_sample[name] = np.frombuffer(blob, dtype=np.float64).copy()
+        if "segments" in blobs and config.segments:
+            state.segments = Segments.from_bytes(blobs["segments"], config.segments, config.labels.window)
         if state.reference is not None and state.window is not None and state.window.count:
             state.evaluate_silently()
         return state

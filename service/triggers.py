@@ -74,6 +74,30 @@ def performance_signal(rule, performance: dict[str, float], labels: int) -> tupl
     return (value > rule.threshold if rule.metric in ERROR_METRICS else value < rule.threshold), value
 
 
+def segment_signals(policy: TriggersConfig, evaluation: Evaluation) -> dict[tuple[str, str, str], tuple[bool, dict]]:
+    """``data_drift`` and ``performance_drop`` within each segment (models.<m>.segments):
+    (reason, segment_by, segment) -> (on?, evidence of the segment)."""
+    signals: dict[tuple[str, str, str], tuple[bool, dict]] = {}
+    if evaluation.segment_drift and "data_drift" in policy.on:
+        for segment_by, results in evaluation.segment_drift.items():
+            for segment, result in results.items():
+                report = result.report
+                if report is not None:
+                    signals[("data_drift", segment_by, segment)] = (report.dataset_drift, {
+                        "drift_share": report.drift_share, "samples": result.samples,
+                        "drifted_features": sorted(n for n, f in report.features.items() if f.drift)})
+    if evaluation.segment_performance and "performance_drop" in policy.on:
+        rule = policy.performance
+        for segment_by, found in evaluation.segment_performance.items():
+            for segment, (figures, labels) in found.items():
+                on, value = performance_signal(rule, figures, labels)
+                signals[("performance_drop", segment_by, segment)] = (on, {
+                    "performance": figures, "labels": labels,
+                    "performance_rule": {"metric": rule.metric, "threshold": rule.threshold,
+                                         "min_labels": rule.min_labels, "value": value}})
+    return signals
+
+
 def quality_breaches(rule, evaluation: Evaluation) -> list[tuple[str, str, float]]:
     """The window's data-quality figures above the model's ``quality`` thresholds."""
     if evaluation.quality is None:
@@ -100,7 +124,8 @@ class TriggerManager:
         self.dispatcher: Dispatcher | None = None
         self._lock = threading.Lock()
         self._raising = threading.Lock()
-        self._streaks: dict[str, dict[str, int]] = defaultdict(dict)
+        # model -> reason (or, within a segment, (reason, segment_by, segment)) -> evaluations in a row
+        self._streaks: dict[str, dict[str | tuple[str, str, str], int]] = defaultdict(dict)
         self._last_trigger: dict[str, float] = {}
         self._suppression_logged: dict[str, float] = {}  # model -> the trigger whose cooldown was logged
         self._alerts_seen = SeenAlerts(self.settings.alertmanager.dedup_size)
@@ -210,11 +235,15 @@ class TriggerManager:
             if "performance_drop" in policy.on:
                 signals["performance_drop"], _ = performance_signal(
                     policy.performance, evaluation.performance, evaluation.labels_in_window)
+        scoped = segment_signals(policy, evaluation)
         fire: str | None = None
+        segment: tuple[str, str, str] | None = None
         with self._lock:
             streaks = self._streaks[evaluation.model]
             for reason, on in signals.items():
                 streaks[reason] = streaks.get(reason, 0) + 1 if on else 0
+            for key, (on, _) in scoped.items():
+                streaks[key] = streaks.get(key, 0) + 1 if on else 0
             if "concept_drift" in policy.on and evaluation.concept_drifts:
                 fire = "concept_drift"
             else:
@@ -222,9 +251,21 @@ class TriggerManager:
                     if streaks.get(reason, 0) >= policy.consecutive_windows:
                         fire = reason
                         break
-            streak = streaks.get(fire, 1) if fire else 0
+                else:  # the whole model's signals first; then one segment's, the longest run
+                    held = [key for key in scoped if streaks.get(key, 0) >= policy.consecutive_windows]
+                    if held:
+                        segment = max(held, key=lambda key: streaks[key])
+                        fire = segment[0]
+            streak = streaks.get(segment or fire, 1) if fire else 0
         if fire is not None:
-            extra = {"consecutive_windows": streak}
+            extra: dict[str, Any] = {"consecutive_windows": streak}
+            if segment is not None:
+                extra["segment"] = scoped[segment][1]
+                if fire == "performance_drop":
+                    extra["performance_rule"] = extra["segment"].pop("performance_rule")
+                self.raise_trigger(evaluation.model, fire, extra=extra, model_version=evaluation.model_version,
+                                   evaluation=evaluation, segment={"segment_by": segment[1], "segment": segment[2]})
+                return
             if fire == "concept_drift":
                 extra["concept_detectors"] = list(evaluation.concept_drifts)
             if fire == "data_quality":
@@ -240,7 +281,8 @@ class TriggerManager:
                                evaluation=evaluation)
 
     def raise_trigger(self, model: str, reason: str, *, extra: dict | None = None, model_version: str | None = None,
-                      evaluation: Evaluation | None = None, bypass_cooldown: bool = False) -> Outcome:
+                      evaluation: Evaluation | None = None, bypass_cooldown: bool = False,
+                      segment: dict[str, str] | None = None) -> Outcome:
         """Build the payload, honour the cooldown, commit to the outbox, count, wake the dispatcher.
 
         The cooldown starts, and the streaks restart, only once the outbox holds the trigger: a
@@ -270,6 +312,8 @@ class TriggerManager:
                              "per cooldown)", model, reason, remaining)
                 return Outcome(None, suppressed=f"cooldown: {remaining:.0f}s left of {policy.cooldown:g}s")
             payload, evidence, frames = self._build(model, reason, now, extra or {}, model_version, evaluation)
+            if segment is not None:  # a signal that held within one segment (CONTRACT §4, optional key)
+                payload["segment"] = segment
             target = self.target(model)
             try:
                 outbox.add(payload, target, evidence if self.mlflow is not None else None, now)

@@ -1,0 +1,141 @@
+"""Segments in the service: drift confined to one segment, bounded label values, performance
+and its gap per segment, GET /v1/models/{model}/segments, segment-scoped triggers, checkpoints."""
+
+from __future__ import annotations
+
+import numpy as np
+import orjson
+
+from service.config import Settings
+from service.engine import Engine
+from tests.test_triggers import count, post, triggers_of
+
+COUNTRIES = "ABCDE"
+
+
+def events(n: int, start: int, seed: int, drifting: str | None = None, wrong_in: str | None = None) -> list[dict]:
+    """country A..E in turn, tier 0..2; x, y, z standard normal except x and y in the
+    ``drifting`` country (shifted by 3); the prediction wrong (0) in country ``wrong_in``."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        country = COUNTRIES[i % 5]
+        shift = 3.0 if country == drifting else 0.0
+        out.append({"kind": "prediction", "model": "m", "id": f"m-{start + i}",
+                    "prediction": 0 if country == wrong_in else 1,
+                    "features": {"country": country, "tier": (i // 5) % 3, "x": float(rng.normal(shift)),
+                                 "y": float(rng.normal(shift)), "z": float(rng.normal())}})
+    return out
+
+
+def engine(**model) -> Engine:
+    config = {"reference": {"first_n": 1000}, "window": {"size": 1000, "step": 1000},
+              "segments": ["country", "tier"], **model}
+    return Engine(Settings.model_validate({"models": {"m": config}}))
+
+
+def feed(target: Engine, batch: list[dict]) -> None:
+    decoded = target.validator.decode_body(orjson.dumps(batch), received_at=0.0)
+    assert not decoded.rejected
+    target.process(decoded)
+
+
+def test_drift_in_one_segment_shows_there_alone_not_in_the_others_nor_the_aggregate():
+    target = engine()
+    feed(target, events(1000, 0, seed=0))
+    feed(target, events(1000, 1000, seed=1, drifting="C"))
+    state = target.models["m"]
+    country = state.segments.drift["country"]
+    assert set(country) == set(COUNTRIES)  # every value seen in the reference: no __other__
+    assert {name for name, result in country.items() if result.report.dataset_drift} == {"C"}
+    drifted_c = sorted(n for n, f in country["C"].report.features.items() if f.drift)
+    assert drifted_c == ["x", "y"] and country["C"].report.features_total == 4  # tier, x, y, z
+    assert all(result.samples == 200 for result in country.values())
+    # The aggregate: x and y may drift, but 2 of 5 features is below drift_share 0.5.
+    assert state.report.drift_share <= 2 / 5 and not state.report.dataset_drift
+    # Tiers are numbers, named without ".0"; each mixes every country.
+    tier = state.segments.drift["tier"]
+    assert {name: result.samples for name, result in tier.items()} == {"0": 335, "1": 335, "2": 330}
+
+
+def test_ten_thousand_distinct_values_keep_at_most_max_segments_plus_one_series(live_server):
+    server = live_server({"limits": {"max_segments": 20}, "models": {"m": {
+        "reference": {"first_n": 1000}, "window": {"size": 1000, "step": 1000}, "segments": ["user"]}}})
+    rng = np.random.default_rng(0)
+    # The reference: 15 frequent users and 500 once; then 9,485 users never seen: 10,000 in all.
+    reference = [f"u{i % 15}" if i < 500 else f"r{i}" for i in range(1000)]
+    window = [f"n{i}" for i in range(9485)]
+    for start, users in ((0, reference), (1000, window)):
+        for offset in range(0, len(users), 1000):
+            post(server, [{"kind": "prediction", "model": "m", "prediction": 1,
+                           "features": {"user": user, "x": float(rng.normal())}}
+                          for user in users[offset:offset + 1000]])
+    samples = {dict(labels)["segment"]: value for (name, labels), value in server.metrics().items()
+               if name == "driftline_segment_window_samples"}
+    # The 15 frequent users, 5 of those seen once (ties: the first seen), and __other__.
+    assert len(samples) == 21 and {f"u{i}" for i in range(15)} < set(samples) and samples["__other__"] == 1000
+    for name in ("driftline_segment_drift_share", "driftline_segment_dataset_drift_detected"):
+        assert len({labels for (sample, labels) in server.metrics() if sample == name}) <= 21
+    # Every prediction after the reference pooled as __other__ counts.
+    assert server.metric("driftline_label_values_overflow_total", label="segment") == 9485
+
+
+def test_performance_per_segment_and_its_gap():
+    target = engine(triggers={"performance": {"min_labels": 50}})
+    feed(target, events(1000, 0, seed=0))
+    feed(target, events(1000, 1000, seed=1, wrong_in="B"))
+    feed(target, [{"kind": "label", "model": "m", "id": f"m-{i}", "label": 1} for i in range(1000, 2000)])
+    segments = target.models["m"].segments
+    country = segments.performance["country"]
+    assert country["B"] == ({"accuracy": 0.0, "recall": 0.0}, 200)
+    assert all(country[c][0]["accuracy"] == 1.0 and country[c][1] == 200 for c in "ACDE")
+    # Precision and F1 are undefined in B (no positive prediction): their gap is over A, C, D, E.
+    assert segments.gap(50) == {"country": {"accuracy": 1.0, "recall": 1.0, "precision": 0.0, "f1": 0.0},
+                                "tier": {"accuracy": 0.0, "recall": 0.0, "precision": 0.0, "f1": 0.0}}
+    assert segments.gap(201) == {"country": {}, "tier": {"accuracy": 0.0, "recall": 0.0, "precision": 0.0,
+                                                         "f1": 0.0}}
+
+
+def test_segments_survive_a_checkpoint():
+    target = engine()
+    feed(target, events(1000, 0, seed=0))
+    feed(target, events(1000, 1000, seed=1, drifting="C"))
+    feed(target, [{"kind": "label", "model": "m", "id": f"m-{i}", "label": 1} for i in range(1000, 1500)])
+    pending_label = [{"kind": "label", "model": "m", "id": "m-1999", "label": 0}]
+    restored = engine()
+    restored.restore("m", target.snapshot("m"))
+    before, after = target.models["m"].segments, restored.models["m"].segments
+    assert after.to_dict(100) == before.to_dict(100)
+    feed(target, pending_label)
+    feed(restored, pending_label)  # the prediction waiting for it kept its segments
+    assert after.performance == before.performance and after.performance["country"]["E"][1] == 101
+
+
+def test_route_metrics_and_a_segment_scoped_trigger(live_server):
+    config = {"models": {"m": {"reference": {"first_n": 1000}, "window": {"size": 1000, "step": 1000},
+                               "segments": ["country"],
+                               "triggers": {"on": ["data_drift"], "consecutive_windows": 2}},
+                         "plain": {}}}
+    server = live_server(config)
+    assert server.client.get("/v1/models/nobody/segments").status_code == 404
+    post(server, events(1000, 0, seed=0))
+    post(server, events(1000, 1000, seed=1, drifting="C"))
+    body = server.client.get("/v1/models/m/segments").json()
+    country = body["segment_by"]["country"]["segments"]
+    assert country["C"]["dataset_drift"] is True and country["C"]["samples"] == 200
+    assert country["C"]["features"]["x"]["drift"] is True and country["C"]["reference_rows"] == 200
+    assert [c for c, figures in country.items() if figures["dataset_drift"]] == ["C"]
+    assert server.metric("driftline_segment_dataset_drift_detected", model="m", segment_by="country",
+                         segment="C") == 1.0
+    assert server.metric("driftline_segment_drift_share", model="m", segment_by="country", segment="C") == 0.5
+    assert server.metric("driftline_segment_window_samples", model="m", segment_by="country", segment="A") == 200
+    assert triggers_of(server) == []  # one window in a row so far
+    post(server, events(1000, 2000, seed=2, drifting="C"))
+    [trigger] = triggers_of(server)
+    payload = trigger["payload"]
+    assert trigger["reason"] == "data_drift" and payload["segment"] == {"segment_by": "country", "segment": "C"}
+    assert payload["evidence"]["segment"]["drifted_features"] == ["x", "y"]
+    assert payload["evidence"]["dataset_drift"] is False  # the aggregate did not drift
+    assert count(server, "m", "data_drift") == 1
+    post(server, [{**event, "model": "plain"} for event in events(1000, 0, seed=0)])
+    assert server.client.get("/v1/models/plain/segments").status_code == 409
