@@ -16,6 +16,10 @@ file: per column the share missing in each file (a value that is not a number in
 column counts as missing), out of the reference's range, or unseen in it; columns of the
 current file that the reference lacks (new) and reference columns with no value in the
 current file (absent).
+
+With ``--segment-by COLUMN`` the same test runs per segment of the column
+(:mod:`service.commands.drift_segments`): a table per segment (``--json``: key ``segments``),
+and ``--fail-on-drift`` exits 1 when the dataset drifts as a whole or in any segment.
 """
 
 from __future__ import annotations
@@ -31,6 +35,7 @@ from detectors.profile import NUMERICAL, ReferenceProfile
 from detectors.quality import CHECKS, QualityReport, quality_report
 from detectors.stattests import METHODS
 from service import tables
+from service.commands.drift_segments import drifted_segments, format_segments, segment_reports
 from service.extras import MissingExtra
 
 
@@ -48,7 +53,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--drift-share", type=float, default=0.5, metavar="SHARE",
                         help="dataset drift when at least this share of columns drift (default: 0.5)")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
-    parser.add_argument("--fail-on-drift", action="store_true", help="exit 1 when the dataset drifts")
+    parser.add_argument("--segment-by", metavar="COLUMN",
+                        help="also test each segment of this column (its most frequent values in the reference)")
+    parser.add_argument("--max-segments", type=int, default=20, metavar="N",
+                        help="with --segment-by: values given a segment of their own, the rest pooled as "
+                             "__other__ (default: 20)")
+    parser.add_argument("--fail-on-drift", action="store_true",
+                        help="exit 1 when the dataset drifts (with --segment-by: or any segment)")
     parser.add_argument("--fail-on-quality", action="store_true",
                         help="exit 1 when a data-quality figure exceeds its threshold (--max-*)")
     parser.add_argument("--max-missing-increase", type=float, default=0.1, metavar="SHARE",
@@ -180,9 +191,18 @@ def run(args: argparse.Namespace) -> int:
         if args.threshold is not None and args.method != "auto":
             check_threshold(args.threshold, [args.method])
         thresholds = quality_thresholds(args)
+        if args.max_segments < 1:
+            raise UsageError(f"--max-segments must be at least 1, not {args.max_segments}")
         reference = read_table(args.reference, "reference")
         current = read_table(args.current, "current")
         columns = choose_columns(reference, current, args.columns)
+        segment_by = args.segment_by
+        if segment_by is not None:
+            absent = [role for role, frame in (("reference", reference), ("current", current))
+                      if segment_by not in frame.columns]
+            if absent:
+                raise UsageError(f"--segment-by: no column {segment_by!r} in the {' and '.join(absent)} data")
+            reference_rows, current_rows = reference[segment_by], current[segment_by]
         try:
             quality = quality_of(reference, current, columns)
         except ValueError as error:
@@ -210,15 +230,27 @@ def run(args: argparse.Namespace) -> int:
             check_threshold(args.threshold, (feature.method for feature in report.features.values()))
         if not any(has_values(reference[name]) and has_values(current[name]) for name in report.features):
             raise UsageError("no column has values in both files: every tested column is empty in one of them")
+        segments = None
+        if segment_by is not None:
+            segments = segment_reports(reference.assign(**{segment_by: reference_rows}),
+                                       current.assign(**{segment_by: current_rows}), segment_by,
+                                       list(report.features), args.max_segments, method=args.method,
+                                       threshold=args.threshold, drift_share=args.drift_share)
     except UsageError as error:
         print(f"driftline drift: {error}", file=sys.stderr)
         return 2
     for name, reason in not_tested.items():
         print(f"driftline drift: column {name!r} not tested: {reason}", file=sys.stderr)
     if args.json:
-        print(json.dumps({**report.to_dict(), "not_tested": not_tested, "quality": quality_dict(quality, thresholds)},
-                         indent=2))
+        body = {**report.to_dict(), "not_tested": not_tested, "quality": quality_dict(quality, thresholds)}
+        if segments is not None:
+            body["segments"] = segments
+        print(json.dumps(body, indent=2))
     else:
-        print(format_table(report, len(reference), len(current), args, format_quality(quality, thresholds)))
+        sections = format_quality(quality, thresholds)
+        if segments is not None:
+            sections += "\n\n" + format_segments(segments)
+        print(format_table(report, len(reference), len(current), args, sections))
     failed_quality = args.fail_on_quality and bool(quality.breaches(**thresholds))
-    return 1 if (args.fail_on_drift and report.dataset_drift) or failed_quality else 0
+    drifted = report.dataset_drift or (segments is not None and bool(drifted_segments(segments)))
+    return 1 if (args.fail_on_drift and drifted) or failed_quality else 0
