@@ -227,6 +227,10 @@ def query_var(name: str, query: str, label: str, *, multi: bool = True) -> dict[
 
 
 MODEL_VAR = query_var("model", "label_values(driftline_events_total, model)", "Model")
+# Segments (models.<m>.segments): every segment of every segment feature of the chosen models.
+SEGMENT_VAR = query_var(
+    "segment", 'label_values(driftline_segment_window_samples{model=~"$model"}, segment)', "Segment")
+MS = 'model=~"$model", segment=~"$segment"'
 MODEL_VERSION_VAR = query_var(
     "model_version",
     'label_values(driftline_prediction_latency_seconds_count{model=~"$model"}, model_version)',
@@ -380,10 +384,25 @@ def model_overview_dashboard() -> dict[str, Any]:
          "{{model}} {{reason}}")), "short", bars=True,
         description="Retraining requests started in the last hour, by reason."), w=24)
 
+    lay.row("Segments")
+    lay.add(timeseries("Performance per segment", _targets(
+        (f"driftline_segment_performance{{{MS}}}", "{{model}} {{segment_by}}={{segment}} {{metric}}")), "short",
+        min_=0, description="Each segment's performance over its joined labels of the label window "
+                            "(models.<m>.segments; the Segment variable chooses)."), w=8)
+    lay.add(timeseries("Performance gap across segments", _targets(
+        (f"driftline_segment_performance_gap{{{M}}}", "{{model}} by {{segment_by}} {{metric}}")), "short", min_=0,
+        description="Largest minus smallest segment figure of a metric, over the segments with at least "
+                    "triggers.performance.min_labels joined labels: a fairness signal."), w=8)
+    lay.add(timeseries("Segments drifting", _targets(
+        (f"sum by (model, segment_by) (driftline_segment_dataset_drift_detected{{{MS}}})",
+         "{{model}} by {{segment_by}}")), "short", min_=0,
+        description="Segments whose own rows drifted from their reference rows; the aggregate can miss "
+                    "drift confined to one segment."), w=8)
+
     return dashboard(
         "driftline-model-overview", "driftline / Model overview",
         "Traffic, latency, quality, labels and drift of monitored models.",
-        lay, [MODEL_VAR, MODEL_VERSION_VAR],
+        lay, [MODEL_VAR, MODEL_VERSION_VAR, SEGMENT_VAR],
         annotations=[prom_annotation(
             "Retraining triggers",
             new_in_window("driftline_retrain_triggers_total", M, "model, reason"),
@@ -438,10 +457,26 @@ def feature_drift_dashboard() -> dict[str, Any]:
     lay.add(timeseries("Window fill", _targets(
         (f"driftline_window_samples{{{M}}}", "{{model}}")), "short", min_=0,
         description="Samples in the current comparison window."), w=24, h=7)
+    lay.row("Segments")
+    lay.add(timeseries("Drift share per segment", _targets(
+        (f"driftline_segment_drift_share{{{MS}}}", "{{model}} {{segment_by}}={{segment}}")), "percentunit",
+        min_=0, max_=1, thresholds=[(None, "green"), (0.5, "red")],
+        description="Share of drifted features in each segment's rows of the window, tested against the "
+                    "segment's reference rows (models.<m>.segments)."), w=12, h=8)
+    lay.add(state_timeline("Dataset drift per segment", _targets(
+        (f"driftline_segment_dataset_drift_detected{{{MS}}}", "{{model}} {{segment_by}}={{segment}}")),
+        thresholds=[(None, "green"), (1, "red")],
+        mappings=[{"type": "value", "options": {"0": {"text": "ok", "color": "green", "index": 0},
+                                                 "1": {"text": "drift", "color": "red", "index": 1}}}],
+        description="Each segment's dataset drift verdict over time."), w=12, h=8)
+    lay.add(timeseries("Window fill per segment", _targets(
+        (f"driftline_segment_window_samples{{{MS}}}", "{{model}} {{segment_by}}={{segment}}")), "short", min_=0,
+        description="Each segment's rows in the window at its last evaluation; __other__ pools the values "
+                    "beyond limits.max_segments."), w=24, h=7)
     return dashboard(
         "driftline-feature-drift", "driftline / Feature drift",
         "Per-feature drift scores and verdicts, reference vs current window.",
-        lay, [MODEL_VAR, feature_var])
+        lay, [MODEL_VAR, feature_var, SEGMENT_VAR])
 
 
 def data_quality_dashboard() -> dict[str, Any]:

@@ -37,6 +37,8 @@ CONTRACT_METRICS = {
     # (the estimate's confidence bounds and lower threshold, as README documents)
     "driftline_estimated_performance", "driftline_estimated_performance_lower",
     "driftline_estimated_performance_upper", "driftline_estimated_performance_threshold_lower",
+    "driftline_segment_drift_share", "driftline_segment_dataset_drift_detected", "driftline_segment_window_samples",
+    "driftline_segment_performance", "driftline_segment_performance_gap",
 }
 UNITS = {"s", "percentunit", "bytes", "reqps", "ops", "short"}
 GENERATED = D.all_dashboards()
@@ -46,7 +48,7 @@ def substitute(expr: str, model: str = "fraud", version: str = "7") -> str:
     """Replace Grafana's variables the way Grafana would before sending the query."""
     values = {"$__rate_interval": "1m", "$__interval": "15s", "$__range": "5m",
               "$model_version": version, "$model": model, "$feature": ".*",
-              "$server": ".*"}
+              "$server": ".*", "$segment": ".*"}
     for var, value in values.items():  # longest names first: $model_version before $model
         expr = expr.replace(var, value)
     assert "$" not in expr, expr
@@ -108,7 +110,7 @@ def test_datasource_variable_is_used_everywhere(name):
 def test_model_overview_has_model_version_and_retrain_annotation():
     m = GENERATED["driftline-model-overview.json"]
     names = [v["name"] for v in m["templating"]["list"]]
-    assert names == ["datasource", "model", "model_version"]
+    assert names == ["datasource", "model", "model_version", "segment"]
     anns = [a for a in m["annotations"]["list"] if "expr" in a]
     assert any("driftline_retrain_triggers_total" in a["expr"] for a in anns)
 
@@ -164,7 +166,10 @@ def test_required_panels_exist():
             "Label delay p50 / p95", "Estimated vs realised performance", "Dataset drift share",
             "Prediction drift score"} <= titles["driftline-model-overview"]
     assert {"Drift score per feature", "Drift verdict per feature", "Drifted features",
-            "Window fill"} <= titles["driftline-feature-drift"]
+            "Window fill", "Drift share per segment", "Dataset drift per segment",
+            "Window fill per segment"} <= titles["driftline-feature-drift"]
+    assert {"Performance per segment", "Performance gap across segments",
+            "Segments drifting"} <= titles["driftline-model-overview"]
     assert {"CPU utilization", "Memory", "GPU utilization", "GPU memory",
             "Requests in flight", "Infra events"} <= titles["driftline-infrastructure"]
     assert {"Events by kind", "Rejected events by reason", "Kafka consumer lag",

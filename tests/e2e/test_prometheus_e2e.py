@@ -63,6 +63,9 @@ DEADLINE = 100.0  # seconds for the whole scenario once the servers run
 # so their panel queries are checked to run but cannot return data here.
 KAFKA_ONLY = ("driftline_consumer_lag_messages",)
 
+# The segment feature "channel": every other prediction of each model.
+CHANNELS = ("web", "app")
+
 # The model servers that send infra events, and the model each one serves.
 INFRA_SERVERS = {"fraud-7-a": "fraud", "fraud-7-b": "fraud", "price-1-a": "price"}
 
@@ -244,7 +247,8 @@ class Traffic:
                 status = "error" if self.rng.random() < (0.1 if drift else 0.02) else "ok"
                 ev = {"kind": "prediction", "model": model, "id": rid, "timestamp": now - 30,
                       "latency_ms": latency, "status": status,
-                      "features": {"amount": amount, "age": age, "country": country}}
+                      "features": {"amount": amount, "age": age, "country": country,
+                                   "channel": CHANNELS[i % 2]}}
                 if model == "fraud":
                     truth = int(amount > 100)
                     ev.update(model_version="7", prediction=truth if not drift else 1 - truth,
@@ -288,13 +292,14 @@ def write_fraud_reference(path: Path, rows: int = 1000) -> Path:
     """fraud's reference: the traffic's first phase, with labels that agree with the
     prediction 90 % of the time, as its scores (0.9, 0.1) say."""
     rng = random.Random(11)
-    lines = ["amount,age,country,prediction,score,label"]
-    for _ in range(rows):
+    lines = ["amount,age,country,channel,prediction,score,label"]
+    for i in range(rows):
         amount = rng.gauss(100, 20)
         age = "" if rng.random() < 0.05 else f"{rng.gauss(35, 5):.3f}"
         truth = int(amount > 100)
         label = truth if rng.random() < 0.9 else 1 - truth
-        lines.append(f"{amount:.3f},{age},{rng.choice(['DE', 'FR'])},{truth},{0.9 if truth else 0.1},{label}")
+        lines.append(f"{amount:.3f},{age},{rng.choice(['DE', 'FR'])},{CHANNELS[i % 2]},{truth},"
+                     f"{0.9 if truth else 0.1},{label}")
     path.write_text("\n".join(lines) + "\n")
     return path
 
@@ -323,6 +328,9 @@ def stack(request, tmp_path):
                 "reference": {"first_n": 200},
                 "window": {"size": 200, "step": 50},
                 "labels": {"window": 100},
+                # channel alternates, so each of its segments holds half of any 100 joined labels:
+                # min_labels (50) each, and the performance gap has data
+                "segments": ["country", "channel"],
                 "triggers": {"on": ["data_drift", "performance_drop"], "consecutive_windows": 1,
                              "cooldown": "0s", "webhook": "pipeline",
                              "performance": {"metric": "accuracy", "threshold": 0.8,
@@ -588,6 +596,9 @@ def check_dashboard_queries(stack: dict, remaining) -> None:
     assert variables["driftline-model-overview"]["model_version"] == ["1", "7"]
     assert {"amount", "age", "country"} <= set(variables["driftline-feature-drift"]["feature"])
     assert {"amount", "age", "country"} <= set(variables["driftline-data-quality"]["feature"])
+    # the segments of both segment features (country: the reference's two and the drift's pooled)
+    for uid in ("driftline-model-overview", "driftline-feature-drift"):
+        assert {"DE", "FR", "__other__", *CHANNELS} <= set(variables[uid]["segment"]), uid
     check_per_server_panels(prom, dashboards["driftline-infrastructure.json"],
                             variables["driftline-infrastructure"])
 
