@@ -194,16 +194,26 @@ class Segments:
             batch[_SEGMENT_COLUMN + name] = np.array(
                 [np.nan if key is None or position >= len(key) else lookup.get(key[position], np.nan) for key in keys],
                 dtype=np.float64)
-        self.labels.append(batch)
-        y_true, y_pred, scores = (self.labels.column(column) for column in _LABEL_COLUMNS)
+        ring = self.labels
+        # Only the segments the batch adds labels to, or takes the oldest ones from, change.
+        evicted = max(0, ring.count + len(y_true) - ring.capacity)
+        changed = {name: set(batch[_SEGMENT_COLUMN + name].tolist())
+                   | set(ring.column(_SEGMENT_COLUMN + name)[:evicted].tolist()) for name in self.by}
+        ring.append(batch)
+        y_true, y_pred, scores = (ring.column(column) for column in _LABEL_COLUMNS)
         for name, segment in self.by.items():
-            index = self.labels.column(_SEGMENT_COLUMN + name)
-            figures = {}
-            for position, segment_name in enumerate(segment.segments):
+            index = ring.column(_SEGMENT_COLUMN + name)
+            figures = dict(self.performance.get(name, {}))
+            for position in changed[name]:
+                if position != position:  # NaN: a label of no segment
+                    continue
+                segment_name = segment.segments[int(position)]
                 rows = index == position
                 count = int(np.count_nonzero(rows))
                 if count:
                     figures[segment_name] = (performance(y_true[rows], y_pred[rows], scores[rows]), count)
+                else:
+                    figures.pop(segment_name, None)
             self.performance[name] = figures
 
     def gap(self, min_labels: int) -> dict[str, dict[str, float]]:

@@ -139,3 +139,19 @@ def test_route_metrics_and_a_segment_scoped_trigger(live_server):
     assert count(server, "m", "data_drift") == 1
     post(server, [{**event, "model": "plain"} for event in events(1000, 0, seed=0)])
     assert server.client.get("/v1/models/plain/segments").status_code == 409
+
+
+def test_a_segment_s_figures_follow_its_labels_out_of_the_label_window():
+    target = engine(labels={"window": 10})
+    feed(target, events(1000, 0, seed=0))
+    feed(target, events(1000, 1000, seed=1))
+    ids = {country: [f"m-{1000 + i}" for i in range(1000) if COUNTRIES[i % 5] == country] for country in "AB"}
+
+    def labels(country, start, n):
+        feed(target, [{"kind": "label", "model": "m", "id": i, "label": 1} for i in ids[country][start:start + n]])
+        return {name: count for name, (_, count) in target.models["m"].segments.performance["country"].items()}
+
+    assert labels("A", 0, 10) == {"A": 10}
+    assert labels("B", 0, 4) == {"A": 6, "B": 4}  # four of A's left the window with B's arrival
+    assert labels("B", 4, 1) == {"A": 5, "B": 5}  # one label, one segment's rows gone: both recomputed
+    assert labels("B", 5, 5) == {"B": 10}
