@@ -21,7 +21,6 @@ from service.engine import Engine, TooManyModels
 from service.kafka.changelog import Changelog
 from service.metrics import Metrics
 from service.tables import TableError, read_table
-from service.triggers import TriggerManager
 
 log = logging.getLogger("driftline")
 
@@ -67,11 +66,7 @@ class Runtime:
         self.ingest_token = environ.get(settings.auth.ingest_token_env) or None
         self.read_token = environ.get(settings.auth.read_token_env) or None
         self.environ = environ
-        # Retraining: policies, the webhook outbox and dispatcher, MLflow evidence. The first
-        # component: its outbox is open before any source evaluates a window, and it stops last.
-        self.triggers = TriggerManager(settings, self.engine, self.metrics, environ)
-        self.engine.listeners.append(self.triggers.on_evaluation)
-        self.components: list[Component] = [self.triggers]
+        self.components: list[Component] = []
         self.reference_errors: dict[str, str] = {}
         # With kafka.state_topic, state is in the changelog topic, which the Kafka source writes
         # with the input offsets it includes; files would fight over it with other replicas.
@@ -84,6 +79,13 @@ class Runtime:
 
     def add(self, component: Component) -> None:
         self.components.append(component)
+
+    def component(self, name: str) -> Component:
+        """The component of that name (``triggers``, ``cloudevents``, ``kafka``)."""
+        for component in self.components:
+            if component.name == name:
+                return component
+        raise KeyError(name)
 
     def start(self) -> None:
         self.settings.state_dir.mkdir(parents=True, exist_ok=True)

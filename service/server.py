@@ -19,6 +19,7 @@ from service.api import create_app
 from service.config import ConfigError, Settings
 from service.http.retrain_routes import create_router as retrain_router
 from service.runtime import Runtime
+from service.triggers import TriggerManager
 
 log = logging.getLogger("driftline")
 
@@ -27,6 +28,11 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
               environ: dict[str, str] | None = None) -> FastAPI:
     """The FastAPI app with every edge the configuration asks for."""
     runtime = Runtime(settings, registry=registry, environ=environ)
+    # Retraining: policies, the webhook outbox and dispatcher, MLflow evidence. The first
+    # component: its outbox is open before any source evaluates a window, and it stops last.
+    triggers = TriggerManager(settings, runtime.engine, runtime.metrics, runtime.environ)
+    runtime.add(triggers)
+    runtime.engine.listeners.append(triggers.on_evaluation)
     from service.api_estimation import router as estimation_router  # noqa: PLC0415
 
     routers = [estimation_router]
@@ -47,10 +53,9 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
         runtime.add(source)
         runtime.metrics.watch_cloudevents("kafka", lambda: source.joiner)
         kafka = source
-    # Retraining (the runtime's triggers component): its routes, and the Kafka trigger topic as a sink.
-    routers.append(retrain_router(runtime.triggers))
+    routers.append(retrain_router(triggers))
     if kafka is not None and settings.kafka.trigger_topic:
-        runtime.triggers.sinks.append(kafka.publish_trigger)
+        triggers.sinks.append(kafka.publish_trigger)
     return create_app(runtime, routers)
 
 

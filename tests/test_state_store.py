@@ -351,7 +351,7 @@ def test_an_automatic_trigger_starts_its_cooldown_only_once_the_outbox_holds_it(
               "triggers": {"on": ["data_drift"], "consecutive_windows": 1, "cooldown": "1h"}}
     server = live_server({"models": {"m": policy}})
     server.client.post("/v1/events", content=ndjson(traffic("m", 50)))
-    outbox = server.runtime.triggers.outbox
+    outbox = server.runtime.component("triggers").outbox
     with outbox._lock:
         outbox._db.execute("PRAGMA query_only=1")  # every write now fails, as on a full disk
     server.client.post("/v1/events", content=ndjson(drifting("m", 50)))
@@ -375,7 +375,7 @@ def test_an_alert_the_outbox_could_not_take_is_a_503_and_no_duplicate_when_sent_
     alert = {"status": "firing", "fingerprint": "f1", "startsAt": "2026-12-01T00:00:00Z",
              "labels": {"alertname": "Drift", "model": "fraud", "driftline_action": "retrain"}}
     body = {"version": "4", "status": "firing", "alerts": [alert]}
-    outbox = server.runtime.triggers.outbox
+    outbox = server.runtime.component("triggers").outbox
     with outbox._lock:
         outbox._db.execute("PRAGMA query_only=1")
     refused = server.client.post("/v1/alertmanager", json=body)

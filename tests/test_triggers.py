@@ -196,7 +196,7 @@ def test_alertmanager_payloads(live_server):
 
 def test_alert_dedup_memory_is_bounded(live_server):
     server = live_server({"alertmanager": {"dedup_size": 10}, "models": {"default": {"triggers": {"cooldown": 0}}}})
-    manager = server.runtime.triggers
+    manager = server.runtime.component("triggers")
     for i in range(25):
         server.client.post("/v1/alertmanager", json=webhook(alert(f"f{i}", model=f"m{i}")))
     assert len(manager._alerts_seen) == 10 and count(server, "m24", "alert") == 1
@@ -207,12 +207,12 @@ def test_sinks_get_every_trigger_off_the_ingest_thread(live_server):
     import threading
 
     seen = []
-    server.runtime.triggers.sinks.append(lambda payload: seen.append((payload, threading.current_thread().name)))
+    server.runtime.component("triggers").sinks.append(lambda payload: seen.append((payload, threading.current_thread().name)))
     post(server, predictions("m", 50))
     post(server, predictions("m", 20, start=50, shift=5, seed=1))
     trigger_id = triggers_of(server)[0]["id"]
     # Marked published only after every sink took it: no later call for this trigger can follow.
-    wait_until("the trigger published", lambda: not server.runtime.triggers.outbox.unpublished())
+    wait_until("the trigger published", lambda: not server.runtime.component("triggers").outbox.unpublished())
     [(payload, thread)] = seen
     assert payload["id"] == trigger_id and payload["reason"] == "data_drift" and thread == "trigger-aftercare"
 
@@ -236,10 +236,10 @@ def test_a_failing_sink_gets_the_trigger_again(live_server):
         if len(calls) == 1:
             raise RuntimeError("broker down")
 
-    server.runtime.triggers.sinks.append(flaky)
+    server.runtime.component("triggers").sinks.append(flaky)
     trigger_id = server.client.post("/v1/models/m/retrain").json()["id"]
     # Marked published only after every sink took it: no later call for this trigger can follow.
-    wait_until("the trigger published", lambda: not server.runtime.triggers.outbox.unpublished(), timeout=10)
+    wait_until("the trigger published", lambda: not server.runtime.component("triggers").outbox.unpublished(), timeout=10)
     assert calls == [trigger_id, trigger_id]
 
 
@@ -272,7 +272,7 @@ def test_an_unknown_reason_is_a_value_error_and_no_trigger(live_server):
 
     server = live_server({})
     with pytest.raises(ValueError, match="'exploded' is not a trigger reason"):
-        server.runtime.triggers.raise_trigger("m", "exploded")
+        server.runtime.component("triggers").raise_trigger("m", "exploded")
     assert triggers_of(server) == []
 
 
@@ -340,18 +340,18 @@ def test_a_trigger_manager_takes_what_it_needs_in_its_constructor(tmp_path):
         manager.stop()
 
 
-def test_the_runtime_builds_its_triggers_component_first_and_stops_it_last(tmp_path):
+def test_the_triggers_component_is_started_first_and_stopped_last(tmp_path):
     from prometheus_client import CollectorRegistry
 
     from service.config import Settings
-    from service.runtime import Runtime
+    from service.server import build_app
 
-    runtime = Runtime(Settings(state_dir=tmp_path), registry=CollectorRegistry(), environ={})
-    assert runtime.components == [runtime.triggers]
-    assert runtime.engine.listeners == [runtime.triggers.on_evaluation]
+    runtime = build_app(Settings(state_dir=tmp_path), CollectorRegistry(), environ={}).state.runtime
+    triggers = runtime.component("triggers")
+    assert runtime.components[0] is triggers and runtime.engine.listeners == [triggers.on_evaluation]
     runtime.start()
     try:
-        assert runtime.triggers.manual("m").trigger is not None and runtime.ready()[0]
+        assert triggers.manual("m").trigger is not None and runtime.ready()[0]
     finally:
         runtime.stop()
-    assert runtime.triggers.outbox is None
+    assert triggers.outbox is None
