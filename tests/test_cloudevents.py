@@ -471,3 +471,10 @@ def test_the_kafka_path_and_the_cloudevents_adapter_import_no_web_framework():
                             cwd=Path(__file__).resolve().parents[1])
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_events_of_no_half_at_all_are_a_value_error():
+    from service.ingest.joiner import _events
+
+    with pytest.raises(ValueError, match="needs the request half, the response half or both"):
+        _events(None, None, None, None)

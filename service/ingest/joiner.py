@@ -229,7 +229,8 @@ def _events(request: Half | None, features: list | None, response: Half | None,
             outputs: list | None) -> list[dict]:
     """Prediction events of a joined pair, or of one half alone (the other's rows None)."""
     base = request or response
-    assert base is not None
+    if base is None:
+        raise ValueError("a prediction event needs the request half, the response half or both")
     event_id = base.event_id
     count = len(features) if features is not None else len(outputs or [])
     if features is not None and outputs is not None and len(outputs) != count:
