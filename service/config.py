@@ -196,7 +196,7 @@ class LabelsConfig(Strict):
     positive_class: str | int | bool = 1
 
 
-# The signals a model's ``triggers.on`` may name (each evaluated by service.triggers); the
+# The signals a model's ``triggers.on`` may name (each evaluated by service.retrain.triggers); the
 # trigger reasons are these and the two raised from outside, ``alert`` and ``manual``.
 AUTOMATIC_REASONS = ("data_drift", "prediction_drift", "performance_drop", "concept_drift", "data_quality",
                      "estimated_performance_drop")

@@ -19,7 +19,7 @@ from service.api import create_app
 from service.config import ConfigError, Settings
 from service.http.retrain_routes import create_router as retrain_router
 from service.runtime import Runtime
-from service.triggers import TriggerManager
+from service.retrain.triggers import TriggerManager
 
 log = logging.getLogger("driftline")
 

@@ -323,7 +323,7 @@ def test_a_trigger_manager_takes_what_it_needs_in_its_constructor(tmp_path):
     from service.config import Settings
     from service.engine import Engine
     from service.metrics import Metrics
-    from service.triggers import TriggerManager
+    from service.retrain.triggers import TriggerManager
 
     settings = Settings(state_dir=tmp_path, webhooks={"ci": {"url": "http://127.0.0.1:9/hook", "secret_env": "S"}})
     engine = Engine(settings)

@@ -14,7 +14,7 @@ from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from service.api import ModelName, body_types, errors, read_limited_body, require_admin, require_read, runtime_of
 from service.events import MAX_VERSION_CHARS, MODEL_NAME
-from service.triggers import TriggerManager
+from service.retrain.triggers import TriggerManager
 
 STORE_RETRY_AFTER = 30  # seconds; a full disk is not freed in an instant
 

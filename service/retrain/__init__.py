@@ -1,5 +1,10 @@
 """Retraining (CONTRACT §4): when to start a model's pipeline, and getting the request there.
 
+* :mod:`~service.retrain.triggers`: the policies (signals, consecutive windows, cooldown)
+  and :class:`~service.retrain.triggers.TriggerManager`, the component that raises triggers.
+* :mod:`~service.retrain.alerts`: Alertmanager's alerts as requests for triggers.
+* :mod:`~service.retrain.evidence`: what a trigger carries, read off the engine, and its
+  MLflow run.
 * :mod:`~service.retrain.payload`: the ``driftline.retrain.requested`` payload.
 * :mod:`~service.retrain.signing`: Standard Webhooks signatures (``webhook-id``,
   ``webhook-timestamp``, ``webhook-signature``).
