@@ -26,6 +26,8 @@ missing value. A current row with a missing score or prediction is left out of i
 
 from __future__ import annotations
 
+import io
+import json
 from typing import Any, Mapping, Sequence
 
 import numpy as np
@@ -153,6 +155,43 @@ class MulticlassCBPE:
         return [ChunkEstimate(part.start, part.stop, self._estimate(
                     scores[part], calibrated[part], predicted[part], None if labels is None else labels[part]))
                 for part in chunk_slices(len(scores), self.chunk_size)]
+
+    def to_bytes(self) -> bytes:
+        """The fitted estimator as an ``.npz`` archive (a JSON header and each calibrated
+        class's arrays), no pickle; :meth:`from_bytes` gives back one that estimates identically.
+        The classes must be JSON scalars (strings, numbers, booleans)."""
+        if not self.thresholds:
+            raise RuntimeError("fit the estimator on a reference first")
+        header = {"classes": [self.classes[self._order.index(index)] for index in range(len(self.classes))],
+                  "metrics": self.metrics, "chunk_size": self.chunk_size,
+                  "configured_thresholds": self.configured_thresholds, "thresholds": self.thresholds,
+                  "calibrated": self.calibrated, "components": self._components}
+        arrays = {}
+        for index, calibrator in enumerate(self._calibrators):
+            if calibrator is not None:
+                arrays[f"x{index}"], arrays[f"y{index}"] = calibrator._x, calibrator._y
+        buffer = io.BytesIO()
+        np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "MulticlassCBPE":
+        with np.load(io.BytesIO(data), allow_pickle=False) as archive:
+            header = json.loads(archive["header"].tobytes().decode())
+            arrays = {key: archive[key] for key in archive.files if key != "header"}
+        estimator = cls(header["classes"], header["metrics"], header["chunk_size"],
+                        {name: tuple(pair) for name, pair in header["configured_thresholds"].items()})
+        estimator.thresholds = {name: tuple(pair) for name, pair in header["thresholds"].items()}
+        estimator.calibrated = header["calibrated"]
+        estimator._components = {name: [tuple(pair) for pair in pairs] for name, pairs in header["components"].items()}
+        estimator._calibrators = []
+        for index, calibrated in enumerate(estimator.calibrated):
+            calibrator = None
+            if calibrated:
+                calibrator = IsotonicCalibrator()
+                calibrator._x, calibrator._y = arrays[f"x{index}"], arrays[f"y{index}"]
+            estimator._calibrators.append(calibrator)
+        return estimator
 
     def _inputs(self, y_pred_proba, y_pred, y_true):
         if not self.thresholds:

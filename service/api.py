@@ -25,7 +25,7 @@ from pydantic import BaseModel
 
 from service import __version__, extras
 from service.engine import TooManyModels
-from service.events import INFRA_GAUGES, MAX_VERSION_CHARS, MODEL_NAME, Rejection
+from service.events import INFRA_GAUGES, MAX_CLASS_SCORES, MAX_VERSION_CHARS, MODEL_NAME, Rejection
 from service.features import MAX_NAME_CHARS, MAX_VALUE_CHARS
 from service.model_state import ModelState
 from service.reports import ReportError, evidently_html
@@ -114,7 +114,10 @@ EVENT_SCHEMA = {"oneOf": [
         "id": {"anyOf": [_IDENTIFIER, {"type": "null"}]},
         "latency_ms": _GAUGE, "status": {"enum": ["ok", "error"]},
         "features": {"type": "object", "propertyNames": {"maxLength": MAX_NAME_CHARS}, "additionalProperties": _VALUE},
-        "prediction": _VALUE, "score": {"type": ["number", "null"]}}},
+        "prediction": _VALUE, "score": {"type": ["number", "null"]},
+        "scores": {"type": ["object", "null"], "maxProperties": MAX_CLASS_SCORES,
+                   "propertyNames": {"maxLength": MAX_VALUE_CHARS}, "additionalProperties": {"type": "number"},
+                   "description": "multiclass: class -> probability (numbers and booleans as JSON writes them)"}}},
     {"title": "Label", "type": "object", "required": ["kind", "model", "id", "label"], "properties": {
         "kind": {"const": "label"}, "model": _MODEL, "timestamp": _TIMESTAMP, "id": _IDENTIFIER,
         "label": {"anyOf": [{"type": "string", "maxLength": MAX_VALUE_CHARS}, {"type": ["number", "boolean"]}]}}},

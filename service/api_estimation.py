@@ -30,7 +30,8 @@ class EstimatedPerformance(BaseModel):
     model: str
     model_version: str
     method: str
-    calibrated: bool
+    calibrated: bool | list[bool]  # binary; multiclass: per class, in the order of ``classes``
+    classes: list[Any] | None  # multiclass: the classes (metrics are their macro averages)
     window: dict[str, Any]
     labels_in_window: int
     metrics: dict[str, MetricFigures]
@@ -73,7 +74,7 @@ def model_estimated(request: Request, model: ModelName) -> EstimatedPerformance:
             window["start"], window["end"] = rfc3339(float(stamps.min())), rfc3339(float(stamps.max()))
         return EstimatedPerformance(
             model=model, model_version=estimate.model_version, method=state.config.estimation.method,
-            calibrated=state.estimator.cbpe.calibrated, window=window, labels_in_window=ring.count if ring else 0,
+            calibrated=state.estimator.cbpe.calibrated, classes=state.estimator.classes, window=window, labels_in_window=ring.count if ring else 0,
             metrics=metrics, reference={"source": state.reference_source, "rows": state.reference_rows,
                                         "labelled_rows": state.estimator.reference_rows,
                                         "chunk": state.estimator.cbpe.chunk_size})

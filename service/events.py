@@ -10,7 +10,8 @@ NDJSON bodies and Kafka records go first to the native decoder (``service._nativ
 built from ``native/``) when it is installed. It parses predictions straight into columns per
 model (:class:`PredictionBatch`), leaves label and infra events to the code below, and gives
 the whole batch back to it whenever it is not sure an event is valid, so that every
-rejection still gets its reason here. The engine reads predictions as
+rejection still gets its reason here (and every batch with a multiclass ``scores`` mapping,
+which only this module reads). The engine reads predictions as
 :class:`PredictionBatch` either way (:meth:`Decoded.prediction_batches`).
 
 msgspec decodes *and* type-checks a whole batch in C, faster than orjson alone plus Python
@@ -40,6 +41,13 @@ try:
     from service import _native
 except ImportError:  # installed without a Rust toolchain: the Python decoder does it all
     _native = None
+
+
+# The native decoder gives a batch with a multiclass ``scores`` mapping back to this module; a
+# build from before it did reads the mapping as an unknown field and drops it, so a batch that
+# may hold one (the key's bytes anywhere) does not go to such a build.
+_SCORES_KEY = b'"scores"'
+_NATIVE_GIVES_BACK_SCORES = bool(getattr(_native, "GIVES_BACK_SCORES", False))
 
 
 def native_decoder_available() -> bool:
@@ -73,6 +81,10 @@ MAX_VERSION_CHARS = 128
 Version = Union[Annotated[str, msgspec.Meta(max_length=MAX_VERSION_CHARS)], int]
 Timestamp = Union[datetime, float, None]
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
+# A multiclass classifier's scores: class (as a string, JSON's keys) -> probability, at most
+# as many classes as a vocabulary keeps (limits.max_categories' default).
+MAX_CLASS_SCORES = 1000
+ClassScores = Annotated[dict[BoundedStr, float], msgspec.Meta(max_length=MAX_CLASS_SCORES)]
 
 
 class Prediction(msgspec.Struct, tag_field="kind", tag="prediction"):
@@ -87,6 +99,7 @@ class Prediction(msgspec.Struct, tag_field="kind", tag="prediction"):
     features: msgspec.Raw = msgspec.Raw(b"{}")
     prediction: Scalar = None
     score: Union[float, None] = None
+    scores: Union[ClassScores, None] = None
 
 
 class Label(msgspec.Struct, tag_field="kind", tag="label"):
@@ -138,17 +151,21 @@ class PredictionBatch:
     predictions: list  # JSON scalars, None where not sent
     scores: np.ndarray  # float64, NaN where not sent
     features: FeatureColumns
+    # Multiclass scores per event (a dict, None where not sent); None when no event sent any.
+    class_scores: list[dict[str, float] | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
 
     @classmethod
     def from_events(cls, model: str, events: list[Prediction]) -> PredictionBatch:
+        class_scores = [e.scores for e in events]
         return cls(model, np.array([e.timestamp for e in events], dtype=np.float64),
                    [e.model_version for e in events], [e.id for e in events],
                    np.array([e.latency_ms for e in events], dtype=np.float64),
                    np.array([e.status == "error" for e in events]), [e.prediction for e in events],
-                   np.array([e.score for e in events], dtype=np.float64), RowFeatures([e.features for e in events]))
+                   np.array([e.score for e in events], dtype=np.float64), RowFeatures([e.features for e in events]),
+                   class_scores if any(scores is not None for scores in class_scores) else None)
 
     @classmethod
     def from_native(cls, model: str, timestamps: bytes, versions: list[str], ids: list, latency_ms: bytes,
@@ -220,7 +237,8 @@ class Validator:
                 document = lenient_document(stripped)
                 if isinstance(document, list):  # an array only json reads: NaN/Infinity inside
                     return self.validate(document, received_at)
-        if self.native is not None and type(stripped) is bytes:  # it reads bytes, not bytearrays
+        if self.native is not None and type(stripped) is bytes and (  # it reads bytes, not bytearrays
+                _NATIVE_GIVES_BACK_SCORES or _SCORES_KEY not in stripped):
             columns = self.native.decode_ndjson(stripped, received_at, self.max_event_bytes, self.max_features)
             if columns is not None:
                 return self._from_native(columns, lambda _, start, end: stripped[start:end], received_at)
@@ -242,7 +260,8 @@ class Validator:
     def decode_records(self, values: list[bytes | None], received_at: float | None = None) -> Decoded:
         """Kafka record values (or NDJSON lines), one event each; indices are preserved."""
         received_at = time.time() if received_at is None else received_at
-        if self.native is not None and values:
+        if self.native is not None and values and (
+                _NATIVE_GIVES_BACK_SCORES or not any(value and _SCORES_KEY in value for value in values)):
             columns = self.native.decode_records(values, received_at, self.max_event_bytes, self.max_features)
             if columns is not None:
                 return self._from_native(columns, lambda index, _, __: values[index], received_at)

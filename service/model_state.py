@@ -202,9 +202,21 @@ class ModelState:
         """Use a data set (file, upload, MLflow) as the reference; the window restarts."""
         import pandas as pd  # noqa: PLC0415 - ~80 MB at import: not at start-up, where no table is read
 
+        predictions = _scalars(PREDICTION, frame[PREDICTION].astype(object).where(frame[PREDICTION].notna(), None)
+                               .tolist()) if PREDICTION in frame.columns else []
+        if predictions and self.task is None:
+            self.task = infer_task(predictions)
+        estimator = None
+        if self.config.estimation is not None:
+            if self.task == "regression":
+                raise ValueError("estimation is for classifiers; this model's predictions are numbers (regression)")
+            estimator = WindowEstimator.fit(self.config.estimation, self.config.window.size, frame,
+                                            self.config.labels.positive_class)
+        # A multiclass estimator's score_<class> columns are the model's, not features.
+        own = NON_FEATURE_COLUMNS | set(estimator.reference_columns if estimator is not None else ())
         wanted = self.config.drift.features
-        every_name = [str(c) for c in frame.columns if str(c) not in NON_FEATURE_COLUMNS]
-        names = [c for c in frame.columns if str(c) not in NON_FEATURE_COLUMNS and (wanted is None or c in wanted)]
+        every_name = [str(c) for c in frame.columns if str(c) not in own]
+        names = [c for c in frame.columns if str(c) not in own and (wanted is None or c in wanted)]
         names = names[: self.limits.max_features]
         if not names:
             raise ValueError("the reference has no feature columns")
@@ -222,27 +234,18 @@ class ModelState:
                 values = _scalars(name, series.astype(object).where(series.notna(), None).tolist())
             features[str(name)] = Feature("numerical" if numeric else "categorical")
             columns[str(name)] = values
-        predictions = _scalars(PREDICTION, frame[PREDICTION].astype(object).where(frame[PREDICTION].notna(), None)
-                               .tolist()) if PREDICTION in frame.columns else []
         scores = []
         if SCORE in frame.columns:
             if not pd.api.types.is_numeric_dtype(frame[SCORE]) and frame[SCORE].notna().any():
                 raise ValueError(f"reference column {SCORE!r} must hold numbers")
             scores = frame[SCORE].tolist()
-        if predictions and self.task is None:
-            self.task = infer_task(predictions)
-        estimator = None
-        if self.config.estimation is not None:
-            if self.task == "regression":
-                raise ValueError("estimation is for classifiers; this model's predictions are numbers (regression)")
-            estimator = WindowEstimator.fit(self.config.estimation, self.config.window.size, frame,
-                                            self.config.labels.positive_class)
-        self._build_reference(features, columns, predictions, scores, len(frame), source)
+        self._build_reference(features, columns, predictions, scores, len(frame), source,
+                              estimator.window_columns if estimator is not None else ())
         self.reference_names = set(every_name)
         self.estimator = estimator
 
     def _build_reference(self, features: dict[str, Feature], columns: dict[str, list], predictions: list,
-                         scores: list, rows: int, source: str) -> None:
+                         scores: list, rows: int, source: str, own_columns=()) -> None:
         encoded = {name: features[name].encode(columns[name], self.limits) for name in features}
         self.features = features
         self._index_features()
@@ -267,7 +270,8 @@ class ModelState:
             self.reference_sample = encoded
         self._collected, self._collected_rows, self._collected_bytes = {}, 0, 0
         self.window = RingColumns(self.config.window.size, [*(FEATURE + name for name in features),
-                                                             OWN + PREDICTION, OWN + SCORE, TIMESTAMP_COLUMN])
+                                                             OWN + PREDICTION, OWN + SCORE, TIMESTAMP_COLUMN,
+                                                             *(OWN + name for name in own_columns)])
         self.since_evaluation = 0
         self.report = self.prediction_report = self.quality = None
         self.estimator, self.estimate = None, None  # a first-N reference has no labels to fit it on
@@ -355,6 +359,9 @@ class ModelState:
             else self.prediction_feature.encode(rest, self.limits)
         columns[OWN + SCORE] = scores[start:]
         columns[TIMESTAMP_COLUMN] = timestamps[start:]
+        if self.estimator is not None and self.estimator.classes is not None:
+            columns.update((OWN + name, values) for name, values in
+                           self.estimator.score_columns(batch.class_scores, start, len(batch)).items())
         # Appended a step at a time, so that a window is evaluated every `step` predictions
         # however the events were batched (HTTP bodies, Kafka polls of any size).
         evaluations = []
@@ -450,6 +457,11 @@ class ModelState:
     def _estimate(self, rows) -> WindowEstimate:
         """The window's estimated performance, its rows in arrival order (ROC AUC's ties)."""
         codes = self.window.column(OWN + PREDICTION)[rows]
+        if self.estimator.classes is not None:  # multiclass: a score column per class, the classes predicted
+            scores = np.column_stack([self.window.column(OWN + name)[rows] for name in self.estimator.window_columns])
+            values = np.array([None, *self.classes], dtype=object)
+            predicted = values[np.where(np.isnan(codes), 0, codes + 1).astype(np.int64)]
+            return self.estimator.estimate(scores, predicted, self.last_version)
         positive = self.classes.get(self.config.labels.positive_class)
         predicted = np.where(np.isnan(codes), np.nan, codes == (np.nan if positive is None else positive))
         return self.estimator.estimate(self.window.column(OWN + SCORE)[rows], predicted, self.last_version)

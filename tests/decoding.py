@@ -43,6 +43,7 @@ def canonical(decoded: Decoded) -> dict:
                 "timestamp": float(batch.timestamps[i]), "version": batch.versions[i], "id": batch.ids[i],
                 "latency_ms": _value(float(batch.latency_ms[i])), "error": bool(batch.errors[i]),
                 "prediction": _value(batch.predictions[i]), "score": _value(float(batch.scores[i])),
+                "scores": batch.class_scores[i] if batch.class_scores is not None else None,
                 "features": {name: _value(column[i]) for name, column in columns.items() if column[i] is not None},
             })
     return {"predictions": predictions,

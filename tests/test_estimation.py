@@ -93,8 +93,10 @@ def test_references_it_cannot_be_fitted_on_are_refused_with_the_reason():
         engine.set_reference("m", reference_frame().drop(columns="label"), "upload")
     three = reference_frame()
     three.loc[::3, "label"] = "maybe"
-    with pytest.raises(ValueError, match="binary classifiers; the reference labels hold 3 classes"):
+    with pytest.raises(ValueError, match="missing: score_maybe, score_no, score_yes"):
         engine.set_reference("m", three, "upload")
+    with pytest.raises(ValueError, match="labels.positive_class 'yes' is not among the reference labels"):
+        engine.set_reference("m", reference_frame(positive="ja", negative="nein"), "upload")
     with pytest.raises(ValueError, match="at least two reference chunks of 500"):
         engine.set_reference("m", reference_frame(rows=400), "upload")
     assert engine.models["m"].reference is None
@@ -197,15 +199,70 @@ def test_a_restart_refits_only_an_estimator_fitted_under_another_configuration(l
     assert "no estimator" in changed.client.get("/v1/models/m/estimated").json()["detail"]
 
 
-def test_multiclass_scores_in_events_are_ignored_alike_by_both_decoders():
-    """The service estimates binary classifiers from ``score``; a ``scores`` mapping (class ->
-    probability, as ``driftline estimate`` reads multiclass scores) is no contract field: both
-    decoders accept the event and leave it out, as any unknown field."""
-    from tests.decoding import canonical, decode_both
+CLASSES = ["cat", "dog", "fox"]
 
-    lines = [orjson.dumps({"kind": "prediction", "model": "m", "id": str(i), "prediction": "b",
-                           "scores": {"a": 0.2, "b": 0.7, "c": 0.1}, "features": {"x": 1.0}}) for i in range(3)]
+
+def multiclass_reference(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
+    """Three classes, scores over-confident (labels drawn from the squared, renormalised scores)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.dirichlet([1, 1, 1], size=rows)
+    truth = scores ** 2 / (scores ** 2).sum(axis=1, keepdims=True)
+    frame = pd.DataFrame({f"score_{name}": scores[:, index] for index, name in enumerate(CLASSES)})
+    frame["x"] = rng.normal(size=rows)
+    frame["prediction"] = np.array(CLASSES)[scores.argmax(axis=1)]
+    frame["label"] = [CLASSES[rng.choice(3, p=row)] for row in truth]
+    return frame
+
+
+def multiclass_events(scores: np.ndarray, start: int = 0) -> list[dict]:
+    return [{"kind": "prediction", "model": "m", "model_version": "2", "id": f"m-{start + i}",
+             "prediction": CLASSES[int(row.argmax())], "features": {"x": 0.1},
+             "scores": dict(zip(CLASSES, map(float, row)))} for i, row in enumerate(scores)]
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_a_multiclass_window_s_estimate_is_multiclass_cbpe_s_on_the_same_rows(native):
+    from detectors.cbpe_multiclass import MulticlassCBPE
+
+    metrics = ["roc_auc", "accuracy", "f1"]
+    settings = Settings.model_validate({"models": {"m": {**model_config(metrics=metrics, chunk=600)}}})
+    engine = Engine(settings)
+    reference = multiclass_reference()
+    state = engine.set_reference("m", reference, "upload")
+    assert list(state.features) == ["x"]  # the score columns are the model's, not features
+    scores = np.random.default_rng(4).dirichlet([4, 4, 4], size=WINDOW)  # less confident: a drop
+    batch = multiclass_events(scores)
+    del batch[7]["scores"]["dog"]  # a class's score not sent: the row is left out
+    batch[9].pop("scores")
+    [evaluation] = feed(engine, batch[:200], native) + feed(engine, batch[200:], native)
+    expected = MulticlassCBPE(CLASSES, metrics, chunk_size=600).fit(
+        reference.label.tolist(), reference[[f"score_{name}" for name in CLASSES]].to_numpy(),
+        reference.prediction.tolist())
+    window_scores = scores.copy()
+    window_scores[7, 1] = window_scores[9, :] = np.nan
+    assert evaluation.estimated.metrics == expected.estimate_chunk(window_scores, [e["prediction"] for e in batch])
+    assert evaluation.estimated.drops() and evaluation.estimated.model_version == "2"
+    restored = Engine(settings)
+    restored.restore("m", engine.snapshot("m"))
+    assert restored.models["m"].estimate == engine.models["m"].estimate
+
+
+def test_multiclass_scores_decode_alike_on_both_decoders_and_bad_ones_are_rejected_with_a_reason():
+    """The native decoder gives a batch with a ``scores`` mapping back to the Python one, which
+    reads it (and rejects a bad one with the reason any field gets)."""
+    from service.events import Validator
+    from tests.decoding import decode_both
+
+    lines = [orjson.dumps(event) for event in multiclass_events(np.array([[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]]))]
+    lines.append(b'{"kind": "prediction", "model": "m", "scores": {"cat": "high"}}')
+    lines.append(b'{"kind": "prediction", "model": "m", "scores": {"cat": NaN}}')
+    lines.append(b'{"kind": "prediction", "model": "m", "scores": [0.5, 0.5]}')
+    lines.append(b'{"kind": "prediction", "model": "m", "score": 0.5}')
     decoded = decode_both("decode_body", b"\n".join(lines), 0.0)
-    assert decoded.accepted == 3 and not decoded.rejected
-    plain = [line.replace(b',"scores":{"a":0.2,"b":0.7,"c":0.1}', b"") for line in lines]
-    assert canonical(decoded) == canonical(decode_both("decode_body", b"\n".join(plain), 0.0))
+    assert Validator().decode_body(b"\n".join(lines[:2]), 0.0).batches == []  # given back (or never given)
+    assert Validator().decode_records(lines[:2], 0.0).batches == []
+    assert Validator().decode_body(b"\n".join(lines[-1:]), 0.0).batches != []  # no scores: native
+    assert [(r.index, r.reason) for r in decoded.rejected] == [(2, "invalid_type"), (3, "non_finite"),
+                                                               (4, "invalid_type")]
+    [batch] = decoded.prediction_batches()
+    assert batch.class_scores == [{"cat": 0.2, "dog": 0.7, "fox": 0.1}, {"cat": 0.5, "dog": 0.25, "fox": 0.25}, None]

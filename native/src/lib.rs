@@ -63,6 +63,8 @@ fn fields<'a>(text: &'a str, features: &mut Vec<(Cow<'a, str>, Value<'a>)>) -> O
             "status" => &mut fields.status,
             "prediction" => &mut fields.prediction,
             "score" => &mut fields.score,
+            // A multiclass score mapping: the Python decoder reads it (service/events.py).
+            "scores" => return None,
             "features" => {
                 if has_features || !reader.at_object() {
                     return None;
@@ -656,6 +658,8 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_function(wrap_pyfunction!(decode_ndjson, module)?)?;
     module.add_function(wrap_pyfunction!(decode_records, module)?)?;
     module.add_class::<NativeFeatures>()?;
+    // service/events.py trusts a build without it to drop a multiclass `scores` mapping, not give it back.
+    module.add("GIVES_BACK_SCORES", true)?;
     Ok(())
 }
 
@@ -672,5 +676,14 @@ mod tests {
         assert_eq!(rfc3339("2023-02-29T00:00:00Z"), None);
         assert_eq!(rfc3339("2026-11-28 08:00:00Z"), None);
         assert_eq!(rfc3339("2026-11-28T08:00:00.1234567Z"), None);
+    }
+
+    #[test]
+    fn a_multiclass_scores_mapping_is_left_to_python() {
+        let mut features = Vec::new();
+        let scored = r#"{"kind": "prediction", "model": "m", "scores": {"a": 0.3, "b": 0.7}}"#;
+        assert!(fields(scored, &mut features).is_none());
+        let plain = r#"{"kind": "prediction", "model": "m", "score": 0.7, "other": {"a": 1}}"#;
+        assert!(fields(plain, &mut features).is_some());
     }
 }
