@@ -266,3 +266,36 @@ def test_multiclass_scores_decode_alike_on_both_decoders_and_bad_ones_are_reject
                                                                (4, "invalid_type")]
     [batch] = decoded.prediction_batches()
     assert batch.class_scores == [{"cat": 0.2, "dog": 0.7, "fox": 0.1}, {"cat": 0.5, "dog": 0.25, "fox": 0.25}, None]
+
+
+def test_rows_older_than_window_max_age_are_left_out_of_the_estimate():
+    config = model_config(metrics=["accuracy", "roc_auc"])
+    config["window"]["max_age"] = "100s"
+    engine = Engine(Settings.model_validate({"models": {"m": config}}))
+    reference = reference_frame()
+    engine.set_reference("m", reference, "upload")
+    scores = np.random.default_rng(6).uniform(size=WINDOW)
+    batch = events(scores)
+    for i, event in enumerate(batch):
+        event["timestamp"] = 1_000.0 if i < 200 else 2_000.0  # the first 200 are too old
+    [evaluation] = feed(engine, batch, native=True)
+    expected = CBPE(["accuracy", "roc_auc"], chunk_size=WINDOW).fit(
+        (reference.label == "yes").astype(int), reference.score, (reference.prediction == "yes").astype(int))
+    assert evaluation.estimated.metrics == expected.estimate_chunk(scores[200:], (scores[200:] >= 0.5).astype(float))
+    assert evaluation.estimated.samples == WINDOW - 200
+
+
+def test_multiclass_estimates_over_http(live_server):
+    server = live_server({"models": {"m": model_config(metrics=["accuracy", "f1"])}})
+    buffer = io.BytesIO()
+    multiclass_reference().to_csv(buffer, index=False)
+    response = server.client.put("/v1/models/m/reference", content=buffer.getvalue(),
+                                 headers={"content-type": "text/csv", **server.admin_headers})
+    assert response.status_code == 200 and response.json()["features"] == {"x": "numerical"}
+    post(server, multiclass_events(np.random.default_rng(8).dirichlet([1, 1, 1], size=WINDOW)))
+    body = server.client.get("/v1/models/m/estimated").json()
+    assert body["classes"] == CLASSES and len(body["calibrated"]) == 3 and body["model_version"] == "2"
+    accuracy = body["metrics"]["accuracy"]
+    assert 0 < accuracy["value"] < 1 and accuracy["realized"] is None
+    assert server.metric("driftline_estimated_performance", model="m", model_version="2",
+                         metric="accuracy") == accuracy["value"]
