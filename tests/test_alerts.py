@@ -25,6 +25,7 @@ EXPECTED_ALERTS = RETRAIN_ALERTS | {
     "DriftlineConsumerLagGrowing", "DriftlineWebhookDeliveriesFailing",
     "DriftlineWebhookBacklog", "DriftlineFeatureMissingRise", "DriftlineFeatureOutOfRange",
     "DriftlineFeatureUnseenValues", "DriftlineEstimatedPerformanceDrop",
+    "DriftlineSegmentDriftPersisting", "DriftlineSegmentAccuracyGap",
 }
 
 
