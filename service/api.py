@@ -499,9 +499,6 @@ def create_app(runtime: Runtime, extra_routers: list[APIRouter] | None = None) -
     app.state.runtime = runtime
     app.state.reports = ReportCache(runtime.settings.server.report_cache_ttl)
     app.include_router(router)
-    from service.api_segments import router as segments_router  # noqa: PLC0415 - it imports this module
-
-    app.include_router(segments_router)
     for extra in extra_routers or []:
         app.include_router(extra)
     return app

@@ -18,6 +18,7 @@ from service import __version__, events, logs
 from service.api import create_app
 from service.config import ConfigError, Settings
 from service.http.retrain_routes import create_router as retrain_router
+from service.http.segments_routes import router as segments_router
 from service.runtime import Runtime
 from service.retrain.triggers import TriggerManager
 
@@ -35,7 +36,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     runtime.engine.listeners.append(triggers.on_evaluation)
     from service.api_estimation import router as estimation_router  # noqa: PLC0415
 
-    routers = [estimation_router]
+    routers = [estimation_router, segments_router]
     # KServe/Seldon CloudEvents sink (its joiner journals pending halves in state_dir) and the Kafka source.
     from service.http.cloudevents_routes import http_router as cloudevents_router  # noqa: PLC0415
     from service.ingest.sink import CloudEventsSink  # noqa: PLC0415

@@ -1,4 +1,6 @@
-"""HTTP route of segments (CONTRACT §7): drift and performance per segment of a model."""
+"""HTTP route of segments (CONTRACT §7): drift and performance per segment of a model.
+
+The model lookup and error helpers come from :mod:`service.api`."""
 
 from __future__ import annotations
 
