@@ -155,3 +155,21 @@ def test_a_segment_s_figures_follow_its_labels_out_of_the_label_window():
     assert labels("B", 0, 4) == {"A": 6, "B": 4}  # four of A's left the window with B's arrival
     assert labels("B", 4, 1) == {"A": 5, "B": 5}  # one label, one segment's rows gone: both recomputed
     assert labels("B", 5, 5) == {"B": 10}
+
+
+def test_with_window_max_age_a_segment_counts_only_its_recent_rows():
+    target = engine(window={"size": 1000, "step": 500, "max_age": "100s"})
+    feed(target, events(1000, 0, seed=0))
+    # The ring wraps: the recent rows are stored where the oldest were, before the others.
+    old, recent = events(1000, 1000, seed=1), events(500, 2000, seed=2, drifting="C")
+    for offset, event in enumerate(old):
+        event["timestamp"] = 1_000.0 + offset / 1000
+    for offset, event in enumerate(recent):
+        event["timestamp"] = 5_000.0 + offset / 1000
+    feed(target, old)
+    feed(target, recent)  # the window's ring holds 1,000 rows, 500 of them past max_age
+    state = target.models["m"]
+    country = state.segments.drift["country"]
+    assert {name: result.samples for name, result in country.items()} == {c: 100 for c in COUNTRIES}
+    assert [name for name, result in country.items() if result.report.dataset_drift] == ["C"]
+    assert state.report.features["x"].missing == 0 and state.window.count == 1000
