@@ -12,12 +12,13 @@
 """
 
 from detectors.adwin import ADWIN
-from detectors.cbpe import CBPE, PerformanceEstimate, estimate_performance
+from detectors.cbpe import CBPE
 from detectors.cbpe_multiclass import MulticlassCBPE
 from detectors.ddm import DDM
+from detectors.estimate import PerformanceEstimate, estimate_performance
 from detectors.page_hinkley import PageHinkley
-from detectors.profile import CategoricalSummary, NumericalSummary, ReferenceProfile
-from detectors.report import DriftReport, FeatureDrift, drift_report
+from detectors.profile import CategoricalSummary, NumericalSummary, ReferenceProfile, drift_report
+from detectors.report import DriftReport, FeatureDrift
 from detectors.stattests import METHODS
 
 __all__ = [

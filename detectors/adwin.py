@@ -117,7 +117,8 @@ class ADWIN(StreamDetector):
                 t0, t1 = below_t[0 : 2 * pairs : 2], below_t[1 : 2 * pairs : 2]
                 mean0, mean1 = t0 / bucket, t1 / bucket
                 new_t = t0 + t1
-                new_v = below_v[0 : 2 * pairs : 2] + below_v[1 : 2 * pairs : 2] + bucket * 0.5 * (mean0 - mean1) * (mean0 - mean1)
+                new_v = (below_v[0 : 2 * pairs : 2] + below_v[1 : 2 * pairs : 2]
+                         + bucket * 0.5 * (mean0 - mean1) * (mean0 - mean1))
             block_totals.append(np.concatenate((np.asarray(carried_t, dtype=np.float64), new_t)))
             block_variances.append(np.concatenate((np.asarray(carried_v, dtype=np.float64), new_v)))
 
@@ -197,7 +198,7 @@ class ADWIN(StreamDetector):
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "ADWIN":
+    def from_state(cls, state: dict) -> ADWIN:
         detector = cls(**state["params"])
         detector._totals = [list(level) for level in state["totals"]]
         detector._variances = [list(level) for level in state["variances"]]

@@ -43,8 +43,9 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
-from typing import Any, Callable, Mapping, Sequence
+from itertools import pairwise
 
 import numpy as np
 
@@ -54,9 +55,7 @@ __all__ = [
     "ChunkEstimate",
     "IsotonicCalibrator",
     "MetricEstimate",
-    "PerformanceEstimate",
     "chunk_slices",
-    "estimate_performance",
     "needs_calibration",
 ]
 
@@ -77,7 +76,7 @@ class IsotonicCalibrator:
     array([0.  , 0.5 , 0.75, 1.  ])
     """
 
-    def fit(self, scores: np.ndarray, labels: np.ndarray) -> "IsotonicCalibrator":
+    def fit(self, scores: np.ndarray, labels: np.ndarray) -> IsotonicCalibrator:
         scores = np.asarray(scores, dtype=float)
         labels = np.asarray(labels, dtype=float)
         order = np.lexsort((labels, scores))
@@ -186,7 +185,7 @@ def _expected_calibration_error(labels: np.ndarray, scores: np.ndarray, edges: n
     order = scores.argsort()  # NannyML's (unstable) order, so that ties fall into the same bins
     scores, labels = scores[order], labels[order]
     return float(sum((right - left) / len(scores) * abs(scores[left:right].mean() - labels[left:right].mean())
-                     for left, right in zip(edges[:-1], edges[1:])))
+                     for left, right in pairwise(edges)))
 
 
 def needs_calibration(labels: np.ndarray, scores: np.ndarray, bin_count: int = 10, split_count: int = 10) -> bool:
@@ -477,7 +476,7 @@ class CBPE:
         self._components: dict[str, tuple[float, float]] = {}
         self._calibrator: IsotonicCalibrator | None = None
 
-    def fit(self, y_true, y_pred_proba, y_pred) -> "CBPE":
+    def fit(self, y_true, y_pred_proba, y_pred) -> CBPE:
         """Learn calibration, sampling-error components and thresholds from a labelled reference."""
         labels, scores, predicted = (_as_float(y_true, "y_true"), _as_float(y_pred_proba, "y_pred_proba"),
                                      _as_float(y_pred, "y_pred"))
@@ -534,7 +533,7 @@ class CBPE:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "CBPE":
+    def from_bytes(cls, data: bytes) -> CBPE:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             header = json.loads(archive["header"].tobytes().decode())
             arrays = {key: archive[key] for key in archive.files if key != "header"}
@@ -615,94 +614,3 @@ def _standard_deviation_thresholds(values: np.ndarray) -> tuple[float | None, fl
     mean, std = float(np.nanmean(values)), float(np.nanstd(values))
     lower, upper = mean - STD_MULTIPLIER * std, mean + STD_MULTIPLIER * std
     return (0.0 if lower <= 0 else lower), (1.0 if upper >= 1 else upper)
-
-
-@dataclass(frozen=True)
-class PerformanceEstimate:
-    """:func:`estimate_performance`'s answer; ``to_dict()`` is ``driftline estimate --json``.
-    ``calibrated`` is a bool (binary) or, per class, whether its scores are calibrated."""
-
-    calibrated: bool | dict[str, bool]
-    thresholds: dict[str, tuple[float | None, float | None]]
-    chunks: list[ChunkEstimate]
-
-    @property
-    def alerts(self) -> dict[str, int]:
-        """Per metric, how many chunks alert."""
-        return {name: sum(chunk.metrics[name].alert for chunk in self.chunks) for name in self.thresholds}
-
-    def to_dict(self) -> dict:
-        return {
-            "method": "cbpe",
-            "calibrated": self.calibrated,
-            "thresholds": {name: {"lower": lower, "upper": upper} for name, (lower, upper) in self.thresholds.items()},
-            "alerts": self.alerts,
-            "chunks": [chunk.to_dict() for chunk in self.chunks],
-        }
-
-
-def _column(frame, name: str, role: str) -> np.ndarray:
-    if name not in frame.columns:
-        raise ValueError(f"{role} data lacks column {name!r}")
-    try:
-        return frame[name].to_numpy(dtype=float, na_value=np.nan)
-    except (TypeError, ValueError):
-        raise ValueError(f"{role} column {name!r} must hold numbers (binary: 0/1 labels and predictions)") from None
-
-
-def _classes_column(frame, name: str, role: str) -> list:
-    if name not in frame.columns:
-        raise ValueError(f"{role} data lacks column {name!r}")
-    return frame[name].astype(object).where(frame[name].notna(), None).tolist()
-
-
-def estimate_performance(
-    reference_df,
-    current_df,
-    y_true: str = "label",
-    y_pred: str = "prediction",
-    y_pred_proba: str | Mapping[Any, str] = "score",
-    metrics: Sequence[str] = BINARY_METRICS,
-    chunk_size: int | None = None,
-    thresholds: Mapping[str, tuple[float | None, float | None]] | None = None,
-) -> PerformanceEstimate:
-    """CBPE for two pandas DataFrames: fit on the labelled reference, estimate every chunk of
-    the current data; where the current data has the ``y_true`` column too, each chunk also
-    carries its realised metrics. Column defaults are driftline's reference columns.
-
-    ``y_pred_proba`` names the score column of a binary classifier, or maps each class of a
-    multiclass classifier to its score column (:class:`detectors.cbpe_multiclass.MulticlassCBPE`).
-
-    >>> import numpy as np, pandas as pd
-    >>> rng = np.random.default_rng(3)
-    >>> score = rng.uniform(size=4000)
-    >>> reference = pd.DataFrame({"score": score, "prediction": (score >= 0.5).astype(int),
-    ...                           "label": (rng.uniform(size=4000) < score).astype(int)})
-    >>> current = reference.assign(score=lambda frame: 0.3 + 0.4 * frame.score)
-    >>> result = estimate_performance(reference, current, metrics=["accuracy"], chunk_size=1000)
-    >>> result.alerts
-    {'accuracy': 4}
-    """
-    labelled = y_true in current_df.columns
-    if isinstance(y_pred_proba, str):
-        estimator = CBPE(metrics, chunk_size=chunk_size, thresholds=thresholds)
-        estimator.fit(_column(reference_df, y_true, "reference"), _column(reference_df, y_pred_proba, "reference"),
-                      _column(reference_df, y_pred, "reference"))
-        chunks = estimator.estimate(_column(current_df, y_pred_proba, "current"),
-                                    _column(current_df, y_pred, "current"),
-                                    _column(current_df, y_true, "current") if labelled else None)
-        return PerformanceEstimate(estimator.calibrated, dict(estimator.thresholds), chunks)
-    from detectors.cbpe_multiclass import MulticlassCBPE
-
-    classes = list(y_pred_proba)
-    multiclass = MulticlassCBPE(classes, metrics, chunk_size=chunk_size, thresholds=thresholds)
-
-    def scores(frame, role):
-        return np.column_stack([_column(frame, y_pred_proba[name], role) for name in classes])
-
-    multiclass.fit(_classes_column(reference_df, y_true, "reference"), scores(reference_df, "reference"),
-                   _classes_column(reference_df, y_pred, "reference"))
-    chunks = multiclass.estimate(scores(current_df, "current"), _classes_column(current_df, y_pred, "current"),
-                                 _classes_column(current_df, y_true, "current") if labelled else None)
-    calibrated = {str(name): flag for name, flag in zip(multiclass.classes, multiclass.calibrated)}
-    return PerformanceEstimate(calibrated, dict(multiclass.thresholds), chunks)

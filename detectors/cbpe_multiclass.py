@@ -28,7 +28,8 @@ from __future__ import annotations
 
 import io
 import json
-from typing import Any, Mapping, Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -106,7 +107,7 @@ class MulticlassCBPE:
             raise ValueError(f"y_pred_proba must have one column per class ({len(self.classes)})")
         return scores[:, self._order]
 
-    def fit(self, y_true, y_pred_proba, y_pred) -> "MulticlassCBPE":
+    def fit(self, y_true, y_pred_proba, y_pred) -> MulticlassCBPE:
         """Learn the per-class calibration, sampling-error components and thresholds."""
         scores = self._scores(y_pred_proba)
         labels, predicted = _codes(list(y_true), self.classes), _codes(list(y_pred), self.classes)

@@ -82,7 +82,7 @@ class DDM(StreamDetector):
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "DDM":
+    def from_state(cls, state: dict) -> DDM:
         detector = cls(**state["params"])
         detector._n = state["n"]
         detector._p = state["p"]

@@ -23,11 +23,11 @@ counted here with pandas' hash tables, much faster than counting Python objects 
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping
+from collections.abc import Iterable, Mapping
 
 import numpy as np
 
-from detectors.profile import (
+from detectors.summaries import (
     CATEGORICAL,
     INTEGER_CARDINALITY_LIMIT,
     NUMERICAL,
@@ -37,7 +37,7 @@ from detectors.profile import (
 
 
 def holds_objects(series) -> bool:
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  (pandas on first use: detectors load without it)
 
     return series.dtype == object or pd.api.types.is_string_dtype(series.dtype)
 
@@ -46,7 +46,7 @@ def infer_frame_type(series, counted: CategoricalSummary | None = None) -> str |
     """Evidently's type of a pandas column, or None for text, datetime and other columns.
 
     ``counted`` is the column's ``count_series`` when already at hand (object columns)."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  (pandas on first use: detectors load without it)
 
     dtype = series.dtype
     if pd.api.types.is_bool_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
@@ -57,7 +57,10 @@ def infer_frame_type(series, counted: CategoricalSummary | None = None) -> str |
         return CATEGORICAL if series.nunique() <= INTEGER_CARDINALITY_LIMIT else NUMERICAL
     if holds_objects(series):
         present = np.flatnonzero(series.notna().to_numpy())
-        if not present.size or not (isinstance(series.iat[present[0]], str) and isinstance(series.iat[present[-1]], str)):
+        if not present.size:
+            return None
+        first, last = series.iat[present[0]], series.iat[present[-1]]
+        if not (isinstance(first, str) and isinstance(last, str)):
             return None
         counted = counted or count_series(series)
         return None if counted.n_distinct > counted.n * 0.5 else CATEGORICAL
@@ -82,7 +85,7 @@ def explicit_frame_type(series, counted: CategoricalSummary | None = None) -> st
 
 def count_series(series) -> CategoricalSummary:
     """Category counts of a pandas column; None/NaN are missing, unused categories dropped."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  (pandas on first use: detectors load without it)
 
     if isinstance(series.dtype, pd.CategoricalDtype):
         codes = series.cat.codes.to_numpy()

@@ -93,7 +93,7 @@ class PageHinkley(StreamDetector):
         }
 
     @classmethod
-    def from_state(cls, state: dict) -> "PageHinkley":
+    def from_state(cls, state: dict) -> PageHinkley:
         detector = cls(**state["params"])
         detector._n = state["n"]
         detector._mean = state["mean"]

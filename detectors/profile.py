@@ -1,14 +1,11 @@
 """Reference profiles: a reference data set summarised once, reused for every window.
 
-Each feature is reduced to what the univariate tests need, so comparing a window
-against the reference never touches the raw reference rows again:
+Each feature is reduced to what the univariate tests need (``detectors.summaries``), so
+comparing a window against the reference never touches the raw reference rows again. This
+module sits above the summaries, the DataFrame adapter (``detectors.frames``) and the tests
+(``detectors.report``), and ties them together.
 
-* a numerical feature keeps its sorted finite values (its standard deviation and number
-  of distinct values are derived from them once, when first needed);
-* a categorical feature keeps each category with its count.
-
-Missing values (None, NaN and, as in Evidently, +/-inf) are excluded from every
-test and counted.
+The summary names are re-exported here, where they were first defined.
 
 >>> import numpy as np
 >>> profile = ReferenceProfile.from_columns(
@@ -25,212 +22,52 @@ from __future__ import annotations
 
 import io
 import json
-import math
-import os
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
-from functools import cached_property
-from typing import Any, Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 import numpy as np
 
-NUMERICAL = "numerical"
-CATEGORICAL = "categorical"
+from detectors.frames import frame_columns
+from detectors.report import DriftReport, compare
+from detectors.summaries import (
+    CATEGORICAL,
+    INTEGER_CARDINALITY_LIMIT,
+    NUMERICAL,
+    CategoricalSummary,
+    ColumnSummary,
+    NumericalSummary,
+    count_categories,
+    count_distinct_sorted,
+    distinct_counts_sorted,
+    infer_type,
+    is_missing,
+    python_scalar,
+    start_summaries,
+    summarise,
+    summarise_columns,
+    type_of,
+)
 
-# Evidently 0.7 (evidently.core.datasets.infer_column_type) treats an integer column with
-# at most this many distinct values as categorical.
-INTEGER_CARDINALITY_LIMIT = 10
-
-
-def python_scalar(value: Any) -> Any:
-    """A numpy scalar as the equal plain Python value (so it hashes, sorts and serialises)."""
-    return value.item() if isinstance(value, np.generic) else value
-
-
-def is_missing(value: Any) -> bool:
-    """None, NaN and +/-inf are missing, as Evidently drops them before a test."""
-    if value is None:
-        return True
-    if isinstance(value, (float, np.floating)):
-        return not math.isfinite(value)
-    return False
-
-
-def infer_type(values: np.ndarray) -> str:
-    """Evidently's rule for a pandas column: float -> numerical, integer -> categorical
-    when it has at most 10 distinct values, bool/object/str -> categorical."""
-    kind = values.dtype.kind
-    if kind == "f":
-        return NUMERICAL
-    if kind in "iu":
-        return CATEGORICAL if np.unique(values).size <= INTEGER_CARDINALITY_LIMIT else NUMERICAL
-    return CATEGORICAL
-
-
-def type_of(values) -> str:
-    """The type of a column given as an array (inferred) or as a summary (its own)."""
-    if isinstance(values, NumericalSummary):
-        return NUMERICAL
-    if isinstance(values, CategoricalSummary):
-        return CATEGORICAL
-    return infer_type(np.asarray(values))
-
-
-class NumericalSummary:
-    """Sorted finite values (float64); the statistics derived from them are computed on first use.
-
-    ``integer`` says the values came as an integer array: numpy's histogram bins of integer
-    data are at least 1 wide, so the binned tests (PSI, KL, Jensen-Shannon, Hellinger)
-    need to know.
-    """
-
-    def __init__(self, sorted_values: np.ndarray, n_missing: int = 0, integer: bool = False):
-        self.sorted_values = sorted_values
-        self.n_missing = int(n_missing)
-        self.integer = bool(integer)
-
-    @classmethod
-    def from_values(cls, values: np.ndarray) -> "NumericalSummary":
-        values = np.asarray(values)
-        if values.dtype.kind in "iu":
-            return cls(np.sort(values).astype(np.float64), 0, integer=True)
-        ordered = np.sort(np.asarray(values, dtype=np.float64))
-        # Sorted, -inf comes first and +inf, then NaN, last: the two ends say whether every
-        # value is finite, without a pass over them all.
-        if ordered.size == 0 or (ordered[0] > -np.inf and ordered[-1] < np.inf):
-            return cls(ordered, 0)
-        finite = ordered[np.isfinite(ordered)]
-        return cls(finite, int(ordered.size - finite.size))
-
-    @property
-    def n(self) -> int:
-        return int(self.sorted_values.size)
-
-    @cached_property
-    def std(self) -> float:
-        """Population standard deviation (numpy's default, as Evidently uses)."""
-        return float(np.std(self.sorted_values)) if self.n else 0.0
-
-    @cached_property
-    def n_distinct(self) -> int:
-        return count_distinct_sorted(self.sorted_values)
-
-    def distinct_counts(self) -> tuple[np.ndarray, np.ndarray]:
-        return distinct_counts_sorted(self.sorted_values)
-
-    def __repr__(self) -> str:
-        return f"NumericalSummary(n={self.n}, n_missing={self.n_missing}, integer={self.integer})"
-
-
-@dataclass(frozen=True)
-class CategoricalSummary:
-    """Categories (plain Python values) and how often each occurs, missing values excluded."""
-
-    categories: list
-    counts: np.ndarray
-    n_missing: int = 0
-
-    @classmethod
-    def from_values(cls, values: np.ndarray) -> "CategoricalSummary":
-        return cls(*count_categories(values))
-
-    @cached_property
-    def n(self) -> int:
-        return int(self.counts.sum())
-
-    @property
-    def n_distinct(self) -> int:
-        return len(self.categories)
-
-    @cached_property
-    def category_set(self) -> frozenset:
-        """The categories as a set, for membership tests."""
-        return frozenset(map(python_scalar, self.categories))
-
-
-ColumnSummary = NumericalSummary | CategoricalSummary
-
-
-def count_distinct_sorted(ordered: np.ndarray) -> int:
-    return int(ordered.size and 1 + np.count_nonzero(ordered[1:] != ordered[:-1]))
-
-
-def distinct_counts_sorted(ordered: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct values of a sorted array and their counts, in one linear pass."""
-    if ordered.size == 0:
-        return ordered, np.zeros(0, dtype=np.int64)
-    starts = np.flatnonzero(np.concatenate(([True], ordered[1:] != ordered[:-1])))
-    counts = np.diff(np.append(starts, ordered.size))
-    return ordered[starts], counts
-
-
-def count_categories(values: np.ndarray) -> tuple[list, np.ndarray, int]:
-    """(categories, counts, missing) of a categorical array.
-
-    Numeric and boolean arrays (e.g. float category codes with NaN = missing) are counted
-    with numpy; object arrays with a hash table (collections.Counter), the fastest way to
-    count arbitrary Python values.
-    """
-    values = np.asarray(values)
-    if values.dtype.kind in "biuf":
-        valid = values[np.isfinite(values)] if values.dtype.kind == "f" else values
-        keys, counts = np.unique(valid, return_counts=True)
-        return [python_scalar(k) for k in keys], counts.astype(np.int64), int(values.size - valid.size)
-    if values.dtype.kind in "US":
-        keys, counts = np.unique(values, return_counts=True)
-        return [python_scalar(k) for k in keys], counts.astype(np.int64), 0
-    tally = Counter(values.tolist())
-    missing = 0
-    categories, counts = [], []
-    for key, count in tally.items():
-        if is_missing(key):
-            missing += count
-        else:
-            categories.append(python_scalar(key))
-            counts.append(count)
-    return categories, np.asarray(counts, dtype=np.int64), missing
-
-
-_sorting_pool: ThreadPoolExecutor | None = None
-_sorting_pool_pid = 0
-
-
-def start_summaries(columns: Mapping, types: Mapping[str, str]) -> Callable[[], dict[str, ColumnSummary]]:
-    """Begin summarising many columns; the returned function waits for the summaries.
-
-    numpy's sort releases the GIL, so numerical columns are sorted on a small thread pool
-    while categorical ones are counted on this thread (and the caller can go on working
-    before it waits)."""
-    global _sorting_pool, _sorting_pool_pid
-    if _sorting_pool is None or _sorting_pool_pid != os.getpid():  # a forked child has no pool threads
-        _sorting_pool = ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1), thread_name_prefix="driftline")
-        _sorting_pool_pid = os.getpid()
-    sorting = {
-        name: _sorting_pool.submit(summarise, values, NUMERICAL)
-        for name, values in columns.items()
-        if types[name] == NUMERICAL and not isinstance(values, NumericalSummary)
-    }
-    counted = {name: summarise(values, types[name]) for name, values in columns.items() if name not in sorting}
-    return lambda: {name: sorting[name].result() if name in sorting else counted[name] for name in columns}
-
-
-def summarise_columns(columns: Mapping, types: Mapping[str, str]) -> dict[str, ColumnSummary]:
-    return start_summaries(columns, types)()
-
-
-def summarise(values, column_type: str) -> ColumnSummary:
-    """Summary of a column; a column given already summarised (e.g. counted by pandas, or a
-    streaming window that keeps category counts) passes through when its type matches."""
-    if isinstance(values, (NumericalSummary, CategoricalSummary)):
-        if (column_type == NUMERICAL) != isinstance(values, NumericalSummary):
-            raise ValueError(f"a {type(values).__name__} cannot be tested as a {column_type} column")
-        return values
-    if column_type == NUMERICAL:
-        return NumericalSummary.from_values(values)
-    if column_type == CATEGORICAL:
-        return CategoricalSummary.from_values(values)
-    raise ValueError(f"unknown column type {column_type!r}: expected 'numerical' or 'categorical'")
+__all__ = [
+    "CATEGORICAL",
+    "INTEGER_CARDINALITY_LIMIT",
+    "NUMERICAL",
+    "CategoricalSummary",
+    "ColumnSummary",
+    "NumericalSummary",
+    "ReferenceProfile",
+    "count_categories",
+    "count_distinct_sorted",
+    "distinct_counts_sorted",
+    "drift_report",
+    "infer_type",
+    "is_missing",
+    "python_scalar",
+    "start_summaries",
+    "summarise",
+    "summarise_columns",
+    "type_of",
+]
 
 
 class ReferenceProfile:
@@ -258,7 +95,7 @@ class ReferenceProfile:
     @classmethod
     def from_columns(
         cls, columns: Mapping[str, np.ndarray], types: Mapping[str, str] | None = None
-    ) -> "ReferenceProfile":
+    ) -> ReferenceProfile:
         """Summarise column arrays; a column missing from ``types`` gets Evidently's inferred type."""
         types = dict(types or {})
         resolved = {name: types.get(name) or type_of(values) for name, values in columns.items()}
@@ -271,16 +108,12 @@ class ReferenceProfile:
     @classmethod
     def from_dataframe(cls, df, columns: Iterable[str] | None = None, types: Mapping[str, str] | None = None):
         """Summarise a pandas DataFrame (pandas is needed only here and in ``drift_report``)."""
-        from detectors.frames import frame_columns
-
         arrays, resolved = frame_columns(df, columns, types)
         return cls.from_columns(arrays, resolved)
 
     def compare(self, current_columns, method="auto", threshold=None, drift_share=0.5, per_feature_method=None):
         """Test a window of current data against this reference; see ``detectors.report.compare``."""
-        from detectors.report import compare
-
-        return compare(self, current_columns, method, threshold, drift_share, per_feature_method)
+        return compare(self.columns, current_columns, method, threshold, drift_share, per_feature_method)
 
     def to_bytes(self) -> bytes:
         """Compact checkpoint: an ``.npz`` archive of arrays plus a JSON header, no pickle."""
@@ -302,7 +135,7 @@ class ReferenceProfile:
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "ReferenceProfile":
+    def from_bytes(cls, data: bytes) -> ReferenceProfile:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             header = json.loads(archive["header"].tobytes().decode())
             columns: dict[str, ColumnSummary] = {}
@@ -316,3 +149,35 @@ class ReferenceProfile:
 
     def __repr__(self) -> str:
         return f"ReferenceProfile(n_rows={self.n_rows}, columns={self.types})"
+
+
+def drift_report(
+    reference_df,
+    current_df,
+    columns=None,
+    method: str = "auto",
+    threshold: float | None = None,
+    drift_share: float = 0.5,
+) -> DriftReport:
+    """Compare two pandas DataFrames, column types inferred from the current data as
+    Evidently's ``Report.run(current, reference)`` does.
+
+    ``columns`` defaults to every numerical and categorical column of the current data.
+
+    >>> import pandas as pd
+    >>> ref = pd.DataFrame({"amount": [float(i % 50) for i in range(300)], "country": ["DE", "FR", "US"] * 100})
+    >>> cur = pd.DataFrame({"amount": [float(i % 50) + 20 for i in range(300)], "country": ["DE", "FR", "US"] * 100})
+    >>> report = drift_report(ref, cur)
+    >>> report.features["amount"].method, report.features["amount"].drift
+    ('ks', True)
+    >>> report.to_dict()["drift_share"], report.dataset_drift
+    (0.5, True)
+    """
+    current, types = frame_columns(current_df, columns)
+    absent = [name for name in current if name not in reference_df.columns]
+    if absent:
+        raise ValueError(f"reference data lacks column(s): {', '.join(map(str, absent))}")
+    current_summaries = start_summaries(current, types)  # sorts while the reference is read
+    reference, _ = frame_columns(reference_df, list(current), types)
+    profile = ReferenceProfile.from_columns(reference, types)
+    return compare(profile.columns, current_summaries(), method, threshold, drift_share)

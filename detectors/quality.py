@@ -43,13 +43,21 @@ FeatureQuality(type='numerical', missing=0.5, reference_missing=0.25, out_of_ran
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from typing import Iterable, Mapping
 
 import numpy as np
 
-from detectors.profile import (CATEGORICAL, NUMERICAL, CategoricalSummary, ColumnSummary, NumericalSummary,
-                               ReferenceProfile, python_scalar, summarise)
+from detectors.profile import (
+    CATEGORICAL,
+    NUMERICAL,
+    CategoricalSummary,
+    ColumnSummary,
+    NumericalSummary,
+    ReferenceProfile,
+    python_scalar,
+    summarise,
+)
 
 __all__ = ["CHECKS", "FeatureQuality", "QualityReport", "quality_report"]
 
@@ -158,5 +166,5 @@ def _outside(reference: NumericalSummary, window: NumericalSummary) -> int:
 def _unseen(reference: CategoricalSummary, window: CategoricalSummary) -> int:
     """Values of the window in categories the reference does not have."""
     known = reference.category_set
-    return int(sum(count for category, count in zip(window.categories, window.counts.tolist())
+    return int(sum(count for category, count in zip(window.categories, window.counts.tolist(), strict=True)
                    if python_scalar(category) not in known))

@@ -17,24 +17,24 @@ Edge cases, each with a defined answer:
   the same single value); chi-square over a single category, where SciPy's p-value is
   undefined, reports 1.
 
->>> import pandas as pd
->>> ref = pd.DataFrame({"amount": [float(i % 50) for i in range(300)], "country": ["DE", "FR", "US"] * 100})
->>> cur = pd.DataFrame({"amount": [float(i % 50) + 20 for i in range(300)], "country": ["DE", "FR", "US"] * 100})
->>> report = drift_report(ref, cur)
+``drift_report`` (``detectors.profile``) is the same on two pandas DataFrames.
+
+>>> import numpy as np
+>>> from detectors.summaries import summarise
+>>> reference = {"amount": summarise(np.arange(300.0) % 50, "numerical")}
+>>> report = compare(reference, {"amount": np.arange(300.0) % 50 + 20})
 >>> report.features["amount"].method, report.features["amount"].drift
 ('ks', True)
->>> report.to_dict()["drift_share"], report.dataset_drift
-(0.5, True)
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from typing import Mapping
 
-from detectors.profile import ReferenceProfile, start_summaries, summarise_columns
 from detectors.selection import auto_method
 from detectors.stattests import METHODS
+from detectors.summaries import ColumnSummary, summarise_columns, type_of
 
 
 @dataclass(frozen=True)
@@ -73,15 +73,16 @@ def check_method(name: str) -> None:
 
 
 def compare(
-    profile: ReferenceProfile,
+    reference: Mapping[str, ColumnSummary],
     current_columns: Mapping,
     method: str = "auto",
     threshold: float | None = None,
     drift_share: float = 0.5,
     per_feature_method: Mapping[str, str] | None = None,
 ) -> DriftReport:
-    """Test every profiled feature of ``current_columns`` (arrays, or summaries of the same
-    type) with ``method``, or ``per_feature_method[name]`` where given.
+    """Test every feature of ``reference`` (a profile's column summaries) against the same
+    column of ``current_columns`` (arrays, or summaries of the same type) with ``method``, or
+    ``per_feature_method[name]`` where given.
 
     ``threshold`` replaces every method's default threshold; ``None`` keeps the defaults.
     """
@@ -89,17 +90,17 @@ def compare(
     check_method(method)
     for name in per_feature_method.values():
         check_method(name)
-    unknown = [name for name in per_feature_method if name not in profile.columns]
+    unknown = [name for name in per_feature_method if name not in reference]
     if unknown:
         raise ValueError(f"per_feature_method names unprofiled column(s): {', '.join(unknown)}")
-    absent = [name for name in profile.columns if name not in current_columns]
+    absent = [name for name in reference if name not in current_columns]
     if absent:
         raise ValueError(f"current data lacks profiled column(s): {', '.join(absent)}")
-    types = profile.types
-    window = summarise_columns({name: current_columns[name] for name in profile.columns}, types)
+    types = {name: type_of(summary) for name, summary in reference.items()}
+    window = summarise_columns({name: current_columns[name] for name in reference}, types)
     features = {
         name: _test_feature(ref, window[name], types[name], per_feature_method.get(name, method), threshold, name)
-        for name, ref in profile.columns.items()
+        for name, ref in reference.items()
     }
     drifted = sum(feature.drift for feature in features.values())
     share = drifted / len(features) if features else 0.0
@@ -128,27 +129,3 @@ def _test_feature(ref, cur, column_type: str, method_name: str, threshold, name:
     score = method.score(ref, cur, column_type)
     return FeatureDrift(column_type, method_name, score, limit, bool(method.drifted(score, limit)), cur.n_missing)
 
-
-def drift_report(
-    reference_df,
-    current_df,
-    columns=None,
-    method: str = "auto",
-    threshold: float | None = None,
-    drift_share: float = 0.5,
-) -> DriftReport:
-    """Compare two pandas DataFrames, column types inferred from the current data as
-    Evidently's ``Report.run(current, reference)`` does.
-
-    ``columns`` defaults to every numerical and categorical column of the current data.
-    """
-    from detectors.frames import frame_columns
-
-    current, types = frame_columns(current_df, columns)
-    absent = [name for name in current if name not in reference_df.columns]
-    if absent:
-        raise ValueError(f"reference data lacks column(s): {', '.join(map(str, absent))}")
-    current_summaries = start_summaries(current, types)  # sorts while the reference is read
-    reference, _ = frame_columns(reference_df, list(current), types)
-    profile = ReferenceProfile.from_columns(reference, types)
-    return compare(profile, current_summaries(), method, threshold, drift_share)

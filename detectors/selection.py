@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from detectors.profile import NUMERICAL, CategoricalSummary, ColumnSummary, NumericalSummary
+from detectors.summaries import NUMERICAL, CategoricalSummary, ColumnSummary, NumericalSummary
 
 SMALL_REFERENCE_ROWS = 1000
 FEW_NUMERICAL_VALUES = 5

@@ -22,8 +22,8 @@ from __future__ import annotations
 import functools
 import inspect
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 from scipy import special
@@ -33,8 +33,7 @@ try:
 except ImportError:  # installed without a Rust toolchain: numpy computes the same statistics
     _kernels = None
 
-from detectors.profile import CATEGORICAL, NUMERICAL, ColumnSummary, NumericalSummary
-
+from detectors.summaries import CATEGORICAL, NUMERICAL, ColumnSummary, NumericalSummary
 
 # ---------------------------------------------------------------- shared building blocks
 
