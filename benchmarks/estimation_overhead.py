@@ -25,9 +25,9 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.http_ingest import BATCH, CATEGORICAL, MODELS, NUMERIC, make_batches  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.engine import Engine  # noqa: E402
+from benchmarks.http_ingest import BATCH, CATEGORICAL, MODELS, NUMERIC, make_batches
+from service.config import Settings
+from service.engine import Engine
 
 METRICS = ["roc_auc", "accuracy", "f1", "precision", "recall", "specificity"]
 REFERENCE_ROWS = 5000

@@ -41,9 +41,9 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from detectors import stattests  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.engine import Engine  # noqa: E402
+from detectors import stattests
+from service.config import Settings
+from service.engine import Engine
 
 MODELS, NUMERIC, CATEGORICAL, BATCH = 10, 15, 5, 1000
 

@@ -46,14 +46,16 @@ def make_events(n: int, seed: int = 7, start: int = 0) -> list[bytes]:
         out.append(orjson.dumps({
             "kind": "prediction", "model": "bench-model", "model_version": "1", "id": f"req-{i:09d}",
             "timestamp": 1_795_000_000.0 + i / 1000, "latency_ms": 12.5, "status": "ok",
-            "features": dict(zip(FEATURES, row)), "prediction": int(row[0] > 0), "score": 0.5 + row[1] / 10}))
+            "features": dict(zip(FEATURES, row, strict=True)), "prediction": int(row[0] > 0),
+            "score": 0.5 + row[1] / 10}))
     return out
 
 
 def producer(bootstrap: str):
     from kafka import KafkaProducer
 
-    return KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=1024 * 1024, enable_idempotence=False,
+    return KafkaProducer(bootstrap_servers=bootstrap, acks=1, linger_ms=20, batch_size=1024 * 1024,
+                         enable_idempotence=False,
                          max_request_size=8 * 1024 * 1024)
 
 

@@ -101,7 +101,8 @@ def main() -> int:
     print(f"speed-up: {theirs / best:.0f}x (best), {theirs / median:.0f}x (median)")
 
     disagreements = [
-        f"{name}: driftline {feature.method} drift={feature.drift}, Evidently {methods.get(name)} drift={verdicts.get(name)}"
+        f"{name}: driftline {feature.method} drift={feature.drift}, "
+        f"Evidently {methods.get(name)} drift={verdicts.get(name)}"
         for name, feature in report.features.items()
         if feature.drift != verdicts.get(name) or feature.method != methods.get(name)
     ]

@@ -18,9 +18,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.http_ingest import BATCH, config, make_batches  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.engine import Engine  # noqa: E402
+from benchmarks.http_ingest import BATCH, config, make_batches
+from service.config import Settings
+from service.engine import Engine
 
 
 def engine(reference_rows: int | None, quality: bool) -> Engine:

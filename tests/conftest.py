@@ -55,7 +55,7 @@ class LiveServer:
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [sock]}, daemon=True)
         self.client = httpx.Client(base_url=self.url, timeout=30)
 
-    def start(self) -> "LiveServer":
+    def start(self) -> LiveServer:
         self._thread.start()
         deadline = time.monotonic() + 20
         while not self._server.started:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import httpx
 import pytest
@@ -79,7 +79,7 @@ def notifications(am_url: str, metric: str = "alertmanager_notifications_total")
 
 def test_an_alert_through_real_alertmanager_becomes_one_trigger(alertmanager):
     server, am, log_path = alertmanager
-    starts = datetime.now(timezone.utc).replace(microsecond=0)
+    starts = datetime.now(UTC).replace(microsecond=0)
     firing = [
         {"labels": {"alertname": "DriftlineDatasetDriftPersisting", "model": "fraud", "model_version": "7",
                     "driftline_action": "retrain", "severity": "warning"},
@@ -105,7 +105,7 @@ def test_an_alert_through_real_alertmanager_becomes_one_trigger(alertmanager):
     # Alertmanager sees the same alert again (Prometheus re-sends firing alerts every evaluation)
     assert httpx.post(f"{am}/api/v2/alerts", json=firing, timeout=5).status_code == 200
     # ... then it resolves: Alertmanager notifies driftline with status "resolved"
-    ended = datetime.now(timezone.utc) - timedelta(seconds=1)
+    ended = datetime.now(UTC) - timedelta(seconds=1)
     resolved = [dict(alert, endsAt=ended.isoformat()) for alert in firing]
     assert httpx.post(f"{am}/api/v2/alerts", json=resolved, timeout=5).status_code == 200
     # Alertmanager observes a notification's latency once driftline answered it, and driftline

@@ -6,7 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import orjson
@@ -210,9 +210,9 @@ def test_sdk_events_over_http_binary_and_structured_join_on_the_decoded_id(live_
     ids = ["req 1/é", "req%2"]  # encoded by the SDK as req%201/%C3%A9 and req%252
     for n, ce_id in enumerate(ids):
         request = sdk_event(KSERVE_REQUEST, ce_id, {"instances": [[5.1, 3.5, 1.4, 0.2]]},
-                            time=datetime(2026, 11, 28, 8, 0, 0, tzinfo=timezone.utc))
+                            time=datetime(2026, 11, 28, 8, 0, 0, tzinfo=UTC))
         response = sdk_event(KSERVE_RESPONSE, ce_id, orjson.dumps({"predictions": [1], "model_version": "v1"}),
-                             time=datetime(2026, 11, 28, 8, 0, 0, 20_000, tzinfo=timezone.utc))
+                             time=datetime(2026, 11, 28, 8, 0, 0, 20_000, tzinfo=UTC))
         # binary request + structured response, then the other way round
         first, second = (request, response) if n == 0 else (response, request)
         headers, body = sdk_http(first, structured=False)

@@ -25,7 +25,8 @@ def test_a_learned_struct_gives_the_same_windows_and_verdicts_as_dicts():
     rng = np.random.default_rng(3)
     lines = []
     for i in range(1500):
-        features = {"x": float(rng.normal(i > 900)), "n": int(rng.integers(0, 5)), "c": str(rng.choice(["a", "b", "new" if i > 1300 else "a"])),
+        features = {"x": float(rng.normal(i > 900)), "n": int(rng.integers(0, 5)),
+                    "c": str(rng.choice(["a", "b", "new" if i > 1300 else "a"])),
                     "flag": bool(rng.random() < 0.3)}
         if i % 7 == 0:
             features["x"] = None

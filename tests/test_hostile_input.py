@@ -20,7 +20,6 @@ from service.config import Settings
 from service.engine import Engine
 from service.events import REASONS, Validator
 from service.tables import TooLarge, read_table
-
 from tests.decoding import decode_both
 from tests.test_triggers import alert, webhook
 

@@ -151,7 +151,8 @@ def test_drift_evidence_is_logged_to_mlflow(registered, live_server):
     assert "drift_score.amount" in run.data.metrics
     files = {a.path for a in client.list_artifacts(run.info.run_id, "drift")}
     assert files == {"drift/features.json", "drift/features.csv", "drift/trigger.json", "drift/report.html"}
-    report = Path(client.download_artifacts(run.info.run_id, "drift/report.html", str(server.runtime.settings.state_dir)))
+    state_dir = str(server.runtime.settings.state_dir)
+    report = Path(client.download_artifacts(run.info.run_id, "drift/report.html", state_dir))
     assert report.stat().st_size > 100_000 and report.read_bytes().lstrip().lower().startswith(b"<!doctype html")
     table = pd.read_csv(client.download_artifacts(run.info.run_id, "drift/features.csv",
                                                   str(server.runtime.settings.state_dir)))

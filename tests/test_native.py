@@ -7,8 +7,7 @@ import struct
 import orjson
 import pytest
 
-from service.events import Validator
-from service.events import _native
+from service.events import Validator, _native
 from tests.conftest import needs_tool
 from tests.decoding import NATIVE_REQUIRED, canonical, decode_both
 

@@ -3,7 +3,6 @@ label minimum, concept drift, manual and Alertmanager triggers, sinks, restarts.
 
 from __future__ import annotations
 
-
 import numpy as np
 import orjson
 
@@ -30,7 +29,8 @@ def model_config(**triggers):
 
 
 def triggers_of(server, model=None):
-    return server.client.get("/v1/triggers", params={"model": model} if model else {}, headers=server.admin_headers).json()["triggers"]
+    params = {"model": model} if model else {}
+    return server.client.get("/v1/triggers", params=params, headers=server.admin_headers).json()["triggers"]
 
 
 def count(server, model, reason):

@@ -16,10 +16,10 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Callable
 
 import httpx
 import pytest
@@ -128,8 +128,9 @@ def script(*answers):
 @pytest.fixture
 def receivers():
     made: list[Receiver] = []
+    default_secret = secret_bytes(RAW_SECRET)
 
-    def make(respond, secret=secret_bytes(RAW_SECRET)) -> Receiver:
+    def make(respond, secret=default_secret) -> Receiver:
         receiver = Receiver(respond, secret)
         made.append(receiver)
         return receiver
@@ -251,7 +252,7 @@ def test_delivery_outcomes_and_counters(live_server, receivers):
     limited = receivers(lambda r, n: (429, {"Retry-After": "1"}, b"slow down") if n == 1 else (202, {}, b""))
     whsec = receivers(script(204), secret=secret_bytes(WHSEC))
     closed = free_socket()
-    dead_url = "http://127.0.0.1:%d/hook" % closed.getsockname()[1]
+    dead_url = f"http://127.0.0.1:{closed.getsockname()[1]}/hook"
     closed.close()
     config = {
         "webhooks": {"flaky": hook(flaky.url + "/hook"), "hanging": hook(hanging.url + "/hook", max_attempts=2),

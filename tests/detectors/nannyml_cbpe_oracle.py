@@ -18,10 +18,9 @@ import warnings
 os.environ.setdefault("NML_DISABLE_USAGE_LOGGING", "1")
 warnings.filterwarnings("ignore")
 
+import nannyml as nml  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-
-import nannyml as nml  # noqa: E402
 from nannyml.thresholds import ConstantThreshold  # noqa: E402
 
 # name -> (loader, label column)

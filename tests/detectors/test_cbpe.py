@@ -5,13 +5,20 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from scipy.stats import rankdata
 from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from scipy.stats import rankdata
-
-from detectors.cbpe import CBPE, IsotonicCalibrator, average_ranks, chunk_slices, needs_calibration, roc_auc, stratified_shuffle_splits
+from detectors.cbpe import (
+    CBPE,
+    IsotonicCalibrator,
+    average_ranks,
+    chunk_slices,
+    needs_calibration,
+    roc_auc,
+    stratified_shuffle_splits,
+)
 from detectors.cbpe_multiclass import MulticlassCBPE
 
 
@@ -165,8 +172,9 @@ def test_multiclass_score_columns_follow_the_given_class_order():
     given = MulticlassCBPE(classes, chunk_size=2000).fit(labels, scores, predicted)
     order = [1, 2, 0]  # a, b, c
     in_sorted_order = MulticlassCBPE(["a", "b", "c"], chunk_size=2000).fit(labels, scores[:, order], predicted)
-    for ours, sorted_ones in zip(given.estimate(scores, predicted), in_sorted_order.estimate(scores[:, order],
-                                                                                              predicted)):
+    estimates = given.estimate(scores, predicted)
+    sorted_estimates = in_sorted_order.estimate(scores[:, order], predicted)
+    for ours, sorted_ones in zip(estimates, sorted_estimates, strict=True):
         assert ours.metrics == sorted_ones.metrics
 
 

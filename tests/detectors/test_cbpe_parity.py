@@ -70,7 +70,7 @@ def drifting(rng, calibrated: bool):
     reference = generated(rng, 12_345, calibrated)
     parts = [generated(rng, 4000, calibrated), generated(rng, 4000, calibrated, shift=-0.15),
              generated(rng, 2500, calibrated, shift=0.2)]
-    return reference, [np.concatenate(columns) for columns in zip(*parts)]
+    return reference, [np.concatenate(columns) for columns in zip(*parts, strict=True)]
 
 
 def cases(directory: Path) -> dict[str, dict]:
@@ -104,7 +104,7 @@ def cases(directory: Path) -> dict[str, dict]:
     classes = ["red", "green", "blue", "amber"]  # not in sorted order: the score columns follow this one
     reference = generated_multiclass(rng, 8000, classes, 0.7, sharpen=2.0)
     parts = [generated_multiclass(rng, 3000, classes, 0.7, 2.0), generated_multiclass(rng, 3500, classes, 2.5, 2.0)]
-    analysis = [np.concatenate(columns) for columns in zip(*parts)]
+    analysis = [np.concatenate(columns) for columns in zip(*parts, strict=True)]
     specs["multiclass_generated"] = {
         "reference": save_multiclass(directory / "mc-reference.npz", classes, *reference),
         "analysis": save_multiclass(directory / "mc-analysis.npz", classes, *analysis),
@@ -143,7 +143,7 @@ def assert_parity(spec: dict, nannyml: dict) -> dict[str, float]:
         ours = estimator.estimate(data["y_pred_proba"], data["y_pred"])
         theirs = nannyml[period]
         assert [(chunk.start, chunk.end) for chunk in ours] == [(chunk["start"], chunk["end"]) for chunk in theirs]
-        for chunk, expected in zip(ours, theirs):
+        for chunk, expected in zip(ours, theirs, strict=True):
             for name in spec["metrics"]:
                 mine, nml = chunk.metrics[name], expected["metrics"][name]
                 where = f"{period} chunk [{chunk.start}:{chunk.end}) {name}"

@@ -180,7 +180,8 @@ def test_ks_statistic_is_scipys_arithmetic_bit_for_bit(values):
     rng = np.random.default_rng(len(values))
     for _ in range(300):
         n, m = rng.integers(1, 400, 2)
-        draw = {"continuous": lambda size: rng.normal(size=size), "rounded": lambda size: rng.normal(size=size).round(1),
+        draw = {"continuous": lambda size: rng.normal(size=size),
+                "rounded": lambda size: rng.normal(size=size).round(1),
                 "few": lambda size: rng.integers(0, 4, size).astype(float)}[values]
         u, v = np.sort(draw(n)), np.sort(draw(m) + rng.choice([0.0, 0.5]))
         data_all = np.concatenate([u, v])  # scipy.stats.ks_2samp's own lines

@@ -14,10 +14,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 from datasets import make_pair
-from detectors import METHODS, ReferenceProfile, drift_report
 from evidently_oracle import run_evidently, scores_agree
+
+from detectors import METHODS, ReferenceProfile, drift_report
 
 SHAPES = [(300, 250), (1000, 700), (1001, 400), (4000, 2500)]
 
@@ -50,7 +50,8 @@ def test_auto_matches_evidently(n_ref, n_cur, seed):
 
 def columns_for(method, numerical, categorical):
     allowed = METHODS[method].column_types
-    return [name for name in numerical + categorical if ("numerical" if name.startswith("num_") else "categorical") in allowed]
+    return [name for name in numerical + categorical
+            if ("numerical" if name.startswith("num_") else "categorical") in allowed]
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -66,7 +67,8 @@ def test_explicit_method_matches_evidently(n_ref, n_cur, method):
 
 
 @pytest.mark.parametrize(
-    "method,threshold,drift_share", [("auto", 0.2, 0.5), ("auto", 0.01, 0.3), ("psi", 0.05, 0.8), ("hellinger", 0.3, 0.2)]
+    "method,threshold,drift_share",
+    [("auto", 0.2, 0.5), ("auto", 0.01, 0.3), ("psi", 0.05, 0.8), ("hellinger", 0.3, 0.2)]
 )
 @pytest.mark.parametrize("n_ref,n_cur", [(500, 500), (3000, 1200)])
 def test_custom_threshold_and_drift_share_match_evidently(n_ref, n_cur, method, threshold, drift_share):

@@ -80,7 +80,7 @@ def test_an_empty_window_breaches_nothing():
 
 def test_breaches_compare_the_missing_share_with_the_reference_s():
     report = quality_report(reference(), window())
-    thresholds = dict(zip(CHECKS, (0.25, 0.4, 0.3)))
+    thresholds = dict(zip(CHECKS, (0.25, 0.4, 0.3), strict=True))
     # x: missing 0.4 - 0.1 = 0.3 > 0.25, out of range 0.5 > 0.4; d: missing 1.0; c: unseen 0.22 < 0.3
     assert [(f, check) for f, check, _ in report.breaches(**thresholds)] == [
         ("x", "missing_increase"), ("x", "out_of_range"), ("d", "missing_increase")]

@@ -283,7 +283,7 @@ class Traffic:
             try:
                 labels, self.pending_labels = self.pending_labels, []
                 self.post(self.batch(25) + labels)  # labels of the previous tick arrive now
-            except Exception as exc:  # noqa: BLE001 - reported by the test
+            except Exception as exc:
                 self.errors.append(repr(exc))
             self.stop.wait(0.5)
 
@@ -383,8 +383,8 @@ def stack(request, tmp_path):
             "--log.level=info"], tmp_path / "prometheus.log"))
 
         for proc, url in zip(procs, (f"{dl_url}/healthz", f"{am_url}/-/ready",
-                                     f"{prom_url}/-/ready")):
-            wait_for(f"{proc.name} to start", lambda: _up(proc, url), 30, 0.2)
+                                     f"{prom_url}/-/ready"), strict=True):
+            wait_for(f"{proc.name} to start", lambda proc=proc, url=url: _up(proc, url), 30, 0.2)
 
         traffic = Traffic(dl_url, reference_n=200)
         thread = threading.Thread(target=traffic.run, daemon=True)

@@ -4,7 +4,7 @@ before its response arrives."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import orjson
 import pytest
@@ -26,7 +26,7 @@ def sdk_record(ce_type: str, ce_id: str, data, structured: bool, millis: int = 0
     event = CloudEvent(attributes={
         "type": ce_type, "source": "http://localhost:9081/", "id": ce_id, "inferenceservicename": "iris",
         "partitionkey": "iris", "datacontenttype": "application/json",
-        "time": datetime(2026, 11, 28, 8, 0, 0, millis * 1000, tzinfo=timezone.utc)}, data=data)
+        "time": datetime(2026, 11, 28, 8, 0, 0, millis * 1000, tzinfo=UTC)}, data=data)
     return (kafka.to_structured if structured else kafka.to_binary)(event, JSONFormat())
 
 

@@ -62,7 +62,8 @@ def test_known_stream_gives_exact_metrics_dead_letters_and_lag(broker, names, li
     events += [{"kind": "infra", "model": "alpha", "instance": "alpha-0", "cpu_utilization": 0.5,
                 "timestamp": T0 + 3000, **({"event": "restart"} if i % 2 else {})} for i in range(4)]
     bad = [b"not json", b"{broken", b"\x00\x01binary", orjson.dumps({"kind": "nope", "model": "alpha"}),
-           orjson.dumps({"kind": "weird", "model": "beta"}), orjson.dumps({"kind": "prediction", "model": "no spaces!"})]
+           orjson.dumps({"kind": "weird", "model": "beta"}),
+           orjson.dumps({"kind": "prediction", "model": "no spaces!"})]
     send(broker.bootstrap, topic, events)
     origins = send_to_partitions(broker.bootstrap, topic, bad, partitions=2)
 
@@ -215,7 +216,8 @@ def test_cloudevents_records_from_kserve_and_seldon_loggers(broker, names, live_
     assert total(m, "driftline_events_total", model="income", kind="prediction") == 1
     assert total(m, "driftline_prediction_latency_seconds_count", model="sklearn-iris", model_version="v1") == 20
     # 25 ms between each request and its response (ce_time)
-    assert total(m, "driftline_prediction_latency_seconds_sum", model="sklearn-iris") == pytest.approx(20 * 0.025, rel=1e-3)
+    latency_sum = total(m, "driftline_prediction_latency_seconds_sum", model="sklearn-iris")
+    assert latency_sum == pytest.approx(20 * 0.025, rel=1e-3)
     assert total(m, "driftline_events_rejected_total", reason="invalid_json") == 1
     dead = read_topic(broker.bootstrap, dlq, expected=1)
     assert [dict(r.headers)["reason"] for r in dead] == [b"invalid_json"]
@@ -424,7 +426,8 @@ def test_every_trigger_is_also_published_to_the_trigger_topic(broker, names, liv
     server = live_server({"kafka": kafka_config(broker.bootstrap, [topic], names("group"), None, None,
                                                 trigger_topic=triggers)})
     wait_for(lambda: server.client.get("/readyz").status_code == 200, 30, message="ready")
-    assert server.client.post("/v1/events", content=orjson.dumps(prediction("fraud", 0, random.Random(0)))).status_code == 202
+    event = orjson.dumps(prediction("fraud", 0, random.Random(0)))
+    assert server.client.post("/v1/events", content=event).status_code == 202
     response = server.client.post("/v1/models/fraud/retrain", json={"note": "by hand"})
     assert response.status_code == 202, response.text
     [record] = read_topic(broker.bootstrap, triggers, expected=1)
