@@ -102,7 +102,9 @@ class ADWIN(StreamDetector):
         levels = max(len(self._totals), 1) + int(np.ceil(np.log2((self._width + size) / limit + 2))) + 1
         start_counts = self._bucket_counts(np.array([self._width]), levels)[0]
         covered_after = np.cumsum((start_counts * (1 << np.arange(levels)))[::-1])[::-1]
-        block_totals, block_variances, first = [], [], []
+        block_totals: list[np.ndarray] = []
+        block_variances: list[np.ndarray] = []
+        first: list[int] = []
         for level in range(levels):
             carried_t = self._totals[level] if level < len(self._totals) else []
             carried_v = self._variances[level] if level < len(self._variances) else []

@@ -46,6 +46,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import pairwise
+from typing import Protocol
 
 import numpy as np
 
@@ -225,7 +226,12 @@ def _ratio(numerator: float, denominator: float) -> float:
     return float(numerator / denominator) if denominator != 0 else 0.0
 
 
-def _estimate_roc_auc(calibrated: np.ndarray, raw: np.ndarray, predicted: np.ndarray, cells=None) -> float:
+# The expected confusion matrix of a chunk: (tp, fp, fn, tn), sums of calibrated probabilities.
+ExpectedCells = tuple[float, float, float, float]
+
+
+def _estimate_roc_auc(calibrated: np.ndarray, raw: np.ndarray, predicted: np.ndarray | None,
+                      cells: ExpectedCells | None = None) -> float:
     order = np.argsort(raw)[::-1]
     calibrated = calibrated[order]
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -236,7 +242,7 @@ def _estimate_roc_auc(calibrated: np.ndarray, raw: np.ndarray, predicted: np.nda
         return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
 
 
-def _expected_cells(calibrated: np.ndarray, predicted: np.ndarray) -> tuple[float, float, float, float]:
+def _expected_cells(calibrated: np.ndarray, predicted: np.ndarray) -> ExpectedCells:
     positive = predicted == 1
     tp = float(np.sum(calibrated[positive]))
     fp = float(np.sum(1 - calibrated[positive]))
@@ -246,27 +252,33 @@ def _expected_cells(calibrated: np.ndarray, predicted: np.ndarray) -> tuple[floa
 
 
 # ``cells``: the expected confusion matrix when the caller has it already (one per chunk).
-def _estimate_f1(calibrated, raw, predicted, cells=None) -> float:
+# ``raw``: unused by these, which read the calibrated scores only (multiclass passes None).
+def _estimate_f1(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
+                 cells: ExpectedCells | None = None) -> float:
     tp, fp, fn, _ = cells or _expected_cells(calibrated, predicted)
     return _ratio(tp, tp + 0.5 * (fp + fn))
 
 
-def _estimate_precision(calibrated, raw, predicted, cells=None) -> float:
+def _estimate_precision(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
+                        cells: ExpectedCells | None = None) -> float:
     tp, fp, _, _ = cells or _expected_cells(calibrated, predicted)
     return _ratio(tp, tp + fp)
 
 
-def _estimate_recall(calibrated, raw, predicted, cells=None) -> float:
+def _estimate_recall(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
+                     cells: ExpectedCells | None = None) -> float:
     tp, _, fn, _ = cells or _expected_cells(calibrated, predicted)
     return _ratio(tp, tp + fn)
 
 
-def _estimate_specificity(calibrated, raw, predicted, cells=None) -> float:
+def _estimate_specificity(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
+                          cells: ExpectedCells | None = None) -> float:
     _, fp, _, tn = cells or _expected_cells(calibrated, predicted)
     return _ratio(tn, tn + fp)
 
 
-def _estimate_accuracy(calibrated, raw, predicted, cells=None) -> float:
+def _estimate_accuracy(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
+                       cells: ExpectedCells | None = None) -> float:
     tp, _, _, tn = cells or _expected_cells(calibrated, predicted)
     return (tp + tn) / len(predicted)
 
@@ -359,9 +371,17 @@ def _accuracy_components(labels, raw, predicted) -> tuple[float, float]:
     return float(np.std((labels.astype(int) == predicted.astype(int)).astype(int))), 1.0
 
 
+class _Estimate(Protocol):
+    """A metric's estimate from calibrated and raw scores and predictions; ``cells`` is the
+    chunk's expected confusion matrix where already computed (shared by the metrics)."""
+
+    def __call__(self, calibrated: np.ndarray, raw: np.ndarray, predicted: np.ndarray,
+                 cells: ExpectedCells | None = None) -> float: ...
+
+
 @dataclass(frozen=True)
 class _MetricDefinition:
-    estimate: Callable[[np.ndarray, np.ndarray, np.ndarray], float]
+    estimate: _Estimate
     realized: Callable[[np.ndarray, np.ndarray, np.ndarray], float]
     components: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]]
     uses_predictions: bool = True
@@ -529,7 +549,8 @@ class CBPE:
                   "components": self._components}
         arrays = {} if self._calibrator is None else {"x": self._calibrator._x, "y": self._calibrator._y}
         buffer = io.BytesIO()
-        np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        # numpy's stub lets a **dict of arrays fill savez's allow_pickle: bool, and so refuses it.
+        np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 
     @classmethod
@@ -565,7 +586,7 @@ class CBPE:
         scored = ~np.isnan(raw)
         # The rows each kind of metric reads (with a score; and a prediction), with their
         # expected confusion matrix: selected and summed once per chunk, not once per metric.
-        usable: dict[bool, tuple] = {}
+        usable: dict[bool, tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray, np.ndarray], ExpectedCells | None]] = {}
         for name in self.metrics:
             metric = _BINARY[name]
             if metric.uses_predictions not in usable:

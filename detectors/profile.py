@@ -131,7 +131,9 @@ class ReferenceProfile:
                 )
                 arrays[f"c{index}"] = summary.counts
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        # numpy's stub lets a **dict of arrays fill allow_pickle: bool, and so refuses it.
+        np.savez_compressed(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8),
+                            **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 
     @classmethod

@@ -142,11 +142,11 @@ def quality_report(reference: ReferenceProfile, current: Mapping[str, np.ndarray
         reference_missing = summary.n_missing / rows if rows else 0.0
         missing = (samples - present) / samples if samples else 0.0
         if isinstance(summary, NumericalSummary):
-            outside = _outside(summary, window) if present else 0
+            outside = _outside(summary, window) if isinstance(window, NumericalSummary) and present else 0
             features[name] = FeatureQuality(NUMERICAL, missing, reference_missing,
                                             outside / present if present else 0.0, None)
         else:
-            unknown = _unseen(summary, window) if present else 0
+            unknown = _unseen(summary, window) if isinstance(window, CategoricalSummary) and present else 0
             features[name] = FeatureQuality(CATEGORICAL, missing, reference_missing, None,
                                             unknown / present if present else 0.0)
     new = sorted((set(seen) | set(current)) - reference.columns.keys())

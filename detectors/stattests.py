@@ -24,18 +24,28 @@ import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
+from types import ModuleType
 
 import numpy as np
 from scipy import special
 
+from detectors.summaries import CATEGORICAL, NUMERICAL, CategoricalSummary, ColumnSummary, NumericalSummary
+
+_kernels: ModuleType | None
 try:
     from detectors import _kernels
 except ImportError:  # installed without a Rust toolchain: numpy computes the same statistics
     _kernels = None
 
-from detectors.summaries import CATEGORICAL, NUMERICAL, ColumnSummary, NumericalSummary
-
 # ---------------------------------------------------------------- shared building blocks
+
+
+def both_numerical(ref: ColumnSummary, cur: ColumnSummary) -> tuple[NumericalSummary, NumericalSummary]:
+    """The two samples of a numerical test; summaries of another kind are a TypeError naming them."""
+    if isinstance(ref, NumericalSummary) and isinstance(cur, NumericalSummary):
+        return ref, cur
+    raise TypeError(f"a numerical test needs numerical summaries: a {type(ref).__name__} reference "
+                    f"against a {type(cur).__name__} window")
 
 
 def aligned_counts(ref: ColumnSummary, cur: ColumnSummary) -> tuple[list, np.ndarray, np.ndarray]:
@@ -43,15 +53,23 @@ def aligned_counts(ref: ColumnSummary, cur: ColumnSummary) -> tuple[list, np.nda
 
     Values only in the current window (unseen categories) get a reference count of 0.
     """
-    if isinstance(ref, NumericalSummary):
-        ref_keys, ref_counts = ref.distinct_counts()
-        cur_keys, cur_counts = cur.distinct_counts()
-        keys = np.union1d(ref_keys, cur_keys)
-        aligned_ref = np.zeros(keys.size, dtype=np.int64)
-        aligned_cur = np.zeros(keys.size, dtype=np.int64)
-        aligned_ref[np.searchsorted(keys, ref_keys)] = ref_counts
-        aligned_cur[np.searchsorted(keys, cur_keys)] = cur_counts
-        return keys.tolist(), aligned_ref, aligned_cur
+    if isinstance(ref, CategoricalSummary) and isinstance(cur, CategoricalSummary):
+        return _aligned_categories(ref, cur)
+    return _aligned_values(*both_numerical(ref, cur))
+
+
+def _aligned_values(ref: NumericalSummary, cur: NumericalSummary) -> tuple[list, np.ndarray, np.ndarray]:
+    ref_keys, ref_counts = ref.distinct_counts()
+    cur_keys, cur_counts = cur.distinct_counts()
+    keys = np.union1d(ref_keys, cur_keys)
+    aligned_ref = np.zeros(keys.size, dtype=np.int64)
+    aligned_cur = np.zeros(keys.size, dtype=np.int64)
+    aligned_ref[np.searchsorted(keys, ref_keys)] = ref_counts
+    aligned_cur[np.searchsorted(keys, cur_keys)] = cur_counts
+    return keys.tolist(), aligned_ref, aligned_cur
+
+
+def _aligned_categories(ref: CategoricalSummary, cur: CategoricalSummary) -> tuple[list, np.ndarray, np.ndarray]:
     position = {key: index for index, key in enumerate(ref.categories)}
     keys = list(ref.categories)
     for key in cur.categories:
@@ -101,6 +119,7 @@ def binned_shares(ref: ColumnSummary, cur: ColumnSummary, fill_zeroes: bool) -> 
     finite.
     """
     if isinstance(ref, NumericalSummary) and ref.n_distinct > 20:
+        ref, cur = both_numerical(ref, cur)
         low = min(ref.sorted_values[0], cur.sorted_values[0])
         high = max(ref.sorted_values[-1], cur.sorted_values[-1])
         edges = sturges_edges(ref.n + cur.n, low, high, ref.integer and cur.integer)
@@ -212,7 +231,8 @@ def _scipy_ks() -> tuple[Callable, Callable | None]:
     import scipy.stats  # noqa: PLC0415
 
     try:
-        from scipy.stats._stats_py import _attempt_exact_2kssamp  # noqa: PLC0415
+        # scipy-stubs types the public API only.
+        from scipy.stats._stats_py import _attempt_exact_2kssamp  # type: ignore[attr-defined]  # noqa: PLC0415
     except ImportError:
         _attempt_exact_2kssamp = None
     return inspect.unwrap(scipy.stats.ks_2samp), _attempt_exact_2kssamp
@@ -259,19 +279,20 @@ def ks_statistic_numpy(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
     return float(lowest if lowest > highest else highest)
 
 
-def ks_pvalue(ref: NumericalSummary, cur: NumericalSummary, column_type: str) -> float:
+def ks_pvalue(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
+    ref, cur = both_numerical(ref, cur)
     n1, n2 = ref.n, cur.n
     statistic = ks_statistic(ref.sorted_values, cur.sorted_values)
     key = (n1, n2, statistic)
     pvalue = _KS_PVALUES.get(key)
     if pvalue is None:
-        exact = False
+        exact, exact_pvalue = False, math.nan
         ks_2samp, _attempt_exact_2kssamp = _scipy_ks()
         if _attempt_exact_2kssamp is not None and max(n1, n2) <= _KS_EXACT_MAX_N:
             # What ks_2samp does with its statistic, without recomputing it (~0.6 ms).
-            exact, _, pvalue = _attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), statistic, "two-sided")
+            exact, _, exact_pvalue = _attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), statistic, "two-sided")
         # Otherwise, or where the exact computation fails, SciPy's asymptotic p-value.
-        pvalue = float(pvalue) if exact else float(ks_2samp(ref.sorted_values, cur.sorted_values).pvalue)
+        pvalue = float(exact_pvalue) if exact else float(ks_2samp(ref.sorted_values, cur.sorted_values).pvalue)
         if len(_KS_PVALUES) >= _KS_PVALUES_MAX:
             _KS_PVALUES.clear()
         _KS_PVALUES[key] = pvalue
@@ -306,8 +327,9 @@ def z_pvalue(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
     return float(2 * (1 - special.ndtr(np.abs(z))))  # stats.norm.cdf is special.ndtr
 
 
-def wasserstein_normed(ref: NumericalSummary, cur: NumericalSummary, column_type: str) -> float:
+def wasserstein_normed(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
     """Wasserstein distance divided by the reference's standard deviation (at least 0.001)."""
+    ref, cur = both_numerical(ref, cur)
     return wasserstein_sorted(ref.sorted_values, cur.sorted_values) / max(ref.std, 0.001)
 
 
@@ -338,6 +360,7 @@ def hellinger_distance(ref: ColumnSummary, cur: ColumnSummary, column_type: str)
     if column_type == CATEGORICAL:
         affinity = float(np.sum(np.sqrt((ref_counts / ref.n) * (cur_counts / cur.n))))
     else:
+        ref, cur = both_numerical(ref, cur)
         edges = sturges_edges(len(keys), keys[0], keys[-1], ref.integer and cur.integer)
         ref_density = _density(histogram_sorted(ref.sorted_values, edges), edges)
         cur_density = _density(histogram_sorted(cur.sorted_values, edges), edges)

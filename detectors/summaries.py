@@ -174,14 +174,15 @@ def count_categories(values: np.ndarray) -> tuple[list, np.ndarray, int]:
         return [python_scalar(k) for k in keys], counts.astype(np.int64), 0
     tally = Counter(values.tolist())
     missing = 0
-    categories, counts = [], []
+    categories: list = []
+    category_counts: list[int] = []
     for key, count in tally.items():
         if is_missing(key):
             missing += count
         else:
             categories.append(python_scalar(key))
-            counts.append(count)
-    return categories, np.asarray(counts, dtype=np.int64), missing
+            category_counts.append(count)
+    return categories, np.asarray(category_counts, dtype=np.int64), missing
 
 
 _sorting_pool: ThreadPoolExecutor | None = None

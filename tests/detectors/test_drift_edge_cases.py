@@ -218,3 +218,14 @@ def test_summaries_of_two_kinds_are_a_type_error_naming_both(ref_kind, cur_kind)
     with pytest.raises(TypeError, match=f"{ref_kind.capitalize()}Summary reference against a "
                                         f"{cur_kind.capitalize()}Summary window"):
         distinct_values(summaries[ref_kind], summaries[cur_kind])
+
+
+@pytest.mark.parametrize("method", sorted(METHODS))
+@pytest.mark.parametrize("ref_kind, cur_kind", [("categorical", "numerical"), ("numerical", "categorical")])
+def test_every_method_refuses_summaries_of_two_kinds_naming_both(method, ref_kind, cur_kind):
+    rng = np.random.default_rng(3)
+    summaries = {"numerical": NumericalSummary.from_values(rng.normal(size=100)),
+                 "categorical": CategoricalSummary.from_values(np.array(["a", "b"] * 50, dtype=object))}
+    with pytest.raises(TypeError, match=f"a {ref_kind.capitalize()}Summary reference against a "
+                                        f"{cur_kind.capitalize()}Summary window"):
+        METHODS[method].score(summaries[ref_kind], summaries[cur_kind], ref_kind)
