@@ -38,8 +38,8 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(REPO / "benchmarks"))
 
-from kafka_throughput import FEATURES  # noqa: E402
 import orjson  # noqa: E402
+from kafka_throughput import FEATURES  # noqa: E402
 
 PARTITIONS = 4
 
@@ -71,7 +71,7 @@ def produce(bootstrap: str, topic: str, models: list[str], n: int) -> float:
         model, row = models[i % len(models)], pool[i % 997]
         producer.send(topic, key=model.encode(), value=orjson.dumps({
             "kind": "prediction", "model": model, "model_version": "1", "id": f"req-{i:09d}",
-            "timestamp": 1_795_000_000.0 + i / 1000, "features": dict(zip(FEATURES, row)),
+            "timestamp": 1_795_000_000.0 + i / 1000, "features": dict(zip(FEATURES, row, strict=True)),
             "prediction": int(row[0] > 0), "score": 0.5 + row[1] / 10}))
     producer.flush()
     producer.close()

@@ -26,9 +26,9 @@ import orjson
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.http_ingest import BATCH, CATEGORICAL, MODELS, NUMERIC, config  # noqa: E402
-from service.config import Settings  # noqa: E402
-from service.engine import Engine  # noqa: E402
+from benchmarks.http_ingest import BATCH, CATEGORICAL, MODELS, NUMERIC, config
+from service.config import Settings
+from service.engine import Engine
 
 SEGMENT_VALUES = 10
 

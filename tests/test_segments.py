@@ -65,7 +65,7 @@ def test_ten_thousand_distinct_values_keep_at_most_max_segments_plus_one_series(
     # The reference: 15 frequent users and 500 once; then 9,485 users never seen: 10,000 in all.
     reference = [f"u{i % 15}" if i < 500 else f"r{i}" for i in range(1000)]
     window = [f"n{i}" for i in range(9485)]
-    for start, users in ((0, reference), (1000, window)):
+    for users in (reference, window):
         for offset in range(0, len(users), 1000):
             post(server, [{"kind": "prediction", "model": "m", "prediction": 1,
                            "features": {"user": user, "x": float(rng.normal())}}

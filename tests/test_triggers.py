@@ -207,7 +207,8 @@ def test_sinks_get_every_trigger_off_the_ingest_thread(live_server):
     import threading
 
     seen = []
-    server.runtime.component("triggers").sinks.append(lambda payload: seen.append((payload, threading.current_thread().name)))
+    triggers = server.runtime.component("triggers")
+    triggers.sinks.append(lambda payload: seen.append((payload, threading.current_thread().name)))
     post(server, predictions("m", 50))
     post(server, predictions("m", 20, start=50, shift=5, seed=1))
     trigger_id = triggers_of(server)[0]["id"]
@@ -239,7 +240,8 @@ def test_a_failing_sink_gets_the_trigger_again(live_server):
     server.runtime.component("triggers").sinks.append(flaky)
     trigger_id = server.client.post("/v1/models/m/retrain").json()["id"]
     # Marked published only after every sink took it: no later call for this trigger can follow.
-    wait_until("the trigger published", lambda: not server.runtime.component("triggers").outbox.unpublished(), timeout=10)
+    outbox = server.runtime.component("triggers").outbox
+    wait_until("the trigger published", lambda: not outbox.unpublished(), timeout=10)
     assert calls == [trigger_id, trigger_id]
 
 

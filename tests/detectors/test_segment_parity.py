@@ -7,11 +7,11 @@ import numpy as np
 import orjson
 import pandas as pd
 import pytest
-
 from evidently_oracle import run_evidently
+from test_evidently_parity import assert_same_verdicts
+
 from service.config import Settings
 from service.engine import Engine
-from test_evidently_parity import assert_same_verdicts
 
 NUMERICAL, CATEGORICAL = ["amount", "few"], ["colour", "flag"]
 
