@@ -172,11 +172,12 @@ class MulticlassCBPE:
             if calibrator is not None:
                 arrays[f"x{index}"], arrays[f"y{index}"] = calibrator._x, calibrator._y
         buffer = io.BytesIO()
-        np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)
+        # numpy's stub lets a **dict of arrays fill savez's allow_pickle: bool, and so refuses it.
+        np.savez(buffer, header=np.frombuffer(json.dumps(header).encode(), dtype=np.uint8), **arrays)  # type: ignore[arg-type]
         return buffer.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "MulticlassCBPE":
+    def from_bytes(cls, data: bytes) -> MulticlassCBPE:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             header = json.loads(archive["header"].tobytes().decode())
             arrays = {key: archive[key] for key in archive.files if key != "header"}

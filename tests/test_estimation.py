@@ -217,7 +217,7 @@ def multiclass_reference(rows: int = 3000, seed: int = 0) -> pd.DataFrame:
 def multiclass_events(scores: np.ndarray, start: int = 0) -> list[dict]:
     return [{"kind": "prediction", "model": "m", "model_version": "2", "id": f"m-{start + i}",
              "prediction": CLASSES[int(row.argmax())], "features": {"x": 0.1},
-             "scores": dict(zip(CLASSES, map(float, row)))} for i, row in enumerate(scores)]
+             "scores": dict(zip(CLASSES, map(float, row), strict=True))} for i, row in enumerate(scores)]
 
 
 @pytest.mark.parametrize("native", [True, False])
