@@ -10,6 +10,8 @@ import argparse
 import importlib
 import sys
 
+from service import __version__
+
 # name -> (module, one-line help); a module provides add_arguments(parser) and run(args) -> int.
 COMMANDS = {
     "serve": ("service.commands.serve", "run the service"),
@@ -22,8 +24,6 @@ COMMANDS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    from service import __version__
-
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(prog="driftline", description="Monitoring and drift-triggered retraining "
                                      "for ML models in production.")
@@ -36,6 +36,8 @@ def main(argv: list[str] | None = None) -> int:
         module = importlib.import_module(COMMANDS[chosen][0])
         module.add_arguments(subparsers[chosen])
     args = parser.parse_args(argv)
+    if module is None:  # argparse exits first on a missing or unknown command
+        parser.error("a command is required")
     try:
         return module.run(args)
     except KeyboardInterrupt:

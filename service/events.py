@@ -27,9 +27,11 @@ from __future__ import annotations
 
 import re
 import time
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
-from typing import Annotated, Any, Callable, Iterable, Literal, Union
+from datetime import UTC, datetime
+from types import ModuleType
+from typing import Annotated, Any, Literal, cast
 
 import msgspec
 import numpy as np
@@ -37,6 +39,7 @@ import numpy as np
 from service.features import BoundedStr, FeatureColumns, FeatureDecoder, RowFeatures, Scalar
 from service.json_values import DECODE_ERRORS, lenient_document, non_finite_path
 
+_native: ModuleType | None
 try:
     from service import _native
 except ImportError:  # installed without a Rust toolchain: the Python decoder does it all
@@ -76,10 +79,10 @@ MODEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # fullmatch; also checks nam
 
 # Model names are checked against MODEL_NAME in Validator._finish, once per distinct name:
 # a msgspec pattern would run the regex on every event (a quarter of the decoding time).
-Identifier = Union[Annotated[str, msgspec.Meta(min_length=1, max_length=256)], int]
+Identifier = Annotated[str, msgspec.Meta(min_length=1, max_length=256)] | int
 MAX_VERSION_CHARS = 128
-Version = Union[Annotated[str, msgspec.Meta(max_length=MAX_VERSION_CHARS)], int]
-Timestamp = Union[datetime, float, None]
+Version = Annotated[str, msgspec.Meta(max_length=MAX_VERSION_CHARS)] | int
+Timestamp = datetime | float | None
 NonNegative = Annotated[float, msgspec.Meta(ge=0)]
 # A multiclass classifier's scores: class (as a string, JSON's keys) -> probability, at most
 # as many classes as a vocabulary keeps (limits.max_categories' default).
@@ -91,21 +94,21 @@ class Prediction(msgspec.Struct, tag_field="kind", tag="prediction"):
     model: str
     timestamp: Timestamp = None
     model_version: Version = "unknown"
-    id: Union[Identifier, None] = None
-    latency_ms: Union[NonNegative, None] = None
+    id: Identifier | None = None
+    latency_ms: NonNegative | None = None
     status: Literal["ok", "error"] = "ok"
     # Raw JSON when decoded; the validator replaces it by the decoded features: a dict, or a
     # FeatureRow struct typed for the model (service.features).
     features: msgspec.Raw = msgspec.Raw(b"{}")
     prediction: Scalar = None
-    score: Union[float, None] = None
-    scores: Union[ClassScores, None] = None
+    score: float | None = None
+    scores: ClassScores | None = None
 
 
 class Label(msgspec.Struct, tag_field="kind", tag="label"):
     model: str
     id: Identifier
-    label: Union[int, float, BoundedStr, bool]
+    label: int | float | BoundedStr | bool
     timestamp: Timestamp = None
 
 
@@ -113,15 +116,15 @@ class Infra(msgspec.Struct, tag_field="kind", tag="infra"):
     model: str
     timestamp: Timestamp = None
     instance: Annotated[str, msgspec.Meta(min_length=1, max_length=256)] = "unknown"
-    cpu_utilization: Union[NonNegative, None] = None
-    memory_bytes: Union[NonNegative, None] = None
-    gpu_utilization: Union[NonNegative, None] = None
-    gpu_memory_bytes: Union[NonNegative, None] = None
-    requests_in_flight: Union[NonNegative, None] = None
-    event: Union[Annotated[str, msgspec.Meta(min_length=1, max_length=64)], None] = None
+    cpu_utilization: NonNegative | None = None
+    memory_bytes: NonNegative | None = None
+    gpu_utilization: NonNegative | None = None
+    gpu_memory_bytes: NonNegative | None = None
+    requests_in_flight: NonNegative | None = None
+    event: Annotated[str, msgspec.Meta(min_length=1, max_length=64)] | None = None
 
 
-Event = Union[Prediction, Label, Infra]
+Event = Prediction | Label | Infra
 _VALID_NAMES_MAX = 1024  # names remembered as valid; beyond it, cleared and relearned
 _BATCH = msgspec.json.Decoder(list[Event])
 _ONE = msgspec.json.Decoder(Event)
@@ -160,8 +163,10 @@ class PredictionBatch:
     @classmethod
     def from_events(cls, model: str, events: list[Prediction]) -> PredictionBatch:
         class_scores = [e.scores for e in events]
-        return cls(model, np.array([e.timestamp for e in events], dtype=np.float64),
-                   [e.model_version for e in events], [e.id for e in events],
+        # Validator._finish has made every integer version and id a string.
+        versions = cast(list[str], [e.model_version for e in events])
+        ids = cast(list[str | None], [e.id for e in events])
+        return cls(model, np.array([e.timestamp for e in events], dtype=np.float64), versions, ids,
                    np.array([e.latency_ms for e in events], dtype=np.float64),
                    np.array([e.status == "error" for e in events]), [e.prediction for e in events],
                    np.array([e.score for e in events], dtype=np.float64), RowFeatures([e.features for e in events]),
@@ -254,7 +259,7 @@ class Validator:
 
     def decode_lines(self, lines: Iterable[bytes], received_at: float | None = None) -> Decoded:
         """NDJSON lines: one event each; blank lines are skipped."""
-        values = [line for line in lines if line.strip()]
+        values: list[bytes | None] = [line for line in lines if line.strip()]
         return self.decode_records(values, received_at)
 
     def decode_records(self, values: list[bytes | None], received_at: float | None = None) -> Decoded:
@@ -287,7 +292,7 @@ class Validator:
 
     # -- internals ----------------------------------------------------------------------
 
-    def _from_native(self, columns: tuple[list, list], event_bytes: Callable[[int, int, int], bytes],
+    def _from_native(self, columns: tuple[list, list], event_bytes: Callable[[int, int, int], bytes | None],
                      received_at: float) -> Decoded:
         """The native decoder's predictions; the label and infra events it left, decoded here."""
         batches, left = columns
@@ -296,21 +301,22 @@ class Validator:
             self._records([event_bytes(*where) for where in left], received_at, out, [index for index, _, _ in left])
         return out
 
-    def _records(self, values: list[bytes | None], received_at: float, out: Decoded | None = None,
+    def _records(self, values: Sequence[bytes | None], received_at: float, out: Decoded | None = None,
                  at: list[int] | None = None) -> Decoded:
         """Values of one event each, by msgspec: in one call for the joined batch (~2x faster
         than one call per value), or one at a time when that fails, to reject just the bad
         ones. ``at`` as for :meth:`_one_by_one`."""
         if values and all(v and len(v) <= self.max_event_bytes for v in values):
             try:
-                events = _BATCH.decode(b"[" + b",".join(values) + b"]")
+                present = cast(Sequence[bytes], values)  # every value checked present just above
+                events = _BATCH.decode(b"[" + b",".join(present) + b"]")
                 if len(events) == len(values):
                     return self._finish(events, received_at, out, at)
             except DECODE_ERRORS:
                 pass
         return self._one_by_one(values, received_at, out, at)
 
-    def _one_by_one(self, values: list[bytes | None], received_at: float, out: Decoded | None = None,
+    def _one_by_one(self, values: Sequence[bytes | None], received_at: float, out: Decoded | None = None,
                     at: list[int] | None = None) -> Decoded:
         """Values decoded one at a time, each rejected on its own; ``at`` maps a value's
         position to its index in the input (default: the same)."""
@@ -367,7 +373,7 @@ class Validator:
                                               "UNIX seconds out of range"))
                     continue
             else:
-                event.timestamp = (ts if ts.tzinfo else ts.replace(tzinfo=timezone.utc)).timestamp()
+                event.timestamp = (ts if ts.tzinfo else ts.replace(tzinfo=UTC)).timestamp()
             kind = type(event)
             if kind is Prediction:
                 if type(event.model_version) is int:
@@ -393,7 +399,7 @@ class Validator:
         where: dict[int, int] = {}
         for model, group in group_by_model(out.predictions).items():
             rows, rejections = self.features.decode(model, [event.features for event in group])
-            for event, row in zip(group, rows):
+            for event, row in zip(group, rows, strict=True):
                 event.features = row
             if rejections:
                 where = where or {id(event): position for position, event in enumerate(events)}

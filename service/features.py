@@ -27,9 +27,11 @@ same: a feature absent from an event and one sent as ``null`` are both missing.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import chain
 from operator import attrgetter, itemgetter
-from typing import Annotated, Any, Callable, ClassVar, Protocol, Union
+from types import GenericAlias
+from typing import Annotated, Any, ClassVar, Protocol, cast
 
 import msgspec
 import numpy as np
@@ -42,10 +44,10 @@ MAX_VALUE_CHARS = 1024  # a feature's string value, a class predicted or labelle
 MAX_NAME_CHARS = 256  # a feature's name (a Prometheus label value)
 BoundedStr = Annotated[str, msgspec.Meta(max_length=MAX_VALUE_CHARS)]
 FeatureName = Annotated[str, msgspec.Meta(max_length=MAX_NAME_CHARS)]
-Scalar = Union[int, float, BoundedStr, bool, None]
-Number = Union[int, float, None]
+Scalar = int | float | BoundedStr | bool | None
+Number = int | float | None
 
-_NUMBERS = list[Union[float, None]]  # what RowFeatures.numbers checks values to be, in C
+_NUMBERS = list[float | None]  # what RowFeatures.numbers checks values to be, in C
 _DICTS = msgspec.json.Decoder(list[dict[FeatureName, Scalar]])
 _DICT = msgspec.json.Decoder(dict[FeatureName, Scalar])
 _MAX_MODELS = 1024  # models with a learned struct; beyond it, all are forgotten and relearned
@@ -62,7 +64,7 @@ class FeatureRow(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     numeric: ClassVar[frozenset[str]] = frozenset()  # features typed int | float | None
 
     def as_dict(self) -> dict[str, Any]:
-        return dict(zip(self.names, msgspec.structs.astuple(self)))
+        return dict(zip(self.names, msgspec.structs.astuple(self), strict=True))
 
     @classmethod
     def getter(cls, names: list[str]) -> Callable[[Any], Any] | None:
@@ -79,17 +81,19 @@ class _Learned:
 
     def __init__(self, row: type[FeatureRow]):
         self.row = row
-        self.decoder = msgspec.json.Decoder(list[row])
+        # list[row] of a type made at run time: a GenericAlias to mypy, the same alias to msgspec.
+        self.decoder = msgspec.json.Decoder(GenericAlias(list, (row,)))
 
 
 def make_row_type(types: dict[str, Any]) -> type[FeatureRow]:
     """A :class:`FeatureRow` struct for features ``name -> type`` (Number or Scalar)."""
     names = tuple(types)
-    return msgspec.defstruct(
+    # defstruct's stub returns type[Struct]; bases=(FeatureRow,) makes it a FeatureRow.
+    return cast(type[FeatureRow], msgspec.defstruct(
         "Features", [(f"f{i}", types[name], None) for i, name in enumerate(names)],
-        bases=(FeatureRow,), rename=dict(zip((f"f{i}" for i in range(len(names))), names)),
+        bases=(FeatureRow,), rename={f"f{i}": name for i, name in enumerate(names)},
         namespace={"names": names, "numeric": frozenset(n for n, t in types.items() if t is Number)},
-        forbid_unknown_fields=True, gc=False)
+        forbid_unknown_fields=True, gc=False))
 
 
 class FeatureDecoder:
@@ -121,7 +125,7 @@ class FeatureDecoder:
     def _dicts(self, raws: list, short: bool) -> tuple[list, list[tuple[int, str, str]]]:
         try:
             rows: list = _DICTS.decode(_joined(raws))
-            rejected = []
+            rejected: list[tuple[int, str, str]] = []
         except DECODE_ERRORS:
             rows, rejected = [], []
             for position, raw in enumerate(raws):
@@ -235,10 +239,10 @@ class RowFeatures:
     def unknown_names(self, known: set[str]) -> list[str]:
         """See :func:`unknown_names`; structs are checked a field at a time, not made dicts."""
         rows = self.rows
-        row_type = type(rows[0]) if rows else dict
-        if row_type is dict or any(type(row) is not row_type for row in rows):
+        first = rows[0] if rows else None
+        if not isinstance(first, FeatureRow) or any(type(row) is not type(first) for row in rows):
             return [name for name in self.names(len(rows)) if name not in known]
-        return [name for i, name in enumerate(row_type.names)
+        return [name for i, name in enumerate(first.names)
                 if name not in known and list(map(attrgetter(f"f{i}"), rows)).count(None) < len(rows)]
 
     def values(self, name: str, start: int, stop: int) -> list:

@@ -10,8 +10,9 @@ or expired). Both maps are bounded, so memory is too.
 from __future__ import annotations
 
 from collections import OrderedDict
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -48,7 +49,7 @@ class PendingPredictions:
         return len(self._pending)
 
     def add(self, ids: list[str], rows: Iterable[tuple]) -> None:
-        self._pending.update(zip(ids, rows))
+        self._pending.update(zip(ids, rows, strict=True))
         overflow = len(self._pending) - self.max_pending
         for _ in range(max(0, overflow)):
             self._pending.popitem(last=False)
@@ -96,7 +97,7 @@ class PendingPredictions:
 
     def load_bytes(self, data: bytes) -> None:
         state = msgspec.json.decode(data)
-        self._pending = OrderedDict(zip(state["ids"], map(tuple, state["rows"])))
+        self._pending = OrderedDict(zip(state["ids"], map(tuple, state["rows"]), strict=True))
         self._matched = OrderedDict.fromkeys(state["matched"])
 
 
@@ -130,8 +131,9 @@ def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.nd
         recalls.append(r)
         f1s.append(None if p is None or r is None else 2 * p * r / (p + r) if p + r else 0.0)
     for name, values in (("precision", precisions), ("recall", recalls), ("f1", f1s)):
-        if None not in values:
-            out[name] = float(np.mean(values))
+        defined = [value for value in values if value is not None]
+        if len(defined) == len(values):
+            out[name] = float(np.mean(defined))
     if binary:
         has_score = ~np.isnan(scores)
         truth = y_true[has_score] == positive

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 TEMPORARY = ".tmp"
@@ -51,7 +51,7 @@ def sync_directory(directory: Path) -> None:
 
 def aside_name(path: Path, now: datetime | None = None) -> Path:
     """``<name>.corrupt-<UTC time>``, beside ``path``, not yet taken."""
-    moment = (now or datetime.now(timezone.utc)).strftime("%Y%m%dT%H%M%SZ")
+    moment = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
     candidate = path.with_name(f"{path.name}.corrupt-{moment}")
     serial = 1
     while candidate.exists():

@@ -5,7 +5,6 @@ from __future__ import annotations
 import gzip
 import io
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from service import extras

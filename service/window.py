@@ -84,12 +84,13 @@ class RingColumns:
         sink = io.BytesIO()
         ordered = {name: self.column(name) for name in self._data}
         meta = {"capacity": self.capacity, "total": self.total, "columns": list(ordered)}
+        # numpy's stub lets a **dict of arrays fill savez's allow_pickle: bool, and so refuses it.
         np.savez(sink, __meta__=np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8),
-                 **{f"c{i}": values for i, values in enumerate(ordered.values())})
+                 **{f"c{i}": values for i, values in enumerate(ordered.values())})  # type: ignore[arg-type]
         return sink.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, capacity: int | None = None) -> "RingColumns":
+    def from_bytes(cls, data: bytes, capacity: int | None = None) -> RingColumns:
         """Restore; a different ``capacity`` (a changed config) keeps the newest rows that fit."""
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             meta = json.loads(archive["__meta__"].tobytes())

@@ -91,8 +91,9 @@ def push(url: str, folder: str = DEFAULT_FOLDER, overwrite: bool = False,
     if not extras.available("grafana"):
         print(f"driftline: {extras.MissingExtra('grafana', 'driftline dashboards push')}", file=sys.stderr)
         return 2
-    from grafana_client import GrafanaApi
-    from grafana_client.client import GrafanaClientError, GrafanaException
+    # The grafana extra, imported only once known to be installed.
+    from grafana_client import GrafanaApi  # noqa: PLC0415
+    from grafana_client.client import GrafanaClientError, GrafanaException  # noqa: PLC0415
 
     if not url:
         print("error: no Grafana URL (--url or GRAFANA_URL)", file=sys.stderr)
@@ -110,7 +111,7 @@ def push(url: str, folder: str = DEFAULT_FOLDER, overwrite: bool = False,
         return 1
 
     failed = 0
-    for name, model in D.all_dashboards().items():
+    for model in D.all_dashboards().values():
         body: dict[str, Any] = {"dashboard": model, "overwrite": overwrite,
                                 "message": "driftline dashboards push"}
         if folder_uid is not None:

@@ -22,6 +22,7 @@ import time
 from collections import deque
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -29,8 +30,8 @@ import orjson
 import uvicorn
 
 from service.config import Settings
-from service.server import build_app
 from service.retrain.signing import secret_bytes, verify
+from service.server import build_app
 
 COUNTRIES = np.array(["DE", "FR", "US", "GB", "ES"])
 WEATHER = np.array(["clear", "rain", "snow"])
@@ -114,7 +115,8 @@ class Traffic:
         for i in range(n):
             ident = f"fraud-{start + i}"
             events.append({"kind": "prediction", "model": "fraud", "model_version": "7", "id": ident,
-                           "latency_ms": round(float(latency[i]), 2), "status": "error" if rng.random() < 0.01 else "ok",
+                           "latency_ms": round(float(latency[i]), 2),
+                           "status": "error" if rng.random() < 0.01 else "ok",
                            "features": {"amount": round(float(amount[i]), 2), "country": str(country[i]),
                                         "age": int(age[i]), "channel": str(channel[i])},
                            "prediction": int(predicted[i]), "score": round(float(score[i]), 3)})
@@ -177,7 +179,7 @@ retraining: fraud on a performance drop (accuracy < 0.8 on >= 200 labels, 2 eval
 
 
 def demo_settings(receiver_url: str, state_dir: Path, port: int) -> Settings:
-    model = {"reference": {"first_n": 1000}, "window": {"size": 1000, "step": 250},
+    model: dict[str, Any] = {"reference": {"first_n": 1000}, "window": {"size": 1000, "step": 250},
              "triggers": {"on": ["data_drift"], "consecutive_windows": 2, "cooldown": "10m",
                           "webhook": "demo-receiver", "performance": {"metric": "accuracy", "threshold": 0.8,
                                                                       "min_labels": 200}}}
@@ -198,7 +200,7 @@ def table(client: httpx.Client, traffic: Traffic, elapsed: float) -> str:
             f"{'model':<7} {'window':>7} {'drift share':>11} {'dataset drift':>13} {'prediction drift':>16} "
             "performance"]
     for m in models:
-        perf = next(iter(m["performance"].values()), {})
+        perf: dict[str, float] = next(iter(m["performance"].values()), {})
         shown = ", ".join(f"{k}={v:.3f}" for k, v in perf.items() if k in ("accuracy", "f1", "mae", "rmse"))
         share = "-" if m["drift_share"] is None else f"{m['drift_share']:.2f}"
         dataset = "-" if m["dataset_drift"] is None else ("YES" if m["dataset_drift"] else "no")

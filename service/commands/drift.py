@@ -31,7 +31,7 @@ import sys
 import numpy as np
 
 from detectors.frames import count_series, untested_reason
-from detectors.profile import NUMERICAL, ReferenceProfile
+from detectors.profile import NUMERICAL, ReferenceProfile, drift_report
 from detectors.quality import CHECKS, QualityReport, quality_report
 from detectors.stattests import METHODS
 from service import tables
@@ -119,7 +119,7 @@ def format_table(report, reference_rows: int, current_rows: int, args, quality: 
 def quality_of(reference, current, columns: list[str] | None) -> QualityReport:
     """Data quality of the current file against the reference, on the columns drift tests
     (``columns``, or every column of the reference with a type)."""
-    import pandas as pd
+    import pandas as pd  # noqa: PLC0415  (pandas loads with the first file read, not with the CLI)
 
     profile = ReferenceProfile.from_dataframe(reference, columns=columns)
     window = {}
@@ -157,8 +157,9 @@ def format_quality(report: QualityReport, thresholds: dict[str, float]) -> str:
              for name, f in report.features.items()]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["data quality:"]
-    lines += ["  ".join([row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:], widths[1:]))])
-              for row in rows]
+    for row in rows:
+        cells = (cell.rjust(width) for cell, width in zip(row[1:], widths[1:], strict=True))
+        lines.append("  ".join([row[0].ljust(widths[0]), *cells]))
     lines.append(f"new columns: {', '.join(report.new) or '-'}   absent columns: {', '.join(report.absent) or '-'}")
     breaches = report.breaches(**thresholds)
     lines.append(f"data quality: {len(breaches)} figure(s) above the thresholds"
@@ -183,8 +184,6 @@ def has_values(series) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detectors import drift_report
-
     try:
         if not 0.0 < args.drift_share <= 1.0:
             raise UsageError(f"--drift-share must be between 0 and 1 (0 excluded), not {args.drift_share:g}")

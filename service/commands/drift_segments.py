@@ -72,7 +72,8 @@ def format_segments(result: dict[str, Any]) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(5)]
     lines = [f"segments by {result['segment_by']}:"]
     for row in rows:
-        cells = [row[0].ljust(widths[0]), *(cell.rjust(width) for cell, width in zip(row[1:5], widths[1:])), row[5]]
+        counts = (cell.rjust(width) for cell, width in zip(row[1:5], widths[1:], strict=True))
+        cells = [row[0].ljust(widths[0]), *counts, row[5]]
         lines.append("  ".join(cells).rstrip())
     return "\n".join(lines)
 

@@ -22,6 +22,7 @@ import math
 import sys
 
 from detectors.cbpe import BINARY_METRICS
+from detectors.estimate import estimate_performance
 from service.commands.drift import UsageError, read_table
 
 
@@ -70,7 +71,7 @@ def format_table(result, args) -> str:
     lines = [f"reference: {args.reference}   current: {args.current}   calibration: {calibration}", ""]
     for row in [header, *rows]:
         lines.append("  ".join(cell.ljust(width) if i < 2 else cell.rjust(width)
-                               for i, (cell, width) in enumerate(zip(row, widths))).rstrip())
+                               for i, (cell, width) in enumerate(zip(row, widths, strict=True))).rstrip())
     realized = any(metric.realized is not None for chunk in result.chunks for metric in chunk.metrics.values())
     alerts = ", ".join(f"{name} {count} of {len(result.chunks)}" for name, count in result.alerts.items())
     lines += ["", "estimated" + (" (realised)" if realized else "") + "; ! outside the thresholds",
@@ -94,8 +95,6 @@ def score_columns(text: str, reference, y_true: str) -> str | dict:
 
 
 def run(args: argparse.Namespace) -> int:
-    from detectors import estimate_performance
-
     try:
         if args.chunk_size is not None and args.chunk_size <= 0:
             raise UsageError(f"--chunk-size must be positive, not {args.chunk_size}")

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import base64
 import re
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import quote, quote_plus
 
 from service.config import WebhookConfig
@@ -35,7 +35,7 @@ class Credentials:
     token: str | None = None  # the token that login got; renewed when the API answers 401
 
     @classmethod
-    def from_env(cls, config: WebhookConfig, environ: Mapping[str, str]) -> "Credentials":
+    def from_env(cls, config: WebhookConfig, environ: Mapping[str, str]) -> Credentials:
         creds = cls()
 
         def read(name: str | None) -> str | None:
@@ -48,7 +48,7 @@ class Credentials:
 
         raw_secret = read(config.secret_env)
         creds.secret = secret_bytes(raw_secret) if raw_secret else None
-        creds.plain_secret = bool(raw_secret) and not raw_secret.startswith("whsec_")
+        creds.plain_secret = raw_secret is not None and not raw_secret.startswith("whsec_")
         auth = config.auth
         creds.bearer = read(auth.bearer_env)
         user, password = read(auth.basic_user_env), read(auth.basic_password_env)
@@ -93,7 +93,7 @@ def sent_secrets(creds: Credentials, headers: dict[str, str]) -> list[str]:
     authorization = headers.get("Authorization")
     if authorization:
         values += [authorization, authorization.partition(" ")[2]]
-    found = set()
+    found: set[str] = set()
     for value in values:
         if value and len(value) >= 4:
             found.update((value, quote_plus(value), quote(value, safe="")))

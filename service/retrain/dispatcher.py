@@ -17,7 +17,8 @@ import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import timezone
+from datetime import UTC
+from typing import Protocol
 
 import httpx
 
@@ -59,11 +60,17 @@ def retry_after_seconds(value: str | None, now: float | None = None) -> float | 
     except (TypeError, ValueError):
         return None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     return max(0.0, moment.timestamp() - (time.time() if now is None else now))
 
 
-def backoff_delay(config: WebhookConfig, attempt: int, rng: random.Random = random) -> float:
+class Uniform(Protocol):
+    """Where the jitter comes from: the random module, or a seeded random.Random."""
+
+    def uniform(self, a: float, b: float) -> float: ...
+
+
+def backoff_delay(config: WebhookConfig, attempt: int, rng: Uniform = random) -> float:
     """Exponential backoff with "equal jitter": half the step fixed, half random."""
     step = min(config.backoff_max, config.backoff_initial * (2 ** max(0, attempt - 1)))
     return step / 2 + rng.uniform(0, step / 2)
@@ -84,7 +91,7 @@ def attempt_delivery(client: httpx.Client, config: WebhookConfig, creds: Credent
     token expired)."""
     renewed = False
     if creds.login is not None and creds.token is None:
-        failed = _log_in(client, config, creds)
+        failed = _log_in(client, config, creds, creds.login)
         if failed is not None:
             return failed
         renewed = True
@@ -102,7 +109,7 @@ def attempt_delivery(client: httpx.Client, config: WebhookConfig, creds: Credent
                                           f"{redacted_excerpt(str(exc), sent_secrets(creds, headers))}")
         if response.status_code == 401 and creds.login is not None and not renewed:
             creds.token = None
-            failed = _log_in(client, config, creds)
+            failed = _log_in(client, config, creds, creds.login)
             if failed is not None:
                 return failed
             renewed = True
@@ -120,11 +127,11 @@ def attempt_delivery(client: httpx.Client, config: WebhookConfig, creds: Credent
     return Attempt("failed", status, detail)
 
 
-def _log_in(client: httpx.Client, config: WebhookConfig, creds: Credentials) -> Attempt | None:
+def _log_in(client: httpx.Client, config: WebhookConfig, creds: Credentials, login: tuple[str, str]) -> Attempt | None:
     """Airflow 3: ``POST <url>/auth/token`` with the username and password; sets ``creds.token``
     from the answer's ``access_token``. None on success, else the failed or retried attempt."""
     url = f"{config.url.rstrip('/')}/auth/token"
-    username, password = creds.login
+    username, password = login
     try:
         response = client.post(url, json={"username": username, "password": password},
                                headers={"Accept": "application/json", "User-Agent": USER_AGENT},

@@ -58,8 +58,8 @@ def trigger_payload(engine: Engine, policy: TriggersConfig, model: str, reason: 
             window = {"start": rfc3339(evaluation.window_start), "end": rfc3339(evaluation.window_end),
                       "samples": evaluation.samples}
         else:
-            performance = dict(state.performance.get(version, {})) if state else {}
-            ring = state.label_windows.get(version) if state else None
+            performance = dict(state.performance.get(version, {})) if state and version is not None else {}
+            ring = state.label_windows.get(version) if state and version is not None else None
             labels = ring.count if ring else 0
             window = {"start": None, "end": None, "samples": state.window_samples if state else 0}
         if state is not None and window["start"] is None and state.window is not None and state.window.count:

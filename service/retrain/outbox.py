@@ -11,8 +11,9 @@ import logging
 import sqlite3
 import threading
 import time
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from service.retrain.payload import rfc3339
 from service.state_files import is_sqlite_corruption, move_aside

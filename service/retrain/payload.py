@@ -3,7 +3,7 @@ inside the request of every other preset."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 __all__ = ["EVENT_TYPE", "now_payload", "rfc3339"]
 
@@ -13,7 +13,7 @@ EVENT_TYPE = "driftline.retrain.requested"
 def rfc3339(seconds: float | None, precise: bool = False) -> str | None:
     if seconds is None:
         return None
-    moment = datetime.fromtimestamp(seconds, tz=timezone.utc)
+    moment = datetime.fromtimestamp(seconds, tz=UTC)
     if precise:
         return moment.isoformat(timespec="microseconds").replace("+00:00", "Z")
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

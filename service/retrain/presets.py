@@ -15,8 +15,9 @@ names and required keys from it, so a preset is added by adding it there.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 from urllib.parse import quote, urlencode
 
 from service.retrain.payload import rfc3339
