@@ -115,6 +115,7 @@ EVENT_SCHEMA = {"oneOf": [
         "latency_ms": _GAUGE, "status": {"enum": ["ok", "error"]},
         "features": {"type": "object", "propertyNames": {"maxLength": MAX_NAME_CHARS}, "additionalProperties": _VALUE},
         "prediction": _VALUE, "score": {"type": ["number", "null"]},
+        "segment": {"type": ["string", "null"], "maxLength": MAX_VALUE_CHARS},
         "scores": {"type": ["object", "null"], "maxProperties": MAX_CLASS_SCORES,
                    "propertyNames": {"maxLength": MAX_VALUE_CHARS}, "additionalProperties": {"type": "number"},
                    "description": "multiclass: class -> probability (numbers and booleans as JSON writes them)"}}},

@@ -50,6 +50,8 @@ except ImportError:  # installed without a Rust toolchain: the Python decoder do
 # build from before it did reads the mapping as an unknown field and drops it, so a batch that
 # may hold one (the key's bytes anywhere) does not go to such a build.
 _SCORES_KEY = b'"scores"'
+# The native decoder skips the ``segment`` field: a body that may carry one is decoded here.
+_SEGMENT_KEY = b'"segment"'
 _NATIVE_GIVES_BACK_SCORES = bool(getattr(_native, "GIVES_BACK_SCORES", False))
 
 
@@ -103,6 +105,8 @@ class Prediction(msgspec.Struct, tag_field="kind", tag="prediction"):
     prediction: Scalar = None
     score: float | None = None
     scores: ClassScores | None = None
+    # The prediction's segment, read as the feature "segment" (service.segments.SEGMENT_FIELD).
+    segment: BoundedStr | None = None
 
 
 class Label(msgspec.Struct, tag_field="kind", tag="label"):
@@ -156,6 +160,8 @@ class PredictionBatch:
     features: FeatureColumns
     # Multiclass scores per event (a dict, None where not sent); None when no event sent any.
     class_scores: list[dict[str, float] | None] | None = None
+    # The events' ``segment`` field (None where not sent); None when no event sent one.
+    segments: list[str | None] | None = None
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -163,6 +169,7 @@ class PredictionBatch:
     @classmethod
     def from_events(cls, model: str, events: list[Prediction]) -> PredictionBatch:
         class_scores = [e.scores for e in events]
+        segments = [e.segment for e in events]
         # Validator._finish has made every integer version and id a string.
         versions = cast(list[str], [e.model_version for e in events])
         ids = cast(list[str | None], [e.id for e in events])
@@ -170,7 +177,8 @@ class PredictionBatch:
                    np.array([e.latency_ms for e in events], dtype=np.float64),
                    np.array([e.status == "error" for e in events]), [e.prediction for e in events],
                    np.array([e.score for e in events], dtype=np.float64), RowFeatures([e.features for e in events]),
-                   class_scores if any(scores is not None for scores in class_scores) else None)
+                   class_scores if any(scores is not None for scores in class_scores) else None,
+                   segments if any(segment is not None for segment in segments) else None)
 
     @classmethod
     def from_native(cls, model: str, timestamps: bytes, versions: list[str], ids: list, latency_ms: bytes,
@@ -243,7 +251,7 @@ class Validator:
                 if isinstance(document, list):  # an array only json reads: NaN/Infinity inside
                     return self.validate(document, received_at)
         if self.native is not None and type(stripped) is bytes and (  # it reads bytes, not bytearrays
-                _NATIVE_GIVES_BACK_SCORES or _SCORES_KEY not in stripped):
+                _NATIVE_GIVES_BACK_SCORES or _SCORES_KEY not in stripped) and _SEGMENT_KEY not in stripped:
             columns = self.native.decode_ndjson(stripped, received_at, self.max_event_bytes, self.max_features)
             if columns is not None:
                 return self._from_native(columns, lambda _, start, end: stripped[start:end], received_at)
@@ -266,7 +274,8 @@ class Validator:
         """Kafka record values (or NDJSON lines), one event each; indices are preserved."""
         received_at = time.time() if received_at is None else received_at
         if self.native is not None and values and (
-                _NATIVE_GIVES_BACK_SCORES or not any(value and _SCORES_KEY in value for value in values)):
+                _NATIVE_GIVES_BACK_SCORES or not any(value and _SCORES_KEY in value for value in values)) \
+                and not any(value and _SEGMENT_KEY in value for value in values):
             columns = self.native.decode_records(values, received_at, self.max_event_bytes, self.max_features)
             if columns is not None:
                 return self._from_native(columns, lambda index, _, __: values[index], received_at)

@@ -29,7 +29,7 @@ from service.estimation import WindowEstimate, WindowEstimator, fitted_for
 from service.events import Label, PredictionBatch
 from service.features import MAX_NAME_CHARS, FeatureColumns, as_numbers, unknown_names
 from service.labels import PendingPredictions, classification_metrics, regression_metrics
-from service.segments import SegmentDrift, Segments
+from service.segments import SegmentDrift, Segments, WithSegmentField
 from service.window import RingColumns, category_counts
 
 if TYPE_CHECKING:  # pandas arrives with the frames; it is imported where one is built (below, service/tables.py)
@@ -331,6 +331,7 @@ class ModelState:
 
     def add_predictions(self, batch: PredictionBatch, versions: list[str]) -> list[Evaluation]:
         timestamps, predictions, scores = batch.timestamps, batch.predictions, batch.scores
+        features = batch.features if batch.segments is None else WithSegmentField(batch.features, batch.segments)
         if self.task is None and any(p is not None for p in predictions):
             self.task = infer_task(predictions)
         # The latest version an event named; an event without one does not erase it.
@@ -342,17 +343,17 @@ class ModelState:
             if self.first_n is None:  # waiting for a file/MLflow reference: nothing to compare yet
                 self._await_labels(batch, versions, None)
                 return []
-            start = self._collect(batch.features, predictions, scores)
+            start = self._collect(features, predictions, scores)
             if self.reference is None or start == len(batch):
                 self._await_labels(batch, versions, None)
                 return []
-        encoded = self._encode_features(batch.features, start)
+        encoded = self._encode_features(features, start)
         # The rows taken into a first-N reference belong to no segment.
         self._await_labels(batch, versions, None if self.segments is None
                            else [None] * start + self.segments.keys(encoded))
         columns = {FEATURE + name: values for name, values in encoded.items()}
         if self.config.quality.enabled:
-            self._note_new_features(batch.features, self.window.total + len(batch) - start)
+            self._note_new_features(features, self.window.total + len(batch) - start)
         rest = predictions[start:] if start else predictions
         # Regression: as in a numerical feature, a prediction that is not a number is missing.
         columns[OWN + PREDICTION] = as_numbers(rest) if self.task == "regression" \

@@ -34,13 +34,53 @@ from detectors import DriftReport, NumericalSummary, ReferenceProfile
 from detectors.profile import NUMERICAL
 from service.window import RingColumns, category_counts
 
-__all__ = ["OTHER", "SegmentDrift", "SegmentFeature", "Segments"]
+__all__ = ["OTHER", "SEGMENT_FIELD", "SegmentDrift", "SegmentFeature", "Segments", "WithSegmentField"]
 
 log = logging.getLogger("driftline.segments")
 
 OTHER = "__other__"
+# A prediction event's own ``segment`` field is read as the feature of this name (where an
+# event sends both, the field wins), so ``segments: [segment]`` slices by it.
+SEGMENT_FIELD = "segment"
 _LABEL_COLUMNS = ("y_true", "y_pred", "score")
 _SEGMENT_COLUMN = "s:"  # prefix of a segment feature's column in the label ring
+
+
+class WithSegmentField:
+    """A batch's features (:class:`~service.features.FeatureColumns`) with its events'
+    ``segment`` field as the feature ``segment``: a string, so never a number."""
+
+    def __init__(self, features, segments: list[str | None]):
+        self.features = features
+        self.segments = segments
+
+    def __len__(self) -> int:
+        return len(self.features)
+
+    def names(self, stop: int) -> list[str]:
+        names = self.features.names(stop)
+        if SEGMENT_FIELD not in names and any(segment is not None for segment in self.segments[:stop]):
+            names.append(SEGMENT_FIELD)
+        return names
+
+    def numbers(self, names: list[str], start: int) -> np.ndarray:
+        matrix = self.features.numbers(names, start)
+        if not isinstance(matrix, np.ndarray):  # the native decoder's bytes
+            matrix = np.frombuffer(matrix, dtype=np.float64).reshape(len(names), -1)
+        if SEGMENT_FIELD in names:
+            matrix = matrix.copy()
+            sent = np.array([segment is not None for segment in self.segments[start:]], dtype=bool)
+            matrix[names.index(SEGMENT_FIELD)][sent] = np.nan
+        return matrix
+
+    def codes(self, name: str, vocabulary: dict, start: int):
+        return None if name == SEGMENT_FIELD else self.features.codes(name, vocabulary, start)
+
+    def values(self, name: str, start: int, stop: int) -> list:
+        values = self.features.values(name, start, stop)
+        if name != SEGMENT_FIELD:
+            return values
+        return [value if segment is None else segment for segment, value in zip(self.segments[start:stop], values)]
 
 
 @dataclass(frozen=True)

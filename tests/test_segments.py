@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pytest
 
 from service.config import Settings
 from service.engine import Engine
@@ -173,3 +174,52 @@ def test_with_window_max_age_a_segment_counts_only_its_recent_rows():
     assert {name: result.samples for name, result in country.items()} == {c: 100 for c in COUNTRIES}
     assert [name for name, result in country.items() if result.report.dataset_drift] == ["C"]
     assert state.report.features["x"].missing == 0 and state.window.count == 1000
+
+
+def tiered(n: int, start: int, seed: int, drifting: str | None = None) -> list[dict]:
+    """Events whose own ``segment`` field alternates gold and silver (and a ``segment`` feature
+    saying otherwise, which the field overrides); x and y shift in the ``drifting`` one."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        segment = ("gold", "silver")[i % 2]
+        shift = 3.0 if segment == drifting else 0.0
+        out.append({"kind": "prediction", "model": "m", "id": f"m-{start + i}", "prediction": 1,
+                    "segment": segment,
+                    "features": {"segment": "ignored", "x": float(rng.normal(shift)), "y": float(rng.normal(shift)),
+                                 "z": float(rng.normal())}})
+    return out
+
+
+@pytest.mark.parametrize("path", ["ndjson", "array", "records"])
+def test_the_event_field_segment_slices_like_a_feature_on_every_decoding_path(path):
+    target = Engine(Settings.model_validate({"models": {"m": {
+        "reference": {"first_n": 1000}, "window": {"size": 1000, "step": 1000}, "segments": ["segment"]}}}))
+
+    def send(batch):
+        lines = [orjson.dumps(event) for event in batch]
+        decoded = target.validator.decode_body(b"\n".join(lines), received_at=0.0) if path == "ndjson" else \
+            target.validator.decode_body(orjson.dumps(batch), received_at=0.0) if path == "array" else \
+            target.validator.decode_records(lines, received_at=0.0)
+        assert not decoded.rejected
+        target.process(decoded)
+
+    send(tiered(1000, 0, seed=0))
+    send(tiered(1000, 1000, seed=1, drifting="gold"))
+    segments = target.models["m"].segments.drift["segment"]
+    assert {name: result.samples for name, result in segments.items()} == {"gold": 500, "silver": 500}
+    assert [name for name, result in segments.items() if result.report.dataset_drift] == ["gold"]
+    assert target.models["m"].features["segment"].kind == "categorical"
+
+
+def test_a_reference_file_s_segment_column_meets_the_event_field():
+    import pandas as pd
+
+    target = Engine(Settings.model_validate({"models": {"m": {
+        "reference": {"path": "unused.csv"}, "window": {"size": 1000, "step": 1000}, "segments": ["segment"]}}}))
+    reference = pd.DataFrame([{"segment": event["segment"], **{k: v for k, v in event["features"].items()
+                                                               if k != "segment"}} for event in tiered(1000, 0, 0)])
+    target.set_reference("m", reference, "upload")
+    feed(target, tiered(1000, 1000, seed=1, drifting="silver"))
+    segments = target.models["m"].segments.drift["segment"]
+    assert [name for name, result in segments.items() if result.report.dataset_drift] == ["silver"]
