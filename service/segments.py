@@ -25,8 +25,9 @@ import io
 import json
 import logging
 import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,8 @@ class WithSegmentField:
         values = self.features.values(name, start, stop)
         if name != SEGMENT_FIELD:
             return values
-        return [value if segment is None else segment for segment, value in zip(self.segments[start:stop], values)]
+        return [value if segment is None else segment
+                for segment, value in zip(self.segments[start:stop], values, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -105,7 +107,7 @@ class SegmentFeature:
 
     @classmethod
     def build(cls, feature: str, columns: Mapping[str, np.ndarray], types: Mapping[str, str],
-              name_of: Callable[[float], str], max_segments: int) -> "SegmentFeature":
+              name_of: Callable[[float], str], max_segments: int) -> SegmentFeature:
         """The reference's ``max_segments`` most frequent values of ``feature`` (ties: the
         smaller value first), and a profile per segment of the other features' rows."""
         column = columns[feature]
@@ -192,7 +194,7 @@ class Segments:
 
     @classmethod
     def build(cls, wanted: list[str], columns: Mapping[str, np.ndarray], types: Mapping[str, str],
-              name_of: Callable[[str, float], str], max_segments: int, label_window: int) -> "Segments | None":
+              name_of: Callable[[str, float], str], max_segments: int, label_window: int) -> Segments | None:
         """Segments of the features in ``wanted`` that the reference has (encoded columns);
         None when there are none."""
         missing = [name for name in wanted if name not in columns]
@@ -215,7 +217,7 @@ class Segments:
             other = index == len(segment.segments) - 1
             self.overflowed += int(np.count_nonzero(other & ~np.isnan(column)))
             per_feature.append(np.array(segment.segments, dtype=object)[index].tolist())
-        return list(zip(*per_feature))
+        return list(zip(*per_feature, strict=True))
 
     def evaluate(self, read: Callable[[str], np.ndarray], rows: np.ndarray | None, drift) -> None:
         self.drift = {name: segment.evaluate(read, rows, drift) for name, segment in self.by.items()}
@@ -315,7 +317,7 @@ class Segments:
         return sink.getvalue()
 
     @classmethod
-    def from_bytes(cls, data: bytes, wanted: list[str], label_window: int) -> "Segments | None":
+    def from_bytes(cls, data: bytes, wanted: list[str], label_window: int) -> Segments | None:
         """Restore; segment features no longer configured are left out (None: none remain)."""
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             blobs = {key: archive[key].tobytes() for key in archive.files}
