@@ -127,11 +127,18 @@ class SegmentFeature:
         segment = cls(feature, top, names, {})
         index = segment.index(column)
         others = [name for name in columns if name != feature]
+        if not others:
+            return segment
+        # Rows grouped by segment with one sort: each column is gathered once, not once a segment.
+        order = np.argsort(index, kind="stable")
+        ends = np.concatenate(([0], np.cumsum(np.bincount(index, minlength=len(segment.segments)))))
+        gathered = {other: columns[other][order] for other in others}
         for position, name in enumerate(segment.segments):
-            rows = index == position
-            if others and rows.any():
+            start, end = int(ends[position]), int(ends[position + 1])
+            if start < end:
                 segment.profiles[name] = ReferenceProfile.from_columns(
-                    {other: columns[other][rows] for other in others}, types={other: types[other] for other in others})
+                    {other: values[start:end] for other, values in gathered.items()},
+                    types={other: types[other] for other in others})
         return segment
 
     def index(self, column: np.ndarray) -> np.ndarray:
