@@ -1,7 +1,7 @@
 """Optional features and the pip extra that brings each.
 
 The core install serves, ingests over HTTP and Kafka, computes drift and performance and
-fires webhooks. Four features need heavy packages a sidecar should not carry, so they come
+fires webhooks. Five features need heavy packages a sidecar should not carry, so they come
 with extras; a feature whose extra is missing says in one line which one to install.
 
 >>> str(MissingExtra("report", "/report"))
@@ -20,6 +20,7 @@ EXTRAS = {
     "report": "evidently",  # the Evidently HTML report (/report, MLflow evidence)
     "mlflow": "mlflow",  # references from the model registry, evidence runs
     "grafana": "grafana_client",  # `driftline dashboards push`
+    "kafka-confluent": "confluent_kafka",  # kafka.client: confluent (librdkafka)
 }
 
 

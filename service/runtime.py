@@ -58,6 +58,8 @@ class Runtime:
         for model, config in settings.models.items():
             if config.reference.mlflow is not None:
                 extras.require("mlflow", f"models.{model}.reference.mlflow")
+        if settings.kafka is not None and settings.kafka.client == "confluent":
+            extras.require("kafka-confluent", "kafka.client: confluent")
         self.settings = settings
         self.engine = Engine(settings)
         self.metrics = Metrics(self.engine, registry)

@@ -37,7 +37,7 @@ from service.config import KafkaConfig
 from service.engine import Engine
 from service.ingest import cloudevents
 from service.ingest.joiner import CloudEventJoiner
-from service.kafka.admin import client_options
+from service.kafka.clients import TopicPartition, load_client
 
 __all__ = ["MAGIC", "OFFSETS_KEY", "PENDING_KEY", "Changelog", "Replay", "decode_state", "encode_state"]
 
@@ -77,6 +77,7 @@ class Changelog:
         self.engine = engine
         self.config = config
         self.topic = config.state_topic
+        self.client = load_client(config)
         self.location = f"Kafka topic {self.topic}"
         self.writer = uuid.uuid4().hex[:12]
         self.replay = Replay()
@@ -188,12 +189,10 @@ class Changelog:
 
     def ends(self, consumer, partitions: set[int]) -> dict[int, int]:
         """The changelog's end offset of each partition number."""
-        from kafka.structs import TopicPartition  # noqa: PLC0415
-
         if not partitions:
             return {}
         tps = [TopicPartition(self.topic, p) for p in partitions]
-        ends = consumer.end_offsets(tps, timeout_ms=15_000)
+        ends = consumer.end_offsets(tps, timeout=15)
         return {tp.partition: offset for tp, offset in ends.items()}
 
     def drop(self, partition: int, joiner: CloudEventJoiner) -> None:
@@ -257,31 +256,25 @@ class Changelog:
 
     def _read(self, p: int, end: int) -> dict[bytes, bytes]:
         """The latest value of each key of changelog partition ``p`` below offset ``end``."""
-        from kafka import KafkaConsumer  # noqa: PLC0415
-        from kafka.structs import TopicPartition  # noqa: PLC0415
-
         latest: dict[bytes, bytes] = {}
         if end <= 0:
             return latest
-        reader = KafkaConsumer(**client_options(self.config), client_id=f"{self.config.client_id}-restore",
-                               group_id=None, enable_auto_commit=False, auto_offset_reset="earliest",
-                               max_partition_fetch_bytes=16 * 1024 * 1024)
+        reader = self.client.open_reader(self.config, max_partition_bytes=16 * 1024 * 1024)
         try:
             tp = TopicPartition(self.topic, p)
-            reader.assign([tp])
-            reader.seek_to_beginning(tp)
+            reader.assign_at_beginning([tp])
             deadline = time.monotonic() + RESTORE_TIMEOUT
-            while reader.position(tp, timeout_ms=10_000) < end:
+            while reader.position(tp, timeout=10) < end:
                 if time.monotonic() > deadline:
                     raise TimeoutError(f"restoring {self.topic}[{p}] took over {RESTORE_TIMEOUT:.0f}s")
-                for records in reader.poll(timeout_ms=500).values():
+                for records in reader.poll(0.5, 5000).values():
                     for record in records:
                         if record.value is None:
                             latest.pop(record.key, None)
                         else:
                             latest[record.key] = record.value
         finally:
-            reader.close(autocommit=False)
+            reader.close(timeout=5)
         return latest
 
 

@@ -11,13 +11,13 @@ def measure_lag(gauge, consumer, assigned: list, applied: dict) -> None:
     with none assigned, a metadata round trip. Raises what the client raises when the broker
     does not answer."""
     if not assigned:
-        consumer.topics()
+        consumer.list_topics(timeout=5)
         return
-    ends = consumer.end_offsets(assigned, timeout_ms=5000)
+    ends = consumer.end_offsets(assigned, timeout=5)
     for tp in assigned:
         position = applied.get(tp)
         if position is None:
-            position = consumer.position(tp, timeout_ms=5000)
+            position = consumer.position(tp, timeout=5)
         gauge.labels(topic=tp.topic, partition=str(tp.partition)).set(max(0, ends.get(tp, position) - position))
 
 

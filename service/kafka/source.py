@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any, Callable
 
 import orjson
-from kafka import ConsumerRebalanceListener
 
 from service.config import CloudEventsConfig, KafkaConfig
 from service.engine import Engine
@@ -25,8 +24,8 @@ from service.events import Decoded
 from service.ingest import cloudevents
 from service.ingest.joiner import CloudEventJoiner, decode_kafka
 from service.ingest.journal import open_journal
-from service.kafka.admin import MAX_STATE_BYTES, client_errors, client_options, describe_error, ensure_topics
 from service.kafka.changelog import Changelog
+from service.kafka.clients import load_client
 from service.kafka.dead_letters import DeadLetters
 from service.kafka.lag import measure_lag, remove_lag
 
@@ -49,6 +48,7 @@ class KafkaSource:
             raise ValueError("a Kafka source with kafka.state_topic needs its changelog, and only then")
         self.engine = engine
         self.config = config
+        self.client = load_client(config)
         self.cloudevents_config = cloudevents_config
         self.lag_gauge = lag_gauge
         self.changelog = changelog
@@ -62,8 +62,8 @@ class KafkaSource:
         self._producer = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        # Held by the poll thread while it processes or checkpoints, and by the rebalance
-        # callbacks (on kafka-python's IO thread), so a checkpoint never sees half a batch.
+        # Held by the poll thread while it processes or checkpoints, and by the revocation
+        # callback, so a checkpoint never sees half a batch.
         self._work = threading.Lock()
         self._ready = False
         self._reason = "starting"
@@ -125,8 +125,7 @@ class KafkaSource:
             try:
                 if self._consumer is None:
                     self._open()
-                records = self._consumer.poll(timeout_ms=int(self.config.poll_timeout * 1000),
-                                              max_records=self.config.max_poll_records)
+                records = self._consumer.poll(self.config.poll_timeout, self.config.max_poll_records)
                 if self._pending_assignment is not None:
                     self._apply_assignment()
                     continue  # positions may have moved: drop what this poll fetched
@@ -148,41 +147,26 @@ class KafkaSource:
                 backoff = 0.5
             except Exception as exc:  # the loop never dies: log, back off, reconnect
                 self._ready, self._broker_failing = False, True
-                self._reason = f"broker {self.config.bootstrap_servers} unreachable: {describe_error(exc)}"
+                self._reason = f"broker {self.config.bootstrap_servers} unreachable: {self.client.describe_error(exc)}"
                 # service.logs throttles this line while the broker stays away.
-                log.warning("kafka source: %s; retrying", self._reason, exc_info=not isinstance(exc, client_errors()))
+                log.warning("kafka source: %s; retrying", self._reason,
+                            exc_info=not isinstance(exc, self.client.expected_errors()))
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, 5.0)
         self._close(checkpoint=True)
 
     def _open(self) -> None:
-        from kafka import KafkaConsumer, KafkaProducer  # noqa: PLC0415
-        from kafka.coordinator.assignors.range import RangePartitionAssignor  # noqa: PLC0415
-
-        options = client_options(self.config)
         if self._reason == "starting":
             self._reason = f"connecting to {self.config.bootstrap_servers}"
-        session_ms = int(self.config.session_timeout * 1000)
-        self._producer = KafkaProducer(
-            **options, client_id=f"{self.config.client_id}-producer", acks="all", linger_ms=5,
-            max_block_ms=10_000, request_timeout_ms=10_000, delivery_timeout_ms=30_000,
-            max_request_size=MAX_STATE_BYTES)
+        self._producer = self.client.open_producer(self.config)
         try:
-            ensure_topics(self.config)
+            self.client.ensure_topics(self.config)
         except Exception:
             self._producer.close(timeout=1)
             self._producer = None
             raise
-        consumer = KafkaConsumer(
-            **options, client_id=self.config.client_id, group_id=self.config.group_id,
-            enable_auto_commit=False, auto_offset_reset=self.config.auto_offset_reset,
-            max_poll_records=self.config.max_poll_records,
-            session_timeout_ms=session_ms, heartbeat_interval_ms=max(500, session_ms // 4),
-            request_timeout_ms=max(15_000, session_ms + 5_000),
-            max_partition_fetch_bytes=8 * 1024 * 1024, fetch_max_bytes=64 * 1024 * 1024,
-            partition_assignment_strategy=[RangePartitionAssignor])
-        consumer.subscribe(self.config.topics, listener=_Listener(self))
-        self._consumer = consumer
+        self._consumer = self.client.open_consumer(self.config, self._on_assigned, self._on_revoked_locked,
+                                                   self._on_lost)
         self._broker_failing = False
         self._reason = "joining the consumer group"
         log.info("kafka source: consuming %s as group %s from %s", ",".join(self.config.topics),
@@ -206,7 +190,7 @@ class KafkaSource:
             except Exception as exc:
                 log.warning("kafka source: final checkpoint failed: %s", exc)
             try:
-                consumer.close(autocommit=False, timeout_ms=5000 if reachable else 1000)
+                consumer.close(timeout=5 if reachable else 1)
             except Exception:
                 log.debug("closing the consumer failed", exc_info=True)
         if producer is not None:
@@ -286,9 +270,7 @@ class KafkaSource:
     # -- offsets, checkpoints -----------------------------------------------------------
 
     def _commit(self) -> None:
-        from kafka.structs import OffsetAndMetadata  # noqa: PLC0415
-
-        offsets = {tp: OffsetAndMetadata(offset, "", -1) for tp, offset in self._applied.items()
+        offsets = {tp: offset for tp, offset in self._applied.items()
                    if tp in self._assigned and self._committed.get(tp) != offset}
         if not offsets:
             return
@@ -301,8 +283,7 @@ class KafkaSource:
             # Rebalancing, or the broker is away: the next commit covers these offsets.
             log.info("kafka source: commit postponed: %s", exc)
             return
-        for tp, meta in offsets.items():
-            self._committed[tp] = meta.offset
+        self._committed.update(offsets)
 
     def _checkpoint(self) -> None:
         self._last_checkpoint = time.monotonic()
@@ -310,7 +291,19 @@ class KafkaSource:
         if self.changelog.write(self._producer, self.joiner, partitions, self._applied):
             self._commit()
 
-    # -- rebalances (the listener runs on the consumer's IO thread) ----------------------
+    # -- rebalances (the client calls these inside poll or close) -------------------------
+
+    def _on_revoked_locked(self, revoked) -> None:
+        # Normally the poll thread is inside poll() now and the lock is free; the timeout
+        # only guards against a checkpoint waiting on this very thread.
+        locked = self._work.acquire(timeout=15)
+        try:
+            self._on_revoked(revoked)
+        except Exception:
+            log.exception("kafka source: checkpoint on revocation failed")
+        finally:
+            if locked:
+                self._work.release()
 
     def _on_revoked(self, revoked) -> None:
         """Checkpoint the state of the revoked partitions before anyone else restores it.
@@ -335,7 +328,7 @@ class KafkaSource:
         # Blocking work (restoring state) happens on the poll thread; until then fetch nothing.
         self._pending_assignment = list(assigned)
         if assigned:
-            self._consumer.pause(*assigned)
+            self._consumer.pause(self._pending_assignment)
 
     def _apply_assignment(self) -> None:
         """Restore and position newly assigned partitions (on the poll thread). On failure the
@@ -387,13 +380,13 @@ class KafkaSource:
         if self._pending_assignment is pending:  # not replaced by a newer rebalance meanwhile
             self._pending_assignment = None
         if assigned:
-            self._consumer.resume(*assigned)
+            self._consumer.resume(list(assigned))
         self._ready, self._reason = True, "connected"
         self._last_lag = 0.0
 
     def _position(self, tp, checkpointed: int | None) -> None:
         """Seek a newly assigned partition to max(committed, checkpointed), else per auto_offset_reset."""
-        committed = self._consumer.committed(tp, timeout_ms=10_000)
+        committed = self._consumer.committed(tp, timeout=10)
         known = [x for x in (committed, checkpointed) if x is not None]
         if known:
             self._consumer.seek(tp, max(known))
@@ -414,34 +407,10 @@ class KafkaSource:
             measure_lag(self.lag_gauge, consumer, list(self._assigned), self._applied)
         except Exception as exc:
             self._ready, self._broker_failing = False, True
-            self._reason = f"broker {self.config.bootstrap_servers} unreachable: {describe_error(exc)}"
+            self._reason = f"broker {self.config.bootstrap_servers} unreachable: {self.client.describe_error(exc)}"
             return
         self._broker_failing = False
         self._last_ok = time.monotonic()
         if self._pending_assignment is None:
             self._ready, self._reason = True, "connected"
 
-
-class _Listener(ConsumerRebalanceListener):
-    """kafka-python rebalance listener; delegates to the source."""
-
-    def __init__(self, source: KafkaSource):
-        self.source = source
-
-    def on_partitions_revoked(self, revoked):
-        # Normally the poll thread is inside poll() now and the lock is free; the timeout
-        # only guards against a checkpoint waiting on this very IO thread.
-        locked = self.source._work.acquire(timeout=15)
-        try:
-            self.source._on_revoked(revoked)
-        except Exception:
-            log.exception("kafka source: checkpoint on revocation failed")
-        finally:
-            if locked:
-                self.source._work.release()
-
-    def on_partitions_assigned(self, assigned):
-        self.source._on_assigned(assigned)
-
-    def on_partitions_lost(self, lost):
-        self.source._on_lost(lost)

@@ -1,5 +1,6 @@
 """Kafka test fixtures: one real Apache Kafka broker per session (scripts/kafka.sh), unique
-topics per test, producers, replicas as subprocesses, bounded waits."""
+topics per test, producers, replicas as subprocesses, bounded waits. Every test runs once
+per Kafka client driftline can use (``kafka.client``; the test id names it)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,8 @@ import orjson
 import pytest
 import yaml
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.kafka.client_choice import CLIENTS, current
 
 REPO = Path(__file__).resolve().parents[2]
 SCRIPT = REPO / "scripts" / "kafka.sh"
@@ -72,6 +75,14 @@ def broker(tmp_path_factory):
         broker.stop()
     except Exception:
         broker.kill()
+
+
+@pytest.fixture(autouse=True, params=CLIENTS)
+def kafka_client(request) -> str:
+    """The client driftline runs on in this test: ``kafka_config`` configures it."""
+    current["client"] = request.param
+    yield request.param
+    current["client"] = CLIENTS[0]
 
 
 @pytest.fixture
@@ -176,7 +187,7 @@ def total(samples: dict, name: str, **labels) -> float:
 
 def kafka_config(bootstrap: str, topics: list[str], group: str, state_topic: str | None,
                  dead_letter_topic: str | None, **extra) -> dict:
-    config = {"bootstrap_servers": bootstrap, "topics": topics, "group_id": group,
+    config = {"client": current["client"], "bootstrap_servers": bootstrap, "topics": topics, "group_id": group,
               "state_topic": state_topic, "dead_letter_topic": dead_letter_topic, "trigger_topic": None,
               "checkpoint_interval": "1s", "session_timeout": "6s", "lag_interval": "0.5s",
               "poll_timeout": "0.2s"}

@@ -1,5 +1,5 @@
-"""A broker that is down from the start: ``driftline serve`` (the real CLI, the real kafka-python
-client) pointed at a loopback port where nothing listens."""
+"""A broker that is down from the start, or dies under a connected replica: ``driftline serve``
+(the real CLI, on each real client) pointed at a loopback port where nothing listens."""
 
 from __future__ import annotations
 
@@ -25,12 +25,13 @@ def _free_port() -> int:
         return sock.getsockname()[1]
 
 
-def test_a_broker_that_is_down_gives_no_log_flood_a_clear_reason_and_a_quick_ctrl_c(tmp_path):
+def test_a_broker_that_is_down_gives_no_log_flood_a_clear_reason_and_a_quick_ctrl_c(tmp_path, kafka_client):
     dead_port, port = _free_port(), _free_port()
     config = tmp_path / "driftline.yaml"
     config.write_text(yaml.safe_dump({
         "state_dir": str(tmp_path / "state"),
-        "kafka": {"bootstrap_servers": f"127.0.0.1:{dead_port}", "topics": ["model-events"]}}))
+        "kafka": {"client": kafka_client, "bootstrap_servers": f"127.0.0.1:{dead_port}",
+                  "topics": ["model-events"]}}))
     env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
     log_path = tmp_path / "serve.log"
     with open(log_path, "wb") as log:
