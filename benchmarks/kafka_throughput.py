@@ -3,16 +3,18 @@
 Produces N prediction events (20 numeric features, ~650 bytes each) to a fresh topic, then
 measures in the same run:
 
-1. the ceiling: a bare kafka-python consumer loop that only counts records;
-2. driftline end to end: the KafkaSource component + engine (validation, windows, drift
-   evaluation every 1,000 predictions, changelog checkpoints), from the first record to the
-   last one processed;
+1. the ceiling: a bare consumer loop of the client (``--client``: kafka-python, the default,
+   or confluent) that only counts records;
+2. driftline end to end on the same client: the KafkaSource component + engine (validation,
+   windows, drift evaluation every 1,000 predictions, changelog checkpoints), from the first
+   record to the last one processed; ``ratio`` is its rate over the ceiling's;
 3. latency from produce to metric update: with driftline caught up, events produced at a
    steady rate; for each record, the time from its producer timestamp to the end of the
    engine batch that counted it (p50/p99).
 
     .venv/bin/python benchmarks/kafka_throughput.py              # 1,000,000 events
     .venv/bin/python benchmarks/kafka_throughput.py --events 100000 --bootstrap 127.0.0.1:9092
+    .venv/bin/python benchmarks/kafka_throughput.py --client confluent   # the kafka-confluent extra
 """
 
 from __future__ import annotations
@@ -70,7 +72,34 @@ def produce(bootstrap: str, topic: str, values: list[bytes]) -> float:
     return elapsed
 
 
-def bare_consumer(bootstrap: str, topic: str, n: int) -> dict:
+def bare_consumer(client: str, bootstrap: str, topic: str, n: int) -> dict:
+    return (bare_confluent if client == "confluent" else bare_kafka_python)(bootstrap, topic, n)
+
+
+def bare_confluent(bootstrap: str, topic: str, n: int) -> dict:
+    from confluent_kafka import OFFSET_BEGINNING, Consumer, TopicPartition
+
+    consumer = Consumer({"bootstrap.servers": bootstrap, "group.id": f"bare-{uuid.uuid4().hex[:8]}",
+                         "enable.auto.commit": False, "max.partition.fetch.bytes": 8 * 1024 * 1024,
+                         "fetch.max.bytes": 64 * 1024 * 1024, "receive.message.max.bytes": 64 * 1024 * 1024 + 512})
+    consumer.assign([TopicPartition(topic, 0, OFFSET_BEGINNING)])
+    count = 0
+    first = None
+    cpu = time.process_time()
+    deadline = time.monotonic() + 600
+    while count < n and time.monotonic() < deadline:
+        messages = consumer.consume(5000, 0.5)
+        if messages and first is None:
+            first = time.perf_counter()
+        count += len(messages)
+    elapsed = time.perf_counter() - first
+    cpu = time.process_time() - cpu
+    consumer.close()
+    return {"records": count, "seconds": elapsed, "records_per_s": count / elapsed,
+            "cpu_us_per_record": cpu / count * 1e6, "records_per_cpu_s": count / cpu}
+
+
+def bare_kafka_python(bootstrap: str, topic: str, n: int) -> dict:
     from kafka import KafkaConsumer, TopicPartition
 
     consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=None, enable_auto_commit=False,
@@ -94,7 +123,8 @@ def bare_consumer(bootstrap: str, topic: str, n: int) -> dict:
             "cpu_us_per_record": cpu / count * 1e6, "records_per_cpu_s": count / cpu}
 
 
-def driftline(bootstrap: str, topic: str, n: int, latency_events: int, latency_rate: float, state_dir: Path) -> dict:
+def driftline(client: str, bootstrap: str, topic: str, n: int, latency_events: int, latency_rate: float,
+              state_dir: Path) -> dict:
     from service.config import Settings
     from service.kafka.source import KafkaSource
     from service.runtime import Runtime
@@ -102,7 +132,7 @@ def driftline(bootstrap: str, topic: str, n: int, latency_events: int, latency_r
     suffix = uuid.uuid4().hex[:8]
     settings = Settings(
         state_dir=state_dir,
-        kafka={"bootstrap_servers": bootstrap, "topics": [topic], "group_id": f"bench-{suffix}",
+        kafka={"client": client, "bootstrap_servers": bootstrap, "topics": [topic], "group_id": f"bench-{suffix}",
                "state_topic": f"bench-state-{suffix}", "dead_letter_topic": f"bench-dead-{suffix}",
                "trigger_topic": None, "max_poll_records": 5000},
         models={"default": {"reference": {"first_n": 1000}, "window": {"size": 1000, "step": 1000},
@@ -170,6 +200,8 @@ def driftline(bootstrap: str, topic: str, n: int, latency_events: int, latency_r
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--client", choices=["kafka-python", "confluent"], default="kafka-python",
+                        help="the Kafka client of both the bare loop and driftline")
     parser.add_argument("--bootstrap", help="an existing broker (default: start one with scripts/kafka.sh)")
     parser.add_argument("--latency-events", type=int, default=20_000)
     parser.add_argument("--latency-rate", type=float, default=5_000.0, help="events/s while measuring latency")
@@ -199,20 +231,22 @@ def main() -> int:
         produce_s = produce(bootstrap, topic, values)
         del values
         log(f"  produced in {produce_s:.1f}s ({args.events / produce_s:,.0f}/s)")
-        log("bare kafka-python consumer loop (the ceiling) ...")
-        ceiling = bare_consumer(bootstrap, topic, args.events)
+        log(f"bare {args.client} consumer loop (the ceiling) ...")
+        ceiling = bare_consumer(args.client, bootstrap, topic, args.events)
         log(f"  {ceiling['records_per_s']:,.0f} records/s, {ceiling['cpu_us_per_record']:.1f} us CPU per record "
             f"({ceiling['records_per_cpu_s']:,.0f} per CPU second)")
-        log("driftline end to end (KafkaSource + engine, drift step 1000) ...")
-        result = driftline(bootstrap, topic, args.events, args.latency_events, args.latency_rate, work / "state")
+        log(f"driftline end to end on {args.client} (KafkaSource + engine, drift step 1000) ...")
+        result = driftline(args.client, bootstrap, topic, args.events, args.latency_events, args.latency_rate,
+                           work / "state")
         t, lat = result["throughput"], result["latency"]
+        ratio = t["events_per_s"] / ceiling["records_per_s"]
         log(f"  {t['events_per_s']:,.0f} events/s, {t['cpu_us_per_event']:.1f} us CPU per event "
             f"({t['events_per_cpu_s']:,.0f} per CPU second), "
-            f"{t['evaluations']} drift evaluations")
+            f"{t['evaluations']} drift evaluations; {ratio:.2f}x the bare loop")
         log(f"  produce -> metric update at {lat['rate_per_s']:,.0f}/s: p50 {lat['p50_ms']:.1f} ms, "
             f"p99 {lat['p99_ms']:.1f} ms (max {lat['max_ms']:.1f} ms)")
-        summary = {"events": args.events, "event_bytes": round(size), "produce_s": produce_s,
-                   "ceiling": ceiling, **result, "cores": os.cpu_count()}
+        summary = {"client": args.client, "events": args.events, "event_bytes": round(size), "produce_s": produce_s,
+                   "ceiling": ceiling, **result, "ratio": ratio, "cores": os.cpu_count()}
         print(json.dumps(summary, indent=2))
         return 0
     finally:
