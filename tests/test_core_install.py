@@ -125,3 +125,15 @@ def test_an_mlflow_configuration_stops_start_up_naming_its_extra(core_python, tm
     assert result.returncode == 2
     assert result.stderr.strip().splitlines()[-1] == (
         f"driftline: {feature} needs driftline's [mlflow] extra: pip install 'driftline[mlflow]'")
+
+
+def test_the_confluent_kafka_client_stops_start_up_naming_its_extra(core_python, tmp_path):
+    path = tmp_path / "driftline.yaml"
+    path.write_text(yaml.safe_dump({"state_dir": str(tmp_path / "state"), "kafka": {
+        "client": "confluent", "bootstrap_servers": "127.0.0.1:9", "topics": ["model-events"]}}))
+    # -m from the repository: this tree's service, not the one the core environment installed
+    result = run([core_python, "-m", "service.cli", "serve", "--config", path, "--port", "0"])
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.strip().splitlines()[-1] == (
+        "driftline: kafka.client: confluent needs driftline's [kafka-confluent] extra: "
+        "pip install 'driftline[kafka-confluent]'")
