@@ -141,3 +141,16 @@ def test_drift_methods_are_auto_and_the_detectors_methods():
     assert DriftConfig(method="kl_div", per_feature={"age": "psi"}).per_feature == {"age": "psi"}
     with pytest.raises(ValueError, match="'auto', 'ks'"):
         DriftConfig(method="energy")
+
+
+def test_the_kafka_client_is_kafka_python_unless_one_of_the_clients_is_named():
+    import typing
+
+    from service.config import KafkaConfig
+    from service.kafka.clients import CLIENTS
+
+    assert KafkaConfig().client == "kafka-python"
+    assert set(typing.get_args(KafkaConfig.model_fields["client"].annotation)) == set(CLIENTS)
+    assert KafkaConfig(client="confluent").client == "confluent"
+    with pytest.raises(ValueError, match="client"):
+        KafkaConfig(client="aiokafka")

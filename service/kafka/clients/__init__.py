@@ -10,7 +10,8 @@ the changelog, the dead letters and the lag gauge use nothing else. Timeouts are
 from __future__ import annotations
 
 import importlib
-from typing import Any, Callable, NamedTuple, Protocol
+from collections.abc import Callable
+from typing import Any, NamedTuple, Protocol
 
 from service import extras
 from service.config import KafkaConfig
