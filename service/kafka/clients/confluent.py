@@ -81,7 +81,15 @@ class ConfluentConsumer:
         self.auto_offset_reset = auto_offset_reset
 
     def poll(self, timeout: float, max_records: int) -> dict:
-        messages = self.consumer.consume(max_records, timeout)
+        # consume(n, timeout) waits the whole timeout unless n messages arrive: at a low rate
+        # that is the batch's latency. Wait for one message instead (as kafka-python's poll
+        # does), then take what else is already fetched without waiting.
+        first = self.consumer.poll(timeout)
+        if first is None:
+            return {}
+        messages = [first]
+        if max_records > 1:
+            messages += self.consumer.consume(max_records - 1, 0)
         batches: dict = {}
         for message in messages:
             error = message.error()
