@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.http_ingest import BATCH, CATEGORICAL, MODELS, NUMERIC, make_batches
 from service.config import Settings
-from service.engine import Engine
+from service.core.engine import Engine
 
 METRICS = ["roc_auc", "accuracy", "f1", "precision", "recall", "specificity"]
 REFERENCE_ROWS = 5000

@@ -43,7 +43,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from detectors import stattests
 from service.config import Settings
-from service.engine import Engine
+from service.core.engine import Engine
 
 MODELS, NUMERIC, CATEGORICAL, BATCH = 10, 15, 5, 1000
 

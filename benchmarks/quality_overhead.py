@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.http_ingest import BATCH, config, make_batches
 from service.config import Settings
-from service.engine import Engine
+from service.core.engine import Engine
 
 
 def engine(reference_rows: int | None, quality: bool) -> Engine:

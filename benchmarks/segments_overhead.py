@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.http_ingest import BATCH, CATEGORICAL, MODELS, NUMERIC, config
 from service.config import Settings
-from service.engine import Engine
+from service.core.engine import Engine
 
 SEGMENT_VALUES = 10
 

@@ -1,11 +1,11 @@
-"""The native event decoder (native/, Rust); optional: see service/events.py."""
+"""The native event decoder (native/, Rust); optional: see service/core/events.py."""
 
 # True in every build that gives a multiclass ``scores`` mapping back (a build without it
 # drops the mapping, so events.py does not send such a batch to it).
 GIVES_BACK_SCORES: bool
 
 class NativeFeatures:
-    """The feature columns of one model's predictions (a ``service.features.FeatureColumns``)."""
+    """The feature columns of one model's predictions (a ``service.core.features.FeatureColumns``)."""
 
     def __len__(self) -> int: ...
     def names(self, stop: int) -> list[str]: ...

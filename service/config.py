@@ -277,7 +277,7 @@ class ModelConfig(Strict):
     quality: QualityConfig = Field(default_factory=QualityConfig)
     # Absent: no estimation.
     estimation: EstimationConfig | None = None
-    # Features to slice by (service.segments): drift and performance per value of each.
+    # Features to slice by (service.core.segments): drift and performance per value of each.
     segments: list[str] = Field(default_factory=list)
 
     @model_validator(mode="after")

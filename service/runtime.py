@@ -15,12 +15,12 @@ from typing import Protocol
 from prometheus_client import CollectorRegistry
 
 from service import extras
-from service.checkpoints import FileCheckpoints
 from service.config import Settings
-from service.engine import Engine, TooManyModels
+from service.core.engine import Engine, TooManyModels
+from service.ingest.tables import TableError, read_table
 from service.kafka.changelog import Changelog
-from service.metrics import Metrics
-from service.tables import TableError, read_table
+from service.observability.metrics import Metrics
+from service.storage.checkpoints import FileCheckpoints
 
 log = logging.getLogger("driftline")
 
@@ -37,7 +37,7 @@ class Component(Protocol):
 
 class StateStore(Protocol):
     """Where per-model state survives a restart: files in ``state_dir``
-    (:class:`~service.checkpoints.FileCheckpoints`) or the Kafka changelog topic
+    (:class:`~service.storage.checkpoints.FileCheckpoints`) or the Kafka changelog topic
     (:class:`~service.kafka.changelog.Changelog`), chosen once when the runtime is built."""
 
     location: str  # for the log: where the state is
@@ -141,7 +141,7 @@ class Runtime:
 
     def _mlflow_loader(self, uri: str):
         def load():
-            from service.mlflow_client import download_reference  # noqa: PLC0415 - mlflow is slow to import
+            from service.integrations.mlflow import download_reference  # noqa: PLC0415 - mlflow is slow to import
 
             limits = self.settings.limits
             return download_reference(uri, self.settings.mlflow, limits.max_reference_rows, limits.max_reference_cells)

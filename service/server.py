@@ -14,13 +14,15 @@ import uvicorn
 from fastapi import FastAPI
 from prometheus_client import CollectorRegistry
 
-from service import __version__, events, logs
-from service.api import create_app
+from service import __version__
 from service.config import ConfigError, Settings
+from service.core import events
+from service.http.api import create_app
 from service.http.retrain_routes import create_router as retrain_router
 from service.http.segments_routes import router as segments_router
-from service.runtime import Runtime
+from service.observability import logs
 from service.retrain.triggers import TriggerManager
+from service.runtime import Runtime
 
 log = logging.getLogger("driftline")
 
@@ -34,7 +36,7 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     triggers = TriggerManager(settings, runtime.engine, runtime.metrics, runtime.environ)
     runtime.add(triggers)
     runtime.engine.listeners.append(triggers.on_evaluation)
-    from service.api_estimation import router as estimation_router  # noqa: PLC0415
+    from service.http.estimation_routes import router as estimation_router  # noqa: PLC0415
 
     routers = [estimation_router, segments_router]
     # KServe/Seldon CloudEvents sink (its joiner journals pending halves in state_dir) and the Kafka source.

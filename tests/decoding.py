@@ -9,7 +9,7 @@ import os
 import msgspec
 import pytest
 
-from service.events import Decoded, Validator, _native
+from service.core.events import Decoded, Validator, _native
 
 # scripts/test.sh builds the native decoder and sets this: without it, its tests would skip.
 NATIVE_REQUIRED = os.environ.get("DRIFTLINE_NATIVE_REQUIRED") == "1"

@@ -12,7 +12,7 @@ from pathlib import Path
 import orjson
 import pytest
 
-from service.events import Validator
+from service.core.events import Validator
 from service.ingest.cloudevents import attributes, is_cloudevent
 from service.ingest.joiner import CloudEventJoiner, decode_http
 from service.ingest.journal import PendingJournal, open_journal

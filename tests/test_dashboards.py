@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from service import dashboards as D
+from service.observability import dashboards as D
 from tests.prometheus_tools import MAJORS, binary
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -60,7 +60,7 @@ def test_committed_json_is_the_generated_json():
     assert committed == sorted(GENERATED), "run: driftline dashboards export dashboards"
     for name, model in GENERATED.items():
         assert (COMMITTED / name).read_text(encoding="utf-8") == D.render(model), (
-            f"{name} differs from service/dashboards.py; regenerate with "
+            f"{name} differs from service/observability/dashboards.py; regenerate with "
             "`driftline dashboards export dashboards`")
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from service import dashboards as D
 from service.commands import dashboards as cmd
+from service.observability import dashboards as D
 
 ROOT = Path(__file__).resolve().parents[1]
 # Overview, feature drift, data quality, infrastructure, service: every push and export has

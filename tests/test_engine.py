@@ -4,8 +4,8 @@ import numpy as np
 import orjson
 
 from service.config import Settings
-from service.engine import Engine
-from service.model_state import FEATURE, OWN
+from service.core.engine import Engine
+from service.core.model_state import FEATURE, OWN
 
 SETTINGS = Settings.model_validate({"models": {"default": {"reference": {"first_n": 200},
                                                            "window": {"size": 300, "step": 100}}}})
@@ -119,7 +119,7 @@ def test_a_reference_past_max_models_is_refused_by_name():
     import pandas as pd
     import pytest
 
-    from service.engine import TooManyModels
+    from service.core.engine import TooManyModels
 
     engine = Engine(Settings.model_validate({"limits": {"max_models": 1}}))
     frame = pd.DataFrame({"a": np.arange(50.0)})

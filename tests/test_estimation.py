@@ -14,7 +14,7 @@ import pytest
 
 from detectors.cbpe import CBPE
 from service.config import ConfigError, Settings, load_settings
-from service.engine import Engine
+from service.core.engine import Engine
 from tests.test_triggers import count, post, triggers_of
 
 WINDOW = 500
@@ -250,7 +250,7 @@ def test_a_multiclass_window_s_estimate_is_multiclass_cbpe_s_on_the_same_rows(na
 def test_multiclass_scores_decode_alike_on_both_decoders_and_bad_ones_are_rejected_with_a_reason():
     """The native decoder gives a batch with a ``scores`` mapping back to the Python one, which
     reads it (and rejects a bad one with the reason any field gets)."""
-    from service.events import Validator
+    from service.core.events import Validator
     from tests.decoding import decode_both
 
     lines = [orjson.dumps(event) for event in multiclass_events(np.array([[0.2, 0.7, 0.1], [0.5, 0.25, 0.25]]))]

@@ -1,7 +1,7 @@
 import orjson
 import pytest
 
-from service.events import REASONS, Validator
+from service.core.events import REASONS, Validator
 from tests.decoding import decode_both
 
 NOW = 1_800_000_000.0

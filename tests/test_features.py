@@ -7,9 +7,9 @@ import numpy as np
 import orjson
 
 from service.config import Settings
-from service.engine import Engine
-from service.events import Validator
-from service.features import FeatureDecoder, FeatureRow
+from service.core.engine import Engine
+from service.core.events import Validator
+from service.core.features import FeatureDecoder, FeatureRow
 from tests.decoding import native_available
 
 NOW = 1_800_000_000.0

@@ -17,9 +17,9 @@ import pyarrow.parquet as pq
 import pytest
 
 from service.config import Settings
-from service.engine import Engine
-from service.events import REASONS, Validator
-from service.tables import TooLarge, read_table
+from service.core.engine import Engine
+from service.core.events import REASONS, Validator
+from service.ingest.tables import TooLarge, read_table
 from tests.decoding import decode_both
 from tests.test_triggers import alert, webhook
 

@@ -5,7 +5,7 @@ import orjson
 import pytest
 
 from service.config import Settings
-from service.engine import Engine
+from service.core.engine import Engine
 
 T0 = 1_800_000_000.0
 

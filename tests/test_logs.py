@@ -1,10 +1,10 @@
-"""The log throttle of ``driftline serve`` (service/logs.py)."""
+"""The log throttle of ``driftline serve`` (service/observability/logs.py)."""
 
 from __future__ import annotations
 
 import logging
 
-from service.logs import RepeatFilter
+from service.observability.logs import RepeatFilter
 
 
 def record(name: str, message: str, *args) -> logging.LogRecord:

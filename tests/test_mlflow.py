@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from service.config import MlflowConfig
-from service.mlflow_client import download_reference, parse_uri
+from service.integrations.mlflow import download_reference, parse_uri
 from tests.conftest import free_socket, require_tool
 from tests.test_webhooks import wait_until, wait_until_answers
 

@@ -7,7 +7,7 @@ import struct
 import orjson
 import pytest
 
-from service.events import Validator, _native
+from service.core.events import Validator, _native
 from tests.conftest import needs_tool
 from tests.decoding import NATIVE_REQUIRED, canonical, decode_both
 

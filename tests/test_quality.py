@@ -8,7 +8,7 @@ import orjson
 import pytest
 
 from service.config import Settings
-from service.engine import Engine
+from service.core.engine import Engine
 from tests.test_triggers import count, post, triggers_of
 
 SETTINGS = Settings.model_validate({"models": {"default": {"reference": {"first_n": 100},

@@ -90,7 +90,7 @@ def test_every_driftline_command_with_arguments_runs_from_the_quick_starts_venv(
 def test_the_required_event_fields_are_the_ones_the_decoder_requires():
     import msgspec
 
-    from service.events import Infra, Label, Prediction
+    from service.core.events import Infra, Label, Prediction
 
     for kind, struct in (("prediction", Prediction), ("label", Label), ("infra", Infra)):
         [listed] = re.findall(rf"- \*\*{kind}\*\*: required (.*?); optional", README, flags=re.S)

@@ -15,7 +15,7 @@ import httpx
 import yaml
 
 from service import __version__
-from service.events import native_decoder_available
+from service.core.events import native_decoder_available
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -21,13 +21,13 @@ import orjson
 import pandas as pd
 import pytest
 
-from service import checkpoints
 from service.config import Settings, WebhookConfig
-from service.engine import Engine
+from service.core.engine import Engine
 from service.kafka.source import KafkaSource
 from service.retrain.dispatcher import Dispatcher
 from service.retrain.outbox import Outbox
 from service.runtime import Runtime
+from service.storage import checkpoints
 from tests.checkpoint_formats import make_fixtures
 from tests.conftest import require_tool
 from tests.test_api import SMALL, ndjson, traffic

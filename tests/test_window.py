@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from detectors.profile import count_categories
-from service.window import RingColumns, category_counts
+from service.core.window import RingColumns, category_counts
 
 
 @pytest.mark.parametrize("seed", range(5))

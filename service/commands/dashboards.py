@@ -13,8 +13,8 @@ import sys
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from service import dashboards as D
 from service import extras
+from service.observability import dashboards as D
 
 DEFAULT_FOLDER = "driftline"
 

@@ -34,9 +34,9 @@ from detectors.frames import count_series, untested_reason
 from detectors.profile import NUMERICAL, ReferenceProfile, drift_report
 from detectors.quality import CHECKS, QualityReport, quality_report
 from detectors.stattests import METHODS
-from service import tables
 from service.commands.drift_segments import drifted_segments, format_segments, segment_reports
 from service.extras import MissingExtra
+from service.ingest import tables
 
 
 class UsageError(Exception):

@@ -1,6 +1,6 @@
 """``driftline drift --segment-by COLUMN``: the drift check per segment of the two files.
 
-As in the service (``service.segments``): the reference file's ``--max-segments`` most
+As in the service (``service.core.segments``): the reference file's ``--max-segments`` most
 frequent values of the column get a segment each, every other value (and a missing one) falls
 in ``__other__``; each segment's rows of the current file are tested against its rows of the
 reference file, on the tested columns but the segment column, as Evidently's DataDriftPreset

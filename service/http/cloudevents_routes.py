@@ -1,6 +1,6 @@
 """``POST /v1/cloudevents``: the HTTP route of the KServe/Seldon CloudEvents sink.
 
-The authentication and body helpers still live in :mod:`service.api`; they move to this
+The authentication and body helpers still live in :mod:`service.http.api`; they move to this
 package's shared dependencies module when the rest of the HTTP edge does."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.api import body_types, errors, read_limited_body, require_ingest, runtime_of
+from service.http.api import body_types, errors, read_limited_body, require_ingest, runtime_of
 from service.ingest.cloudevents import STRUCTURED
 from service.ingest.sink import CloudEventsSink
 

@@ -1,6 +1,6 @@
 """HTTP routes of retraining (CONTRACT §3): manual trigger, Alertmanager receiver, trigger list.
 
-The auth and body helpers still come from :mod:`service.api`."""
+The auth and body helpers still come from :mod:`service.http.api`."""
 
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
-from service.api import ModelName, body_types, errors, read_limited_body, require_admin, require_read, runtime_of
-from service.events import MAX_VERSION_CHARS, MODEL_NAME
+from service.core.events import MAX_VERSION_CHARS, MODEL_NAME
+from service.http.api import ModelName, body_types, errors, read_limited_body, require_admin, require_read, runtime_of
 from service.retrain.triggers import TriggerManager
 
 STORE_RETRY_AFTER = 30  # seconds; a full disk is not freed in an instant

@@ -1,12 +1,12 @@
 """HTTP route of segments (CONTRACT §7): drift and performance per segment of a model.
 
-The model lookup and error helpers come from :mod:`service.api`."""
+The model lookup and error helpers come from :mod:`service.http.api`."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request
 
-from service.api import ModelName, _state, errors, runtime_of
+from service.http.api import ModelName, _state, errors, runtime_of
 
 __all__ = ["router"]
 

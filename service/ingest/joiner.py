@@ -17,10 +17,19 @@ import time
 from collections import OrderedDict, defaultdict
 from typing import Any, Iterable
 
-from service.events import Decoded, Rejection, Validator
+from service.core.events import Decoded, Rejection, Validator
 from service.ingest.bodies import check_shape
-from service.ingest.cloudevents import (REQUEST_SUFFIX, RESPONSE_SUFFIX, CloudEvent, CloudEventError, event_time,
-                                        from_http, from_kafka, model_name, parse_object)
+from service.ingest.cloudevents import (
+    REQUEST_SUFFIX,
+    RESPONSE_SUFFIX,
+    CloudEvent,
+    CloudEventError,
+    event_time,
+    from_http,
+    from_kafka,
+    model_name,
+    parse_object,
+)
 from service.ingest.halves import Half, decode_halves, encode_halves
 from service.ingest.journal import PendingJournal
 

@@ -7,7 +7,7 @@ import sqlite3
 from pathlib import Path
 
 from service.ingest.halves import Half
-from service.state_files import is_sqlite_corruption, move_aside
+from service.storage.state_files import is_sqlite_corruption, move_aside
 
 __all__ = ["PendingJournal", "open_journal"]
 

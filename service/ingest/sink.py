@@ -6,7 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
-from service.events import Decoded
+from service.core.events import Decoded
 from service.ingest.joiner import CloudEventJoiner, decode_http
 from service.ingest.journal import PendingJournal, open_journal
 

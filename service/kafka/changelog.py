@@ -34,7 +34,7 @@ from collections import defaultdict
 import orjson
 
 from service.config import KafkaConfig
-from service.engine import Engine
+from service.core.engine import Engine
 from service.ingest import cloudevents
 from service.ingest.joiner import CloudEventJoiner
 from service.kafka.clients import TopicPartition, load_client
@@ -121,8 +121,7 @@ class Changelog:
         """Snapshot the dirty models of ``partitions``, their pending halves and an offsets marker
         per partition (``applied``: input partition -> next offset), flush. Returns False
         (models stay dirty) when the broker did not take them."""
-        with self.engine.lock:
-            dirty = set(self.engine.dirty)
+        dirty = self.engine.changed()
         written_models: list[str] = []
         futures: list = []
         offsets_by_partition: dict[int, dict] = {}
@@ -167,8 +166,7 @@ class Changelog:
         return True
 
     def _acknowledged(self, producer, written_models, futures, offsets_by_partition) -> bool:
-        with self.engine.lock:
-            self.engine.dirty.difference_update(written_models)
+        self.engine.mark_clean(written_models)
         try:
             producer.flush(timeout=15)
             ends = {}
@@ -176,8 +174,7 @@ class Changelog:
                 metadata = future.get(timeout=1)
                 ends[p] = max(ends.get(p, -1), metadata.offset + 1)
         except Exception as exc:
-            with self.engine.lock:
-                self.engine.dirty.update(written_models)
+            self.engine.mark_dirty(written_models)
             log.warning("kafka source: changelog write failed, input offsets not committed: %s", exc)
             return False
         self._end.update(ends)
@@ -200,8 +197,6 @@ class Changelog:
         for model in self.partition_models.pop(partition, set()):
             if not any(model in models for models in self.partition_models.values()):
                 self.engine.drop(model)
-                with self.engine.lock:
-                    self.engine.dirty.discard(model)
                 self.replay.forget(model)
         joiner.drop(partition)
         self._pending_written.pop(partition, None)
@@ -246,8 +241,7 @@ class Changelog:
             self.replay.remember(model, {(topic, int(part)): offset
                                          for topic, parts in header.get("offsets", {}).items()
                                          for part, offset in parts.items()})
-        with self.engine.lock:
-            self.engine.dirty.difference_update(models)
+        self.engine.mark_clean(models)
         self.held.add(p)
         self._end[p] = end
         if restored:

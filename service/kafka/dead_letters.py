@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 
-from service.events import Rejection
+from service.core.events import Rejection
 
 __all__ = ["DeadLetters"]
 

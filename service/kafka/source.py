@@ -19,8 +19,8 @@ from typing import Any, Callable
 import orjson
 
 from service.config import CloudEventsConfig, KafkaConfig
-from service.engine import Engine
-from service.events import Decoded
+from service.core.engine import Engine
+from service.core.events import Decoded
 from service.ingest import cloudevents
 from service.ingest.joiner import CloudEventJoiner, decode_kafka
 from service.ingest.journal import open_journal
@@ -148,7 +148,7 @@ class KafkaSource:
             except Exception as exc:  # the loop never dies: log, back off, reconnect
                 self._ready, self._broker_failing = False, True
                 self._reason = f"broker {self.config.bootstrap_servers} unreachable: {self.client.describe_error(exc)}"
-                # service.logs throttles this line while the broker stays away.
+                # service.observability.logs throttles this line while the broker stays away.
                 log.warning("kafka source: %s; retrying", self._reason,
                             exc_info=not isinstance(exc, self.client.expected_errors()))
                 self._stop.wait(backoff)

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service.config import AlertmanagerConfig
-from service.events import MAX_VERSION_CHARS, MODEL_NAME
+from service.core.events import MAX_VERSION_CHARS, MODEL_NAME
 
 __all__ = ["AlertRequest", "Ignored", "SeenAlerts", "read_alerts"]
 

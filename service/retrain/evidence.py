@@ -16,8 +16,8 @@ import uuid
 from typing import TYPE_CHECKING, Any, Protocol
 
 from service.config import TriggersConfig
-from service.engine import Engine
-from service.model_state import TIMESTAMP_COLUMN, Evaluation, ModelState
+from service.core.engine import Engine
+from service.core.model_state import TIMESTAMP_COLUMN, Evaluation, ModelState
 from service.retrain.outbox import Outbox
 from service.retrain.payload import now_payload, rfc3339
 
@@ -34,7 +34,7 @@ EVIDENCE_ATTEMPTS = 5
 
 
 class RunLogger(Protocol):
-    """:class:`service.mlflow_client.EvidenceLogger`, imported only when MLflow is configured."""
+    """:class:`service.integrations.mlflow.EvidenceLogger`, imported only when MLflow is configured."""
 
     def log(self, payload: dict, drift: dict | None, frames: Frames | None) -> str: ...
 
@@ -46,9 +46,9 @@ def trigger_payload(engine: Engine, policy: TriggersConfig, model: str, reason: 
     ``with_frames`` the reference and window for the Evidently report (None when the model has
     no reference or window yet, or they cannot be read). ``evaluation``: the window evaluation
     that fired, else (manual and alert triggers) the model's latest state."""
-    frames = None
-    with engine.lock:
-        state: ModelState | None = engine.models.get(model)
+    def read(state: ModelState | None) -> tuple:
+        """What the payload needs of the model, read under the engine's lock (``Engine.view``)."""
+        frames = None
         report = evaluation.drift if evaluation is not None else (state.report if state else None)
         drifted = evaluation.prediction_drift if evaluation is not None else (state.prediction_drift if state else None)
         version = model_version or (state.last_version if state else None)
@@ -72,6 +72,11 @@ def trigger_payload(engine: Engine, policy: TriggersConfig, model: str, reason: 
                 frames = (state.reference_frame(), state.current_frame())
             except Exception:  # the report is a bonus; the trigger must not fail for it
                 log.exception("model %s: could not snapshot frames for the report", model)
+        return report, drifted, version, performance, labels, window, source, frames
+
+    found = engine.view(model, read)
+    report, drifted, version, performance, labels, window, source, frames = \
+        found if found is not None else read(None)
     evidence: dict[str, Any] = {
         "drift_share": None if report is None else report.drift_share,
         "dataset_drift": None if report is None else report.dataset_drift,

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from service.retrain.payload import rfc3339
-from service.state_files import is_sqlite_corruption, move_aside
+from service.storage.state_files import is_sqlite_corruption, move_aside
 
 __all__ = ["KEEP_FINISHED", "Outbox", "OutboxCorrupt"]
 
@@ -75,7 +75,7 @@ class Outbox:
     def __init__(self, path: Path, metrics=None):
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.metrics = metrics  # service.metrics.Metrics, or None
+        self.metrics = metrics  # service.observability.metrics.Metrics, or None
         self._lock = threading.Lock()
         # Why the last write failed; None when it succeeded.
         self.write_error: str | None = None

@@ -2,7 +2,7 @@
 
 :class:`TriggerManager` is the runtime component that
 
-* listens to every :class:`~service.model_state.Evaluation` of the engine (on the ingest
+* listens to every :class:`~service.core.model_state.Evaluation` of the engine (on the ingest
   thread: it only updates counters in memory and commits a row to the SQLite outbox; no
   network I/O happens there),
 * applies each model's ``triggers`` policy: the signals that count (``data_drift``,
@@ -33,13 +33,13 @@ from typing import Any, Callable
 
 from service import extras
 from service.config import AUTOMATIC_REASONS, Settings, TriggersConfig
-from service.engine import Engine
-from service.metrics import Metrics
-from service.model_state import Evaluation
+from service.core.engine import Engine
+from service.core.model_state import Evaluation
+from service.observability.metrics import Metrics
 from service.retrain.alerts import Ignored, SeenAlerts, read_alerts
 from service.retrain.dispatcher import Dispatcher
-from service.retrain.outbox import Outbox
 from service.retrain.evidence import EvidenceRuns, Frames, trigger_payload
+from service.retrain.outbox import Outbox
 
 log = logging.getLogger("driftline.triggers")
 
@@ -137,7 +137,7 @@ class TriggerManager:
         tracking_uri = self.settings.mlflow.tracking_uri or self.environ.get("MLFLOW_TRACKING_URI")
         if tracking_uri and self.settings.mlflow.log_evidence:
             extras.require("mlflow", "MLflow evidence logging (mlflow.tracking_uri, mlflow.log_evidence)")
-            from service.mlflow_client import EvidenceLogger  # noqa: PLC0415 - mlflow is imported lazily
+            from service.integrations.mlflow import EvidenceLogger  # noqa: PLC0415 - mlflow is imported lazily
 
             self.mlflow = EvidenceLogger(tracking_uri, self.settings.mlflow)
         self.evidence = EvidenceRuns(self.mlflow)

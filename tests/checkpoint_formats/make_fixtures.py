@@ -35,7 +35,7 @@ def history() -> bytes:
 
 def main(directory: Path) -> None:
     from service.config import Settings
-    from service.engine import Engine
+    from service.core.engine import Engine
 
     engine = Engine(Settings.model_validate(SETTINGS))
     engine.ingest_body(history())

@@ -1,4 +1,4 @@
-"""A segment's verdicts (service.segments) against Evidently 0.7.23's DataDriftPreset run on that
+"""A segment's verdicts (service.core.segments) against Evidently 0.7.23's DataDriftPreset run on that
 segment's rows alone, reference against current: same methods, same scores, same verdicts."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from evidently_oracle import run_evidently
 from test_evidently_parity import assert_same_verdicts
 
 from service.config import Settings
-from service.engine import Engine
+from service.core.engine import Engine
 
 NUMERICAL, CATEGORICAL = ["amount", "few"], ["colour", "flag"]
 

@@ -48,7 +48,7 @@ import httpx
 import pytest
 import yaml
 
-from service import dashboards as D
+from service.observability import dashboards as D
 from tests.prometheus_tools import MAJORS, binary, on_path
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -16,7 +16,7 @@ which only this module reads). The engine reads predictions as
 
 msgspec decodes *and* type-checks a whole batch in C, faster than orjson alone plus Python
 checks. A prediction's ``features`` object is kept as raw JSON in that pass and decoded
-afterwards a model at a time by :class:`~service.features.FeatureDecoder`, into a dict or
+afterwards a model at a time by :class:`~service.core.features.FeatureDecoder`, into a dict or
 a struct typed for the model. Only when a batch fails is it decoded again event by event,
 to reject just the bad ones with a reason. msgspec refuses ``NaN``, ``Infinity`` and
 out-of-range numbers, which the standard library accepts; an event only the latter can read
@@ -36,8 +36,8 @@ from typing import Annotated, Any, Literal, cast
 import msgspec
 import numpy as np
 
-from service.features import BoundedStr, FeatureColumns, FeatureDecoder, RowFeatures, Scalar
-from service.json_values import DECODE_ERRORS, lenient_document, non_finite_path
+from service.core.features import BoundedStr, FeatureColumns, FeatureDecoder, RowFeatures, Scalar
+from service.core.json_values import DECODE_ERRORS, lenient_document, non_finite_path
 
 _native: ModuleType | None
 try:
@@ -100,12 +100,12 @@ class Prediction(msgspec.Struct, tag_field="kind", tag="prediction"):
     latency_ms: NonNegative | None = None
     status: Literal["ok", "error"] = "ok"
     # Raw JSON when decoded; the validator replaces it by the decoded features: a dict, or a
-    # FeatureRow struct typed for the model (service.features).
+    # FeatureRow struct typed for the model (service.core.features).
     features: msgspec.Raw = msgspec.Raw(b"{}")
     prediction: Scalar = None
     score: float | None = None
     scores: ClassScores | None = None
-    # The prediction's segment, read as the feature "segment" (service.segments.SEGMENT_FIELD).
+    # The prediction's segment, read as the feature "segment" (service.core.segments.SEGMENT_FIELD).
     segment: BoundedStr | None = None
 
 

@@ -1,10 +1,10 @@
 """The engine: one object that every edge (HTTP, Kafka, CLI demo) feeds with batches.
 
-It validates nothing itself (see :mod:`service.events`) and does no I/O: it routes a
-:class:`~service.events.Decoded` batch to the :class:`~service.model_state.ModelState` of
-each model, keeps the counters and histograms that :mod:`service.metrics` exposes, bounds
+It validates nothing itself (see :mod:`service.core.events`) and does no I/O: it routes a
+:class:`~service.core.events.Decoded` batch to the :class:`~service.core.model_state.ModelState` of
+each model, keeps the counters and histograms that :mod:`service.observability.metrics` exposes, bounds
 every label value that comes from events, and tells listeners (retraining policies) about
-each :class:`~service.model_state.Evaluation`.
+each :class:`~service.core.model_state.Evaluation`.
 
 All public methods take ``self.lock``: the Kafka consumer thread, HTTP handlers and the
 Prometheus scrape may call concurrently.
@@ -16,23 +16,54 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from typing import TYPE_CHECKING, Callable, Iterable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 
 import numpy as np
 
 from service.config import Settings
-from service.events import (INFRA_GAUGES, REASONS, Decoded, Infra, Label, PredictionBatch, Rejection, Validator,
-                            group_by_model)
-from service.histogram import LABEL_DELAY_BUCKETS, LATENCY_BUCKETS, BatchHistogram
-from service.model_state import OTHER, Evaluation, ModelState
+from service.core.events import (
+    INFRA_GAUGES,
+    REASONS,
+    Decoded,
+    Infra,
+    Label,
+    PredictionBatch,
+    Rejection,
+    Validator,
+    group_by_model,
+)
+from service.core.histogram import LABEL_DELAY_BUCKETS, LATENCY_BUCKETS, BatchHistogram
+from service.core.model_state import OTHER, Evaluation, ModelState
 
-if TYPE_CHECKING:  # pandas is imported where a table is read (service/tables.py), not at start-up
+if TYPE_CHECKING:  # pandas is imported where a table is read (service/ingest/tables.py), not at start-up
     import pandas as pd
 
 log = logging.getLogger("driftline.engine")
 
 BATCH_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
 Listener = Callable[[Evaluation], None]
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Counters:
+    """The engine's counters and histograms as they were at one moment (``Engine.counters``),
+    keyed by their Prometheus label values (see service.observability.metrics)."""
+
+    events: dict[tuple[str, str], int]
+    rejected: dict[str, int]
+    prediction_errors: dict[tuple[str, str], int]
+    labels: dict[tuple[str, str], int]
+    label_correct: dict[tuple[str, str], int]
+    infra_gauges: dict[tuple[str, str], dict[str, float]]
+    infra_events: dict[tuple[str, str], int]
+    latency: BatchHistogram
+    label_delay: BatchHistogram
+    batch_seconds: BatchHistogram
+    overflow: dict[str, int]
 
 
 class TooManyModels(Exception):
@@ -75,7 +106,7 @@ class Engine:
         self._servers: dict[str, BoundedNames] = defaultdict(lambda: BoundedNames(limits.max_instances))
         self._infra_words: dict[str, BoundedNames] = defaultdict(lambda: BoundedNames(limits.max_infra_event_kinds))
         self.listeners: list[Listener] = []
-        # Counters and gauges, keyed by their Prometheus label values (see service.metrics).
+        # Counters and gauges, keyed by their Prometheus label values (see service.observability.metrics).
         self.events_total: dict[tuple[str, str], int] = defaultdict(int)
         self.rejected_total: dict[str, int] = {reason: 0 for reason in REASONS}
         self.prediction_errors: dict[tuple[str, str], int] = defaultdict(int)
@@ -195,6 +226,62 @@ class Engine:
             if word is not None:
                 self.infra_events[(label, words.admit(word))] += 1
 
+    # -- views: how the edges read the engine -------------------------------------------
+    # Edges (HTTP, metrics, state stores, retraining) read models only through these, never
+    # through ``lock``, ``models`` or ``dirty``: ``read`` runs under the engine's lock and
+    # returns plain data built from the state (a summary dict, a report, bytes, a frame),
+    # never the ModelState itself, so nothing of a model's insides escapes the lock.
+
+    def view(self, model: str, read: Callable[[ModelState], T]) -> T | None:
+        """``read(state)`` of one model under the lock; None for a model not tracked."""
+        with self.lock:
+            state = self.models.get(model)
+            return None if state is None else read(state)
+
+    def views(self, read: Callable[[str, ModelState], T]) -> dict[str, T]:
+        """``read(name, state)`` of every tracked model, under one hold of the lock."""
+        with self.lock:
+            return {name: read(name, state) for name, state in self.models.items()}
+
+    def tracks(self, model: str) -> bool:
+        with self.lock:
+            return model in self.models
+
+    def counters(self) -> Counters:
+        """A copy of the engine's counters and histograms, for one scrape."""
+        with self.lock:
+            return Counters(
+                events=dict(self.events_total), rejected=dict(self.rejected_total),
+                prediction_errors=dict(self.prediction_errors), labels=dict(self.labels_total),
+                label_correct=dict(self.label_correct),
+                infra_gauges={key: dict(values) for key, values in self.infra_gauges.items()},
+                infra_events=dict(self.infra_events), latency=self.latency.copy(),
+                label_delay=self.label_delay.copy(), batch_seconds=self.batch_seconds.copy(),
+                overflow=self.overflow)
+
+    # -- what changed since the last checkpoint ------------------------------------------
+
+    def changed(self) -> set[str]:
+        """The models changed since they were last stored (a copy; see ``mark_clean``)."""
+        with self.lock:
+            return set(self.dirty)
+
+    def take_dirty(self) -> set[str]:
+        """The models changed since they were last taken, and none marked any more: a state
+        store writes them, and gives back with ``mark_dirty`` those it could not."""
+        with self.lock:
+            dirty, self.dirty = self.dirty, set()
+            return dirty
+
+    def mark_dirty(self, models: Iterable[str]) -> None:
+        with self.lock:
+            self.dirty.update(model for model in models if model in self.models)
+
+    def mark_clean(self, models: Iterable[str]) -> None:
+        """Models whose state is stored as it is now (restored from, or written to, the store)."""
+        with self.lock:
+            self.dirty.difference_update(models)
+
     # -- references, checkpoints ---------------------------------------------------------
 
     def set_reference(self, model: str, frame: pd.DataFrame, source: str) -> ModelState:
@@ -220,6 +307,7 @@ class Engine:
         """Forget a model's state (its partition moved to another replica)."""
         with self.lock:
             self.models.pop(model, None)
+            self.dirty.discard(model)
             self.model_names.admitted.discard(model)
 
     @property
@@ -230,6 +318,6 @@ class Engine:
             "model_version": sum(b.overflowed for b in self._versions.values()),
             "server": sum(b.overflowed for b in self._servers.values()),
             "event": sum(b.overflowed for b in self._infra_words.values()),
-            # Present values of segment features pooled as __other__ (service.segments).
+            # Present values of segment features pooled as __other__ (service.core.segments).
             "segment": sum(state.segments.overflowed for state in self.models.values() if state.segments is not None),
         }

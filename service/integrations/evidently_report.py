@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:  # pandas arrives with the frames (see service/tables.py)
+if TYPE_CHECKING:  # pandas arrives with the frames (see service/ingest/tables.py)
     import pandas as pd
 
 

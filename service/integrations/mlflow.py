@@ -34,8 +34,8 @@ from pathlib import Path
 import pandas as pd
 
 from service.config import MlflowConfig
-from service.reports import evidently_html
-from service.tables import FORMATS, TableError, read_table
+from service.ingest.tables import FORMATS, TableError, read_table
+from service.integrations.evidently_report import evidently_html
 
 log = logging.getLogger("driftline.mlflow")
 
@@ -77,7 +77,7 @@ def resolve_version(client, name: str, version: str | None, alias: str | None):
 def download_reference(uri: str, config: MlflowConfig, max_rows: int | None = None,
                        max_cells: int | None = None) -> pd.DataFrame:
     """The reference data set named by ``uri`` (see the module docstring for the convention),
-    refused (:class:`~service.tables.TooLarge`) above ``max_rows`` rows or ``max_cells`` values."""
+    refused (:class:`~service.ingest.tables.TooLarge`) above ``max_rows`` rows or ``max_cells`` values."""
     kind, parts = parse_uri(uri)
     client = _client(config)
     try:

@@ -31,7 +31,7 @@ class Joined:
     delays: list[float]
     unmatched: int
     duplicate: int
-    # The predictions' segment names (service.segments), None where a prediction has none.
+    # The predictions' segment names (service.core.segments), None where a prediction has none.
     segments: list[tuple | None] = field(default_factory=list)
 
 

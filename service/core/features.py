@@ -1,6 +1,6 @@
 """The ``features`` of predictions, decoded a model's batch at a time into rows typed per model.
 
-:mod:`service.events` keeps each prediction's ``features`` object as raw JSON and hands a
+:mod:`service.core.events` keeps each prediction's ``features`` object as raw JSON and hands a
 model's raw objects here. Building a dict per event and then looking every feature up by
 name took about half of the engine's time. Instead, once a model has sent a batch of
 features, a :class:`FeatureRow` struct is made for it: one field per feature name seen,
@@ -36,7 +36,7 @@ from typing import Annotated, Any, ClassVar, Protocol, cast
 import msgspec
 import numpy as np
 
-from service.json_values import DECODE_ERRORS, lenient_document, non_finite_path
+from service.core.json_values import DECODE_ERRORS, lenient_document, non_finite_path
 
 # Longest strings taken, in characters; a longer one rejects its event (oversize_string).
 # Each string is kept: in vocabularies, the first-N reference, the label store, checkpoints.
@@ -175,7 +175,7 @@ def as_dicts(rows: list) -> list[dict]:
 
 class FeatureColumns(Protocol):
     """The features of one model's predictions in a batch, read a column at a time: what
-    :class:`~service.model_state.ModelState` takes. :class:`RowFeatures` reads them from
+    :class:`~service.core.model_state.ModelState` takes. :class:`RowFeatures` reads them from
     decoded rows; ``service._native.NativeFeatures`` holds them as the native decoder
     parsed them."""
 

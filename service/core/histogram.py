@@ -2,7 +2,7 @@
 
 prometheus-client's ``Histogram.observe`` takes a lock and walks the buckets per value, about
 a microsecond each; here a batch costs one ``searchsorted`` and one ``bincount``. The
-exposition (``_bucket``/``_sum``/``_count``) is produced by :mod:`service.metrics`.
+exposition (``_bucket``/``_sum``/``_count``) is produced by :mod:`service.observability.metrics`.
 """
 
 from __future__ import annotations
@@ -40,6 +40,14 @@ class BatchHistogram:
         else:
             self.counts[key] = added.astype(np.int64)
             self.sums[key] = float(values.sum())
+
+    def copy(self) -> BatchHistogram:
+        """An independent copy (the counts of one scrape, taken under the engine's lock)."""
+        other = BatchHistogram(())
+        other.upper_bounds = self.upper_bounds
+        other.counts = {key: counts.copy() for key, counts in self.counts.items()}
+        other.sums = dict(self.sums)
+        return other
 
     def cumulative(self, key: tuple) -> np.ndarray:
         return np.cumsum(self.counts[key])

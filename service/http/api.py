@@ -24,13 +24,13 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from service import __version__, extras
-from service.engine import TooManyModels
-from service.events import INFRA_GAUGES, MAX_CLASS_SCORES, MAX_VERSION_CHARS, MODEL_NAME, Rejection
-from service.features import MAX_NAME_CHARS, MAX_VALUE_CHARS
-from service.model_state import ModelState
-from service.reports import ReportError, evidently_html
+from service.core.engine import TooManyModels
+from service.core.events import INFRA_GAUGES, MAX_CLASS_SCORES, MAX_VERSION_CHARS, MODEL_NAME, Rejection
+from service.core.features import MAX_NAME_CHARS, MAX_VALUE_CHARS
+from service.core.model_state import ModelState
+from service.ingest.tables import TableError, TooLarge, read_table
+from service.integrations.evidently_report import ReportError, evidently_html
 from service.runtime import Runtime
-from service.tables import TableError, TooLarge, read_table
 
 log = logging.getLogger("driftline.api")
 MAX_ERRORS_RETURNED = 100

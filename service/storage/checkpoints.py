@@ -22,8 +22,9 @@ import threading
 import time
 from pathlib import Path
 
-from service.engine import Engine
-from service.state_files import TEMPORARY, move_aside, sync_directory, write_atomically
+from service.core.engine import Engine
+from service.core.model_state import ModelState
+from service.storage.state_files import TEMPORARY, move_aside, sync_directory, write_atomically
 
 log = logging.getLogger("driftline.checkpoints")
 SUFFIX = ".state"
@@ -35,7 +36,7 @@ class FileCheckpoints:
         self.directory = directory / "models"
         self.location = str(self.directory)
         self.interval = interval
-        self.metrics = metrics  # service.metrics.Metrics, or None
+        self.metrics = metrics  # service.observability.metrics.Metrics, or None
         # model -> why its last write failed; empty when every changed model is on disk.
         self.failing: dict[str, str] = {}
         self.last_success: float | None = None
@@ -59,7 +60,7 @@ class FileCheckpoints:
                 restored += 1
             except Exception as exc:
                 self._set_aside(path, model, exc)
-        self.engine.dirty.clear()
+        self.engine.take_dirty()  # what was just read from the files is stored already
         return restored
 
     def _set_aside(self, path: Path, model: str, exc: Exception) -> None:
@@ -80,29 +81,25 @@ class FileCheckpoints:
             return self._save_round()
 
     def _save_round(self) -> int:
-        with self.engine.lock:
-            due = sorted(self.engine.dirty)
+        # Taking the marks and snapshotting each model later is safe: a change after the take
+        # marks the model again (and the snapshot may already hold it: one write too many, never
+        # one too few); a failed write below puts the mark back.
+        due = sorted(self.engine.take_dirty())
         saved, failed = 0, {}
         for model in due:
-            with self.engine.lock:
-                state = self.engine.models.get(model)
-                # The mark goes with the snapshot, under the lock: a change after the snapshot marks
-                # the model again, and a failed write below puts the mark back.
-                self.engine.dirty.discard(model)
-                if state is None:  # dropped meanwhile
-                    continue
-                try:
-                    data = state.to_bytes()
-                except Exception as exc:
-                    self.engine.dirty.add(model)
-                    failed[model] = f"encoding: {type(exc).__name__}: {exc}"
-                    log.exception("checkpoint of model %s could not be encoded", model)
-                    continue
+            try:
+                data = self.engine.view(model, ModelState.to_bytes)
+            except Exception as exc:
+                self.engine.mark_dirty([model])
+                failed[model] = f"encoding: {type(exc).__name__}: {exc}"
+                log.exception("checkpoint of model %s could not be encoded", model)
+                continue
+            if data is None:  # dropped meanwhile
+                continue
             try:
                 write_atomically(self.directory / f"{model}{SUFFIX}", data)
             except OSError as exc:
-                with self.engine.lock:
-                    self.engine.dirty.add(model)
+                self.engine.mark_dirty([model])
                 failed[model] = str(exc)
                 continue
             saved += 1

@@ -7,8 +7,8 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
-from service.api import ModelName, errors, runtime_of
-from service.model_state import TIMESTAMP_COLUMN
+from service.core.model_state import TIMESTAMP_COLUMN
+from service.http.api import ModelName, errors, runtime_of
 from service.retrain.payload import rfc3339
 
 __all__ = ["EstimatedPerformance", "router"]

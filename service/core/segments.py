@@ -33,7 +33,7 @@ import numpy as np
 
 from detectors import DriftReport, NumericalSummary, ReferenceProfile
 from detectors.profile import NUMERICAL
-from service.window import RingColumns, category_counts
+from service.core.window import RingColumns, category_counts
 
 __all__ = ["OTHER", "SEGMENT_FIELD", "SegmentDrift", "SegmentFeature", "Segments", "WithSegmentField"]
 
@@ -48,7 +48,7 @@ _SEGMENT_COLUMN = "s:"  # prefix of a segment feature's column in the label ring
 
 
 class WithSegmentField:
-    """A batch's features (:class:`~service.features.FeatureColumns`) with its events'
+    """A batch's features (:class:`~service.core.features.FeatureColumns`) with its events'
     ``segment`` field as the feature ``segment``: a string, so never a number."""
 
     def __init__(self, features, segments: list[str | None]):

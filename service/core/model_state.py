@@ -21,18 +21,26 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from detectors import (ADWIN, DDM, CategoricalSummary, DriftReport, FeatureDrift, NumericalSummary, PageHinkley,
-                       ReferenceProfile)
+from detectors import (
+    ADWIN,
+    DDM,
+    CategoricalSummary,
+    DriftReport,
+    FeatureDrift,
+    NumericalSummary,
+    PageHinkley,
+    ReferenceProfile,
+)
 from detectors.quality import QualityReport, quality_report
 from service.config import LimitsConfig, ModelConfig
-from service.estimation import WindowEstimate, WindowEstimator, fitted_for
-from service.events import Label, PredictionBatch
-from service.features import MAX_NAME_CHARS, FeatureColumns, as_numbers, unknown_names
-from service.labels import PendingPredictions, classification_metrics, regression_metrics
-from service.segments import SegmentDrift, Segments, WithSegmentField
-from service.window import RingColumns, category_counts
+from service.core.estimation import WindowEstimate, WindowEstimator, fitted_for
+from service.core.events import Label, PredictionBatch
+from service.core.features import MAX_NAME_CHARS, FeatureColumns, as_numbers, unknown_names
+from service.core.labels import PendingPredictions, classification_metrics, regression_metrics
+from service.core.segments import SegmentDrift, Segments, WithSegmentField
+from service.core.window import RingColumns, category_counts
 
-if TYPE_CHECKING:  # pandas arrives with the frames; it is imported where one is built (below, service/tables.py)
+if TYPE_CHECKING:  # pandas arrives with the frames; it is imported where one is built (below, service/ingest/tables.py)
     import pandas as pd
 
 log = logging.getLogger("driftline.model_state")
@@ -188,7 +196,7 @@ class ModelState:
         self.performance: dict[str, dict[str, float]] = {}
         self.concept = self._concept_detectors()
         self.concept_counts = {name: 0 for name in self.concept}
-        # Fitted on a labelled reference when models.<m>.estimation is set (service.estimation).
+        # Fitted on a labelled reference when models.<m>.estimation is set (service.core.estimation).
         self.estimator: WindowEstimator | None = None
         self.estimate: WindowEstimate | None = None
 
