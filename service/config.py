@@ -128,7 +128,7 @@ class CloudEventsConfig(Strict):
 
 class KafkaConfig(Strict):
     # The client library (service.kafka.clients): kafka-python (core) or confluent-kafka
-    # (librdkafka, the kafka-confluent extra; about 4x less CPU per record).
+    # (librdkafka, the kafka-confluent extra; several times less CPU per record).
     client: Literal["kafka-python", "confluent"] = "kafka-python"
     bootstrap_servers: str = "127.0.0.1:9092"
     topics: list[str] = Field(default_factory=lambda: ["model-events"], min_length=1)
