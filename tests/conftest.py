@@ -13,9 +13,9 @@ import httpx
 import pytest
 import uvicorn
 from prometheus_client.parser import text_string_to_metric_families
-from service.server import build_app, uvicorn_config
 
 from service.config import load_settings
+from service.server import build_app, uvicorn_config
 
 
 def require_tool(name: str, found, install: str, required: bool = False):

@@ -12,12 +12,12 @@ import time
 import httpx
 import orjson
 import pytest
-from service.server import check_exposure
 
 from service.config import ConfigError, WebhookConfig, load_settings
 from service.http.api import ReportCache
 from service.retrain.credentials import Credentials
 from service.retrain.dispatcher import attempt_delivery
+from service.server import check_exposure
 
 EVENT = orjson.dumps({"kind": "prediction", "model": "m", "features": {"a": 1.0}, "prediction": 1})
 

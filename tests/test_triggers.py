@@ -344,9 +344,9 @@ def test_a_trigger_manager_takes_what_it_needs_in_its_constructor(tmp_path):
 
 def test_the_triggers_component_is_started_first_and_stopped_last(tmp_path):
     from prometheus_client import CollectorRegistry
-    from service.server import build_app
 
     from service.config import Settings
+    from service.server import build_app
 
     runtime = build_app(Settings(state_dir=tmp_path), CollectorRegistry(), environ={}).state.runtime
     triggers = runtime.component("triggers")
