@@ -13,7 +13,8 @@
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 ARG RUST_IMAGE=rust:1.85-slim-bookworm
 # The slim sidecar image has the core install only; `--build-arg EXTRAS=all` adds the HTML
-# report, MLflow and `dashboards push` (or name some: report,mlflow,grafana).
+# report, MLflow, `dashboards push` and the confluent-kafka client (or name some:
+# report,mlflow,grafana,kafka-confluent).
 ARG EXTRAS=""
 
 FROM ${RUST_IMAGE} AS rust
