@@ -38,6 +38,14 @@ import numpy as np
 
 from service.core.features import BoundedStr, FeatureColumns, FeatureDecoder, RowFeatures, Scalar
 from service.core.json_values import DECODE_ERRORS, lenient_document, non_finite_path
+from service.core.rejections import KINDS, REASONS, Rejection, classify
+
+# KINDS, REASONS and Rejection are read from here too, where they met events first.
+__all__ = [
+    "INFRA_GAUGES", "KINDS", "MAX_CLASS_SCORES", "MAX_VERSION_CHARS", "MODEL_NAME", "REASONS", "Decoded", "Event",
+    "Infra", "Label", "Prediction", "PredictionBatch", "Rejection", "Validator", "group_by_model",
+    "native_decoder_available",
+]
 
 _native: ModuleType | None
 try:
@@ -59,23 +67,6 @@ def native_decoder_available() -> bool:
     return _native is not None
 
 
-# Every rejection reason; ``driftline_events_rejected_total{reason}`` takes only these.
-REASONS = (
-    "invalid_json",       # not parseable as JSON
-    "not_an_object",      # a JSON value that is not an object
-    "unknown_kind",       # kind missing or not prediction/label/infra
-    "invalid_model",      # model missing or not [A-Za-z0-9_.:-]{1,128}
-    "missing_field",      # a required field is absent (label without id or label, ...)
-    "invalid_type",       # a field has the wrong JSON type
-    "invalid_value",      # right type, impossible value (negative latency, unknown status, ...)
-    "invalid_timestamp",  # neither RFC 3339 nor UNIX seconds
-    "non_finite",         # NaN or +-Infinity
-    "oversize",           # one event or a whole body above the configured limit
-    "oversize_string",    # a string above its bound (feature values and names, classes, ids, versions)
-    "too_many_features",  # more features than limits.max_features
-)
-
-KINDS = ("prediction", "label", "infra")
 INFRA_GAUGES = ("cpu_utilization", "memory_bytes", "gpu_utilization", "gpu_memory_bytes", "requests_in_flight")
 MODEL_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,128}")  # fullmatch; also checks names in URLs
 
@@ -133,16 +124,6 @@ _VALID_NAMES_MAX = 1024  # names remembered as valid; beyond it, cleared and rel
 _BATCH = msgspec.json.Decoder(list[Event])
 _ONE = msgspec.json.Decoder(Event)
 _ELEMENTS = msgspec.json.Decoder(list[msgspec.Raw])
-
-
-@dataclass(slots=True)
-class Rejection:
-    index: int  # position of the event in its input (line, array element or record)
-    reason: str
-    detail: str
-
-    def to_dict(self) -> dict:
-        return {"index": self.index, "reason": self.reason, "detail": self.detail}
 
 
 @dataclass(slots=True)
@@ -351,7 +332,7 @@ class Validator:
                 if where is not None:
                     out.rejected.append(Rejection(index, "non_finite", f"{where} is NaN or infinite"))
                 elif isinstance(exc, msgspec.ValidationError):
-                    out.rejected.append(_classify(str(exc), document))
+                    out.rejected.append(classify(str(exc), document))
                     out.rejected[-1].index = index
                 else:
                     out.rejected.append(Rejection(index, "invalid_json", str(exc)))
@@ -430,36 +411,6 @@ def group_by_model(events: list) -> dict[str, list]:
         else:
             group.append(event)
     return groups
-
-
-_PATH = re.compile(r" - at `\$(?:\[\d+\])?\.?([^`\[]*)")
-
-
-def _classify(message: str, document: Any) -> Rejection:
-    """A msgspec validation message -> a contract reason."""
-    at = _PATH.search(message)
-    path = at.group(1) if at else ""
-    top = path.split(".")[0]
-    missing = re.search(r"missing required field `(\w+)`", message)
-    if message.startswith("Expected `object`") and not path:
-        reason = "not_an_object"
-    elif top == "kind" or (missing and missing.group(1) == "kind"):
-        reason = "unknown_kind"
-    elif top == "model" or (missing and missing.group(1) == "model"):
-        reason = "invalid_model"
-    elif missing:
-        reason = "missing_field"
-    elif top == "timestamp":
-        reason = "invalid_timestamp"
-    elif " of length <= " in message:
-        reason = "oversize_string"
-    elif message.startswith("Invalid enum value") or ">=" in message or "length" in message:
-        reason = "invalid_value"
-    else:
-        reason = "invalid_type"
-    if reason == "unknown_kind" and isinstance(document, dict):
-        message = f"kind must be one of {', '.join(KINDS)}, got {document.get('kind')!r}"
-    return Rejection(0, reason, message)
 
 
 def _longest_line(body: bytes) -> int:
