@@ -84,17 +84,19 @@ class WindowEstimator:
     def score_columns(self, class_scores: list | None, start: int, rows: int) -> dict[str, np.ndarray]:
         """The batch's rows from ``start`` as one float64 column per class (NaN: not sent)."""
         keys = self._keys
+        if keys is None:
+            raise ValueError("a binary estimator reads the window's score column, not score columns per class")
         if class_scores is None:
             matrix = np.full((len(keys), rows - start), np.nan)
         else:
             nan = math.nan
             matrix = np.array([[nan] * len(keys) if scores is None else [scores.get(key, nan) for key in keys]
                                for scores in class_scores[start:rows]], dtype=np.float64).reshape(-1, len(keys)).T
-        return dict(zip(self.window_columns, matrix))
+        return dict(zip(self.window_columns, matrix, strict=True))
 
     @classmethod
     def fit(cls, config: EstimationConfig, window_size: int, frame: pd.DataFrame,
-            positive_class: Any) -> "WindowEstimator":
+            positive_class: Any) -> WindowEstimator:
         """Fit on a reference frame; ValueError naming what is missing or wrong."""
         import pandas as pd  # noqa: PLC0415 - see the TYPE_CHECKING import
 
@@ -125,7 +127,7 @@ class WindowEstimator:
             raise ValueError(f"estimation needs at least two reference chunks of {chunk} labelled rows "
                              f"(estimation.chunk, default window.size) for its thresholds; the reference has "
                              f"{rows}")
-        thresholds = {name: tuple(pair) for name, pair in config.thresholds.items()}
+        thresholds: dict[str, tuple[float | None, float | None]] = dict(config.thresholds.items())
         key = fitted_for(config, window_size, positive_class)
         if multiclass:
             try:
@@ -157,7 +159,7 @@ class WindowEstimator:
         return header.encode() + b"\n" + self.cbpe.to_bytes()
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> "WindowEstimator":
+    def from_bytes(cls, data: bytes) -> WindowEstimator:
         line, _, archive = data.partition(b"\n")
         header = json.loads(line)
         kind = MulticlassCBPE if header.get("multiclass") else CBPE

@@ -27,6 +27,7 @@ import logging
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -207,8 +208,7 @@ class Segments:
         missing = [name for name in wanted if name not in columns]
         if missing:
             log.warning("segment feature(s) %s not in the reference: not segmented", ", ".join(missing))
-        by = {name: SegmentFeature.build(name, columns, types, lambda value, name=name: name_of(name, value),
-                                         max_segments)
+        by = {name: SegmentFeature.build(name, columns, types, partial(name_of, name), max_segments)
               for name in wanted if name in columns}
         return cls(by, label_window) if by else None
 
@@ -320,7 +320,9 @@ class Segments:
                 if name in segment.profiles:
                     blobs[f"profile/{index}/{position}"] = segment.profiles[name].to_bytes()
         sink = io.BytesIO()
-        np.savez(sink, **{key: np.frombuffer(value, dtype=np.uint8) for key, value in blobs.items()})
+        arrays = {key: np.frombuffer(value, dtype=np.uint8) for key, value in blobs.items()}
+        # numpy's stub lets a **dict of arrays fill savez's allow_pickle: bool, and so refuses it.
+        np.savez(sink, **arrays)  # type: ignore[arg-type]
         return sink.getvalue()
 
     @classmethod
