@@ -74,7 +74,7 @@ def response_rows(payload: dict) -> list[tuple[Any, float | None]]:
             if "proba" in str(other.get("name", "")).lower():
                 probabilities = _tensor_rows(other)
                 if len(probabilities) == len(result):
-                    result = [(p, _output(q)[1]) for (p, _), q in zip(result, probabilities)]
+                    result = [(p, _output(q)[1]) for (p, _), q in zip(result, probabilities, strict=True)]
         return result
     data = payload.get("data")
     if isinstance(data, dict):

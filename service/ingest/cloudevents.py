@@ -24,9 +24,10 @@ from __future__ import annotations
 
 import base64
 import binascii
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Iterable
+from typing import Any
 from urllib.parse import unquote
 
 import orjson
@@ -117,17 +118,18 @@ def _structured(body: bytes) -> CloudEvent:
             attrs[name.lower()] = str(value)
         else:
             raise CloudEventError("invalid_type", f"CloudEvent attribute {name!r} is not a string, integer or boolean")
+    data: bytes | None = None
     if document.get("data_base64") is not None:
         data = _base64(document["data_base64"], "data_base64")
     else:
-        data = document.get("data")
+        value = document.get("data")
         if attrs.get("specversion") == "0.3" and attrs.get("datacontentencoding", "").lower() == "base64":
-            data = _base64(data, "data")
-        elif isinstance(data, str):
-            data = data.encode()
-        elif data is not None:
+            data = _base64(value, "data")
+        elif isinstance(value, str):
+            data = value.encode()
+        elif value is not None:
             try:
-                data = orjson.dumps(data)
+                data = orjson.dumps(value)
             except orjson.JSONEncodeError:  # nested deeper than orjson writes (254 levels)
                 raise CloudEventError("invalid_value", "the CloudEvent data is nested too deeply") from None
     return _checked(CloudEvent(attrs, data or b""))

@@ -15,7 +15,8 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 from service.core.events import Decoded, Rejection, Validator
 from service.ingest.bodies import check_shape
@@ -61,7 +62,7 @@ class CloudEventJoiner:
         # Halves restored over the bounds (a journal from a larger configuration, partitions
         # moved together): emitted alone by the next expire().
         self._overflow: list[Half] = []
-        self.journal = None
+        self.journal: PendingJournal | None = None
         if journal is not None:
             self.attach(journal)
 
@@ -190,18 +191,22 @@ class CloudEventJoiner:
         evicted = []
         while len(self._pending) > self.max_pending or self.pending_bytes > self.max_pending_bytes:
             reason = "count" if len(self._pending) > self.max_pending else "bytes"
-            oldest = self._remove(next(iter(self._pending)))
+            oldest = self._take(next(iter(self._pending)))
             self.evicted[reason] += 1
             evicted.append(oldest)
         return evicted
 
     def _remove(self, key: tuple[str, str]) -> Half | None:
-        half = self._pending.pop(key, None)
-        if half is not None:
-            self.pending_bytes -= half.size
-            self.generation[half.origin] += 1
-            if self.journal is not None:
-                self.journal.delete(key)
+        """The pending half of ``key``, no longer pending; None when there is none."""
+        return self._take(key) if key in self._pending else None
+
+    def _take(self, key: tuple[str, str]) -> Half:
+        """The pending half of ``key``, which must be pending, no longer pending."""
+        half = self._pending.pop(key)
+        self.pending_bytes -= half.size
+        self.generation[half.origin] += 1
+        if self.journal is not None:
+            self.journal.delete(key)
         return half
 
     def _expire(self, now: float) -> list[Half]:
@@ -210,7 +215,7 @@ class CloudEventJoiner:
             oldest = next(iter(self._pending.values()))
             if now - oldest.arrived < self.ttl:
                 break
-            self._remove((oldest.model, oldest.event_id))
+            self._take((oldest.model, oldest.event_id))
             self.evicted["expired"] += 1
             expired.append(oldest)
         return expired
@@ -252,7 +257,7 @@ def _events(request: Half | None, features: list | None, response: Half | None,
     for i in range(count):
         event: dict[str, Any] = {"kind": "prediction", "model": base.model,
                                  "id": event_id if count == 1 else f"{event_id}:{i}",
-                                 "timestamp": request.time if request is not None else response.time}
+                                 "timestamp": base.time}
         if version is not None:
             event["model_version"] = version
         if features is not None:

@@ -6,6 +6,8 @@ import logging
 import threading
 from pathlib import Path
 
+from service.config import CloudEventsConfig
+from service.core.engine import Engine
 from service.core.events import Decoded
 from service.ingest.joiner import CloudEventJoiner, decode_http
 from service.ingest.journal import PendingJournal, open_journal
@@ -22,7 +24,7 @@ class CloudEventsSink:
 
     name = "cloudevents"
 
-    def __init__(self, engine, config, journal_path: Path):
+    def __init__(self, engine: Engine, config: CloudEventsConfig, journal_path: Path):
         self.engine = engine
         self.config = config
         self.journal_path = journal_path
@@ -32,13 +34,15 @@ class CloudEventsSink:
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
-        self.joiner = CloudEventJoiner(self.engine.validator, ttl=self.config.ttl, max_pending=self.config.max_pending,
-                                       max_pending_bytes=self.config.max_pending_bytes, clock=self.engine.clock,
-                                       journal=self._open_journal())
-        if len(self.joiner):
-            log.info("cloudevents: %d pending half(s) restored from %s", len(self.joiner), self.journal_path)
+        joiner = CloudEventJoiner(self.engine.validator, ttl=self.config.ttl, max_pending=self.config.max_pending,
+                                  max_pending_bytes=self.config.max_pending_bytes, clock=self.engine.clock,
+                                  journal=self._open_journal())
+        self.joiner = joiner
+        if len(joiner):
+            log.info("cloudevents: %d pending half(s) restored from %s", len(joiner), self.journal_path)
         self._stop.clear()
-        self._thread = threading.Thread(target=self._expire_loop, name="driftline-cloudevents", daemon=True)
+        self._thread = threading.Thread(target=self._expire_loop, args=(joiner,), name="driftline-cloudevents",
+                                        daemon=True)
         self._thread.start()
 
     def stop(self) -> None:
@@ -80,15 +84,15 @@ class CloudEventsSink:
             self.engine.process(decoded)
         return decoded
 
-    def _expire_loop(self) -> None:
+    def _expire_loop(self, joiner: CloudEventJoiner) -> None:
         interval = min(1.0, self.config.ttl / 4)
         while not self._stop.wait(interval):
-            if self.joiner.journal is None:
+            if joiner.journal is None:
                 journal = self._open_journal()
                 if journal is not None:
-                    self.joiner.attach(journal)
+                    joiner.attach(journal)
             try:
-                for decoded in self.joiner.expire().values():
+                for decoded in joiner.expire().values():
                     self.engine.process(decoded)
             except Exception:  # the timer never dies; the next tick retries
                 log.exception("cloudevents: expiring pending halves failed")

@@ -27,9 +27,9 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from service import extras
 from service.config import AUTOMATIC_REASONS, Settings, TriggersConfig
@@ -274,7 +274,8 @@ class TriggerManager:
                 extra["quality_breaches"] = len(breaches)
                 extra["quality"] = [{"feature": feature, "check": check, "value": value}
                                     for feature, check, value in worst]
-            if fire == "estimated_performance_drop":
+            # The signal is on only for an evaluation with an estimate that dropped.
+            if fire == "estimated_performance_drop" and evaluation.estimated is not None:
                 extra["estimated_performance"] = evaluation.estimated.to_dict()
                 extra["estimated_drops"] = sorted(evaluation.estimated.drops())
             self.raise_trigger(evaluation.model, fire, extra=extra, model_version=evaluation.model_version,
