@@ -125,11 +125,10 @@ class Runtime:
                 loader = self._mlflow_loader(reference.mlflow)
             else:
                 continue
-            state = self.engine.models.get(model)
             # A checkpoint's estimator fitted under another estimation config was not restored:
             # the reference is read again to fit it.
-            if state is not None and state.reference_source == source and (
-                    config.estimation is None or state.estimator is not None):
+            loaded = self.engine.view(model, lambda state: (state.reference_source, state.estimator is not None))
+            if loaded is not None and loaded[0] == source and (config.estimation is None or loaded[1]):
                 continue
             try:
                 self.engine.set_reference(model, loader(), source)

@@ -9,6 +9,7 @@ import os
 import socket
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import uvicorn
 from fastapi import FastAPI
@@ -18,11 +19,22 @@ from service import __version__
 from service.config import ConfigError, Settings
 from service.core import events
 from service.http.api import create_app
+from service.http.cloudevents_routes import http_router as cloudevents_router
+from service.http.estimation_routes import router as estimation_router
 from service.http.retrain_routes import create_router as retrain_router
 from service.http.segments_routes import router as segments_router
+from service.ingest.sink import CloudEventsSink
+from service.kafka.source import KafkaSource
 from service.observability import logs
 from service.retrain.triggers import TriggerManager
 from service.runtime import Runtime
+
+# uvicorn's HTTP protocol as its "auto" picks: httptools when installed, else h11.
+_UVICORN_HTTP: type[asyncio.Protocol]
+try:
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as _UVICORN_HTTP
+except ImportError:
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _UVICORN_HTTP
 
 log = logging.getLogger("driftline")
 
@@ -36,29 +48,20 @@ def build_app(settings: Settings, registry: CollectorRegistry | None = None,
     triggers = TriggerManager(settings, runtime.engine, runtime.metrics, runtime.environ)
     runtime.add(triggers)
     runtime.engine.listeners.append(triggers.on_evaluation)
-    from service.http.estimation_routes import router as estimation_router  # noqa: PLC0415
-
     routers = [estimation_router, segments_router]
     # KServe/Seldon CloudEvents sink (its joiner journals pending halves in state_dir) and the Kafka source.
-    from service.http.cloudevents_routes import http_router as cloudevents_router  # noqa: PLC0415
-    from service.ingest.sink import CloudEventsSink  # noqa: PLC0415
-
     sink = CloudEventsSink(runtime.engine, settings.cloudevents, settings.state_dir / "cloudevents-pending.sqlite")
     runtime.add(sink)
     runtime.metrics.watch_cloudevents("http", lambda: sink.joiner)
     routers.append(cloudevents_router(sink))
-    kafka = None
     if settings.kafka is not None:
-        from service.kafka.source import KafkaSource  # noqa: PLC0415
-
         source = KafkaSource(runtime.engine, settings.kafka, settings.cloudevents, runtime.metrics.consumer_lag,
                              settings.state_dir, changelog=runtime.changelog)
         runtime.add(source)
         runtime.metrics.watch_cloudevents("kafka", lambda: source.joiner)
-        kafka = source
+        if settings.kafka.trigger_topic:
+            triggers.sinks.append(source.publish_trigger)
     routers.append(retrain_router(triggers))
-    if kafka is not None and settings.kafka.trigger_topic:
-        triggers.sinks.append(kafka.publish_trigger)
     return create_app(runtime, routers)
 
 
@@ -94,7 +97,14 @@ def check_exposure(settings: Settings, environ: Mapping[str, str]) -> None:
                     auth.token_env)
 
 
-class _RequestHeadDeadline:
+if TYPE_CHECKING:
+    # What the mixin below extends: either of uvicorn's HTTP protocols (same attributes).
+    from uvicorn.protocols.http.h11_impl import H11Protocol as _HTTPProtocol
+else:
+    _HTTPProtocol = object
+
+
+class _RequestHeadDeadline(_HTTPProtocol):
     """Closes a connection whose request head has not arrived ``header_timeout`` seconds after the
     connection opened or its previous response ended, or has grown past ``max_header_bytes``.
     uvicorn's keep-alive timer stops at the first byte of a request, so a client dribbling
@@ -154,21 +164,18 @@ class _RequestHeadDeadline:
 def http_protocol(header_timeout: float, max_header_bytes: int) -> type[asyncio.Protocol]:
     """uvicorn's HTTP protocol (httptools when installed, as uvicorn's "auto" picks, else h11)
     with the request-head deadline and size bound."""
-    try:
-        from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol as base  # noqa: PLC0415
-    except ImportError:
-        from uvicorn.protocols.http.h11_impl import H11Protocol as base  # noqa: PLC0415
-    return type("DriftlineHTTPProtocol", (_RequestHeadDeadline, base),
+    return type("DriftlineHTTPProtocol", (_RequestHeadDeadline, _UVICORN_HTTP),
                 {"header_timeout": header_timeout, "max_header_bytes": max_header_bytes})
 
 
-def uvicorn_config(app: FastAPI, settings: Settings, **overrides) -> uvicorn.Config:
+def uvicorn_config(app: FastAPI, settings: Settings, **overrides: Any) -> uvicorn.Config:
     """uvicorn's configuration with the bounds of ``settings.server``."""
     server = settings.server
-    options = dict(host=settings.host, port=settings.port, log_level=settings.log_level,
-                   access_log=settings.log_level == "debug", http=http_protocol(server.header_timeout, server.max_header_bytes),
-                   limit_concurrency=server.limit_concurrency, timeout_keep_alive=server.timeout_keep_alive,
-                   h11_max_incomplete_event_size=server.max_header_bytes)
+    options: dict[str, Any] = dict(
+        host=settings.host, port=settings.port, log_level=settings.log_level, access_log=settings.log_level == "debug",
+        http=http_protocol(server.header_timeout, server.max_header_bytes),
+        limit_concurrency=server.limit_concurrency, timeout_keep_alive=server.timeout_keep_alive,
+        h11_max_incomplete_event_size=server.max_header_bytes)
     options.update(overrides)
     return uvicorn.Config(app, **options)
 

@@ -14,7 +14,7 @@ import orjson
 import pytest
 
 from service.config import ConfigError, WebhookConfig, load_settings
-from service.http.api import ReportCache
+from service.http.report_routes import ReportCache
 from service.retrain.credentials import Credentials
 from service.retrain.dispatcher import attempt_delivery
 from service.server import check_exposure

@@ -1,7 +1,4 @@
-"""``POST /v1/cloudevents``: the HTTP route of the KServe/Seldon CloudEvents sink.
-
-The authentication and body helpers still live in :mod:`service.http.api`; they move to this
-package's shared dependencies module when the rest of the HTTP edge does."""
+"""``POST /v1/cloudevents``: the HTTP route of the KServe/Seldon CloudEvents sink."""
 
 from __future__ import annotations
 
@@ -9,7 +6,9 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse
 
-from service.http.api import body_types, errors, read_limited_body, require_ingest, runtime_of
+from service.http.dependencies import body_types, read_limited_body, require_ingest, runtime_of
+from service.http.ingest_routes import MAX_ERRORS_RETURNED
+from service.http.openapi import errors
 from service.ingest.cloudevents import STRUCTURED
 from service.ingest.sink import CloudEventsSink
 
@@ -34,9 +33,11 @@ def http_router(sink: CloudEventsSink) -> APIRouter:
         completed (``accepted``; 0 while it waits for its other half), 400 when it is rejected."""
         body = await read_limited_body(request, runtime_of(request).settings.limits.max_body_bytes)
         decoded = await run_in_threadpool(sink.receive, request.headers.raw, body)  # off the event loop
-        listed = [r.to_dict() for r in decoded.rejected[:100]]
+        listed = [r.to_dict() for r in decoded.rejected[:MAX_ERRORS_RETURNED]]
+        # The joiner opens with the sink, before the app serves requests; 0 should it be closed.
+        pending = 0 if sink.joiner is None else len(sink.joiner)
         status = 400 if decoded.rejected and not decoded.accepted else 202
         return JSONResponse({"accepted": decoded.accepted, "rejected": len(decoded.rejected),
-                             "errors": listed, "pending": len(sink.joiner)}, status_code=status)
+                             "errors": listed, "pending": pending}, status_code=status)
 
     return router

@@ -7,8 +7,9 @@ from typing import Any
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel
 
-from service.core.model_state import TIMESTAMP_COLUMN
-from service.http.api import ModelName, errors, runtime_of
+from service.core.model_state import TIMESTAMP_COLUMN, ModelState
+from service.http.dependencies import read_model
+from service.http.openapi import ModelName, errors
 from service.retrain.payload import rfc3339
 
 __all__ = ["EstimatedPerformance", "router"]
@@ -48,33 +49,35 @@ def model_estimated(request: Request, model: ModelName) -> EstimatedPerformance:
     whether it alerts (outside the thresholds) and drops (below the lower one), and the
     realised figure of the labels joined so far. 409 while estimation is off, the reference
     has no labels to fit it on, or no window has been evaluated."""
-    engine = runtime_of(request).engine
-    with engine.lock:
-        state = engine.models.get(model)
-        if state is None:
-            raise HTTPException(404, f"model {model!r} has not been seen")
-        if state.config.estimation is None:
-            raise HTTPException(409, f"estimation is off for {model!r} (models.<model>.estimation)")
-        if state.estimator is None:
-            raise HTTPException(409, f"no estimator for {model!r}: it is fitted on a reference with label, score and "
-                                     f"prediction columns (file, upload or MLflow); reference: "
-                                     f"{state.reference_source or 'collecting'}")
-        estimate = state.estimate
-        if estimate is None:
-            raise HTTPException(409, f"no window of {model!r} estimated yet: {state.window_samples} prediction(s) "
-                                     f"in the window, every {state.config.window.step} evaluated")
-        realized = state.performance.get(estimate.model_version, {})
-        ring = state.label_windows.get(estimate.model_version)
-        drops = estimate.drops()
-        metrics = {name: MetricFigures(**{**figures, "realized": realized.get(name)}, drop=name in drops)
-                   for name, figures in estimate.to_dict().items()}
-        window = {"samples": estimate.samples, "size": state.config.window.size, "start": None, "end": None}
-        if state.window is not None and state.window.count:
-            stamps = state.window.column(TIMESTAMP_COLUMN)
-            window["start"], window["end"] = rfc3339(float(stamps.min())), rfc3339(float(stamps.max()))
-        return EstimatedPerformance(
-            model=model, model_version=estimate.model_version, method=state.config.estimation.method,
-            calibrated=state.estimator.cbpe.calibrated, classes=state.estimator.classes, window=window, labels_in_window=ring.count if ring else 0,
-            metrics=metrics, reference={"source": state.reference_source, "rows": state.reference_rows,
-                                        "labelled_rows": state.estimator.reference_rows,
-                                        "chunk": state.estimator.cbpe.chunk_size})
+    return read_model(request, model, _estimated)
+
+
+def _estimated(state: ModelState) -> EstimatedPerformance:
+    model = state.name
+    estimation = state.config.estimation
+    if estimation is None:
+        raise HTTPException(409, f"estimation is off for {model!r} (models.<model>.estimation)")
+    estimator = state.estimator
+    if estimator is None:
+        raise HTTPException(409, f"no estimator for {model!r}: it is fitted on a reference with label, score and "
+                                 f"prediction columns (file, upload or MLflow); reference: "
+                                 f"{state.reference_source or 'collecting'}")
+    estimate = state.estimate
+    if estimate is None:
+        raise HTTPException(409, f"no window of {model!r} estimated yet: {state.window_samples} prediction(s) "
+                                 f"in the window, every {state.config.window.step} evaluated")
+    realized = state.performance.get(estimate.model_version, {})
+    ring = state.label_windows.get(estimate.model_version)
+    drops = estimate.drops()
+    metrics = {name: MetricFigures(**{**figures, "realized": realized.get(name)}, drop=name in drops)
+               for name, figures in estimate.to_dict().items()}
+    window: dict[str, Any] = {"samples": estimate.samples, "size": state.config.window.size, "start": None, "end": None}
+    if state.window is not None and state.window.count:
+        stamps = state.window.column(TIMESTAMP_COLUMN)
+        window["start"], window["end"] = rfc3339(float(stamps.min())), rfc3339(float(stamps.max()))
+    return EstimatedPerformance(
+        model=model, model_version=estimate.model_version, method=estimation.method,
+        calibrated=estimator.cbpe.calibrated, classes=estimator.classes, window=window,
+        labels_in_window=ring.count if ring else 0, metrics=metrics,
+        reference={"source": state.reference_source, "rows": state.reference_rows,
+                   "labelled_rows": estimator.reference_rows, "chunk": estimator.cbpe.chunk_size})

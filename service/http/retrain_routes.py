@@ -1,6 +1,4 @@
-"""HTTP routes of retraining (CONTRACT §3): manual trigger, Alertmanager receiver, trigger list.
-
-The auth and body helpers still come from :mod:`service.http.api`."""
+"""HTTP routes of retraining (CONTRACT §3): manual trigger, Alertmanager receiver, trigger list."""
 
 from __future__ import annotations
 
@@ -13,7 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError
 
 from service.core.events import MAX_VERSION_CHARS, MODEL_NAME
-from service.http.api import ModelName, body_types, errors, read_limited_body, require_admin, require_read, runtime_of
+from service.http.dependencies import body_types, read_limited_body, require_admin, require_read, runtime_of
+from service.http.openapi import ModelName, errors
 from service.retrain.triggers import TriggerManager
 
 STORE_RETRY_AFTER = 30  # seconds; a full disk is not freed in an instant
@@ -57,7 +56,7 @@ def create_router(manager: TriggerManager) -> APIRouter:
         """Start the model's retraining pipeline now (reason ``manual``; no cooldown applies,
         but it starts one). The optional JSON body carries ``note`` and ``model_version``."""
         runtime = runtime_of(request)
-        if model not in runtime.engine.models and (model == "default" or model not in runtime.settings.models):
+        if not runtime.engine.tracks(model) and (model == "default" or model not in runtime.settings.models):
             raise HTTPException(404, f"model {model!r} has not been seen and is not configured")
         body = await read_limited_body(request, 64 * 1024)
         try:
@@ -70,7 +69,9 @@ def create_router(manager: TriggerManager) -> APIRouter:
             raise HTTPException(503, outcome.suppressed or "trigger not raised", headers)
         return JSONResponse(outcome.to_dict(), status_code=202)
 
-    @router.post("/v1/alertmanager", dependencies=[Depends(require_admin), Depends(body_types("application/json"))],
+    # response_model given: the annotation's JSONResponse (the 503) is not the 200's shape.
+    @router.post("/v1/alertmanager", response_model=dict[str, Any],
+                 dependencies=[Depends(require_admin), Depends(body_types("application/json"))],
                  responses={**errors(400, 401, 403, 408, 413, 415, 422), 503: {
                      "description": "the trigger store cannot write (disk full); Alertmanager resends later",
                      "content": {"application/json": {"schema": {"type": "object"}}}}},
@@ -79,7 +80,7 @@ def create_router(manager: TriggerManager) -> APIRouter:
                          "version": {"enum": ["4", 4]}, "status": {"type": ["string", "null"]},
                          "alerts": {"type": "array", "items": _ALERTS.json_schema()["items"]}},
                          "$defs": _ALERTS.json_schema().get("$defs", {})}}}}})
-    async def alertmanager(request: Request) -> dict[str, Any]:
+    async def alertmanager(request: Request) -> dict[str, Any] | JSONResponse:
         """Alertmanager's webhook (payload version 4): each *firing* alert labelled
         ``<alertmanager.action_label>=<action_value>`` (default ``driftline_action="retrain"``)
         becomes a trigger (reason ``alert``) for the model in its ``model`` label, once per
