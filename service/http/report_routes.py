@@ -7,8 +7,8 @@ import asyncio
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
 
-import pandas as pd
 from fastapi import APIRouter, Depends, HTTPException, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
@@ -18,6 +18,9 @@ from service.core.model_state import ModelState
 from service.http.dependencies import read_model, require_read
 from service.http.openapi import ModelName, errors
 from service.integrations.evidently_report import ReportError, evidently_html
+
+if TYPE_CHECKING:
+    import pandas as pd  # an idle service has not loaded pandas (tests/test_serve_cli.py)
 
 __all__ = ["ReportCache", "router"]
 
