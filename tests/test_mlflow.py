@@ -20,7 +20,7 @@ import pandas as pd
 import pytest
 
 from service.config import MlflowConfig
-from service.integrations.mlflow import download_reference, parse_uri
+from service.integrations.mlflow import download_reference, parse_uri, resolve_version
 from tests.conftest import free_socket, require_tool
 from tests.test_webhooks import wait_until, wait_until_answers
 
@@ -94,6 +94,15 @@ def test_uri_forms():
     assert parse_uri("runs:/abc")[1]["path"] is None
     with pytest.raises(ValueError, match="is not models"):
         parse_uri("s3://bucket/ref.parquet")
+
+
+def test_a_registered_model_without_version_or_alias_is_refused_before_the_registry_is_asked():
+    class NoRegistry:  # any call to the registry fails the test
+        def __getattr__(self, name):
+            raise AssertionError(f"the registry was asked ({name})")
+
+    with pytest.raises(ValueError, match="no version or alias"):
+        resolve_version(NoRegistry(), "fraud", None, None)
 
 
 def test_download_reference_from_a_version_and_a_run(registered):

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, get_args
 
@@ -60,14 +61,14 @@ def named_variables(settings: Settings) -> set[str]:
     webhook added later, and deployments set it before they configure one)."""
     names: set[str] = set()
 
-    def classes(annotation: Any):
+    def classes(annotation: Any) -> Iterator[type[BaseModel]]:
         if isinstance(annotation, type) and issubclass(annotation, BaseModel):
             yield annotation
         for arg in get_args(annotation):
             yield from classes(arg)
 
     seen: set[type] = set()
-    pending = [Settings]
+    pending: list[type[BaseModel]] = [Settings]
     while pending:
         cls = pending.pop()
         if cls in seen:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import OrderedDict, defaultdict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from service.core.events import Decoded, Rejection, Validator
@@ -46,7 +46,8 @@ class CloudEventJoiner:
     counted per reason in ``evicted``. With a ``journal`` every pending half is also on disk."""
 
     def __init__(self, validator: Validator, ttl: float = 30.0, max_pending: int = 10_000,
-                 max_pending_bytes: int = 32 * 1024 * 1024, clock=time.time, journal: PendingJournal | None = None):
+                 max_pending_bytes: int = 32 * 1024 * 1024, clock: Callable[[], float] = time.time,
+                 journal: PendingJournal | None = None):
         self.validator = validator
         self.ttl = ttl
         self.max_pending = max_pending

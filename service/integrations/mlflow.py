@@ -30,12 +30,17 @@ import logging
 import re
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from service.config import MlflowConfig
 from service.ingest.tables import FORMATS, TableError, read_table
 from service.integrations.evidently_report import evidently_html
+
+if TYPE_CHECKING:  # mlflow is imported where a client is made: it takes seconds
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.tracking import MlflowClient
 
 log = logging.getLogger("driftline.mlflow")
 
@@ -44,7 +49,7 @@ _RUNS = re.compile(r"^runs:/(?P<run>[^/]+)(?:/(?P<path>.+))?$")
 _METRIC_NAME = re.compile(r"[^A-Za-z0-9_\-. /]")
 
 
-def _client(config: MlflowConfig, tracking_uri: str | None = None):
+def _client(config: MlflowConfig, tracking_uri: str | None = None) -> MlflowClient:
     from mlflow.tracking import MlflowClient  # noqa: PLC0415 - slow import
 
     uri = tracking_uri or config.tracking_uri
@@ -62,7 +67,7 @@ def parse_uri(uri: str) -> tuple[str, dict]:
     raise ValueError(f"{uri!r} is not models:/<name>/<version>, models:/<name>@<alias> or runs:/<run_id>/<path>")
 
 
-def resolve_version(client, name: str, version: str | None, alias: str | None):
+def resolve_version(client: MlflowClient, name: str, version: str | None, alias: str | None) -> ModelVersion:
     if alias is not None:
         return client.get_model_version_by_alias(name, alias)
     if version is not None and not version.isdigit():
@@ -71,6 +76,8 @@ def resolve_version(client, name: str, version: str | None, alias: str | None):
         if not found:
             raise ValueError(f"registered model {name!r} has no version in stage {version!r}")
         return found[0]
+    if version is None:  # parse_uri gives a models:/ URI a version or an alias, never neither
+        raise ValueError(f"registered model {name!r}: no version or alias to resolve")
     return client.get_model_version(name, version)
 
 
@@ -119,7 +126,7 @@ class EvidenceLogger:
         self.config = config
         self._experiments: dict[str, str] = {}
 
-    def _experiment(self, client, model: str) -> str:
+    def _experiment(self, client: MlflowClient, model: str) -> str:
         name = f"{self.config.experiment_prefix}{model}"
         if name not in self._experiments:
             found = client.get_experiment_by_name(name)
@@ -194,7 +201,7 @@ class EvidenceLogger:
         log.info("MLflow: evidence of trigger %s logged as run %s", trigger_id, run_id)
         return run_id
 
-    def _tag_version(self, client, payload: dict) -> None:
+    def _tag_version(self, client: MlflowClient, payload: dict) -> None:
         source = (payload.get("reference") or {}).get("source") or ""
         if not self.config.tag_versions or not source.startswith("mlflow:models:/"):
             return

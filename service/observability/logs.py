@@ -7,6 +7,7 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable
 
 # Loggers whose repeated messages are throttled: kafka-python's, and driftline's own Kafka
 # source, which reports each failed reconnection.
@@ -22,7 +23,7 @@ class RepeatFilter(logging.Filter):
     says how many were held back."""
 
     def __init__(self, prefixes: tuple[str, ...] = THROTTLED, interval: float = REPEAT_INTERVAL,
-                 clock=time.monotonic):
+                 clock: Callable[[], float] = time.monotonic):
         super().__init__()
         self.prefixes = prefixes
         self.interval = interval

@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from service import extras
-from service.config import AUTOMATIC_REASONS, Settings, TriggersConfig
+from service.config import AUTOMATIC_REASONS, PerformanceRule, QualityConfig, Settings, TriggersConfig
 from service.core.engine import Engine
 from service.core.model_state import Evaluation
 from service.observability.metrics import Metrics
@@ -66,7 +66,7 @@ class Outcome:
                 "state": "pending" if self.target else "not_sent"}
 
 
-def performance_signal(rule, performance: dict[str, float], labels: int) -> tuple[bool, float | None]:
+def performance_signal(rule: PerformanceRule, performance: dict[str, float], labels: int) -> tuple[bool, float | None]:
     """(drop?, value) for a performance rule; no verdict below ``min_labels`` labels."""
     value = performance.get(rule.metric)
     if value is None or labels < rule.min_labels or value != value:  # NaN: no verdict
@@ -98,7 +98,7 @@ def segment_signals(policy: TriggersConfig, evaluation: Evaluation) -> dict[tupl
     return signals
 
 
-def quality_breaches(rule, evaluation: Evaluation) -> list[tuple[str, str, float]]:
+def quality_breaches(rule: QualityConfig, evaluation: Evaluation) -> list[tuple[str, str, float]]:
     """The window's data-quality figures above the model's ``quality`` thresholds."""
     if evaluation.quality is None:
         return []
