@@ -169,7 +169,7 @@ class Changelog:
         self.engine.mark_clean(written_models)
         try:
             producer.flush(timeout=15)
-            ends = {}
+            ends: dict[int, int] = {}
             for p, future in futures:
                 metadata = future.get(timeout=1)
                 ends[p] = max(ends.get(p, -1), metadata.offset + 1)

@@ -13,8 +13,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import orjson
 
@@ -25,7 +26,7 @@ from service.ingest import cloudevents
 from service.ingest.joiner import CloudEventJoiner, decode_kafka
 from service.ingest.journal import open_journal
 from service.kafka.changelog import Changelog
-from service.kafka.clients import load_client
+from service.kafka.clients import Consumer, Producer, load_client
 from service.kafka.dead_letters import DeadLetters
 from service.kafka.lag import measure_lag, remove_lag
 
@@ -58,8 +59,8 @@ class KafkaSource:
         self.joiner: CloudEventJoiner | None = None
         self.dead_letters = DeadLetters(config.dead_letter_topic)
         self.batch_listeners: list[Callable[[dict, float], None]] = []  # (records, processed_at); benchmarks
-        self._consumer = None
-        self._producer = None
+        self._consumer: Consumer | None = None
+        self._producer: Producer | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         # Held by the poll thread while it processes or checkpoints, and by the revocation
@@ -117,6 +118,27 @@ class KafkaSource:
             return False, f"broker {self.config.bootstrap_servers} unreachable: no answer for {silent:.0f}s"
         return True, "connected"
 
+    # The poll thread works between _open and _close (and after start): these are its clients
+    # and joiner, which every method below may take as present.
+
+    @property
+    def consumer(self) -> Consumer:
+        if self._consumer is None:
+            raise RuntimeError("kafka source: the consumer is used while not connected")
+        return self._consumer
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            raise RuntimeError("kafka source: the producer is used while not connected")
+        return self._producer
+
+    @property
+    def halves(self) -> CloudEventJoiner:
+        if self.joiner is None:
+            raise RuntimeError("kafka source: the CloudEvents joiner is used before start()")
+        return self.joiner
+
     # -- the loop -----------------------------------------------------------------------
 
     def _run(self) -> None:
@@ -125,7 +147,7 @@ class KafkaSource:
             try:
                 if self._consumer is None:
                     self._open()
-                records = self._consumer.poll(self.config.poll_timeout, self.config.max_poll_records)
+                records = self.consumer.poll(self.config.poll_timeout, self.config.max_poll_records)
                 if self._pending_assignment is not None:
                     self._apply_assignment()
                     continue  # positions may have moved: drop what this poll fetched
@@ -208,10 +230,12 @@ class KafkaSource:
         """A trigger sink: every retraining trigger also goes to ``kafka.trigger_topic``, keyed
         by model, for pipelines that listen on Kafka. Raising makes the trigger manager offer
         the trigger again later (at-least-once)."""
-        producer = self._producer
+        producer, topic = self._producer, self.config.trigger_topic
+        if topic is None:  # server.build_app adds this sink only with a trigger topic
+            raise ValueError("kafka.trigger_topic is not set")
         if producer is None:
             raise ConnectionError("not connected to Kafka yet; the trigger will be published when it is")
-        future = producer.send(self.config.trigger_topic, key=str(payload["model"]).encode(),
+        future = producer.send(topic, key=str(payload["model"]).encode(),
                                value=orjson.dumps(payload), headers=[("type", str(payload.get("type", "")).encode())])
         future.get(timeout=15)
 
@@ -240,7 +264,7 @@ class KafkaSource:
             decoded = self.engine.validator.decode_records(plain, received_at) if plain else Decoded()
             dead = [(plain_records[r.index], r) for r in decoded.rejected]
             for record in cloud:
-                one = decode_kafka(self.joiner, record.headers, record.value, received_at, tp.partition)
+                one = decode_kafka(self.halves, record.headers, record.value, received_at, tp.partition)
                 if one.rejected:
                     dead.append((record, one.rejected[0]))
                 decoded.predictions += one.predictions
@@ -251,7 +275,7 @@ class KafkaSource:
             if self.changelog is not None:
                 self.changelog.note(tp.partition, decoded.models)
             for record, rejection in dead:
-                self.dead_letters.send(self._producer, record, rejection)
+                self.dead_letters.send(self.producer, record, rejection)
             self._applied[tp] = batch[-1].offset + 1
             self.records += len(batch)
         if self.changelog is None:
@@ -261,8 +285,8 @@ class KafkaSource:
             listener(records, processed_at)
 
     def _expire_cloudevents(self) -> None:
-        if len(self.joiner):
-            for partition, decoded in self.joiner.expire().items():
+        if len(self.halves):
+            for partition, decoded in self.halves.expire().items():
                 self.engine.process(decoded)
                 if self.changelog is not None and partition is not None:
                     self.changelog.note(partition, decoded.models)
@@ -274,11 +298,11 @@ class KafkaSource:
                    if tp in self._assigned and self._committed.get(tp) != offset}
         if not offsets:
             return
-        if not self.dead_letters.delivered(self._producer):
+        if not self.dead_letters.delivered(self.producer):
             log.info("kafka source: dead letters not yet delivered; commit postponed")
             return
         try:
-            self._consumer.commit(offsets)
+            self.consumer.commit(offsets)
         except Exception as exc:
             # Rebalancing, or the broker is away: the next commit covers these offsets.
             log.info("kafka source: commit postponed: %s", exc)
@@ -287,8 +311,11 @@ class KafkaSource:
 
     def _checkpoint(self) -> None:
         self._last_checkpoint = time.monotonic()
-        partitions = {tp.partition for tp in self._assigned} & self.changelog.held
-        if self.changelog.write(self._producer, self.joiner, partitions, self._applied):
+        changelog = self.changelog
+        if changelog is None:  # the loop checkpoints only with a state topic
+            raise RuntimeError("kafka source: a changelog checkpoint without a state topic")
+        partitions = {tp.partition for tp in self._assigned} & changelog.held
+        if changelog.write(self.producer, self.halves, partitions, self._applied):
             self._commit()
 
     # -- rebalances (the client calls these inside poll or close) -------------------------
@@ -313,7 +340,7 @@ class KafkaSource:
             return
         partitions = {tp.partition for tp in revoked} & self.changelog.held
         if partitions and self._producer is not None:
-            self.changelog.write(self._producer, self.joiner, partitions, self._applied)
+            self.changelog.write(self.producer, self.halves, partitions, self._applied)
 
     def _on_lost(self, lost) -> None:
         # Evicted from the group (e.g. the broker was away longer than the session): another
@@ -328,7 +355,7 @@ class KafkaSource:
         # Blocking work (restoring state) happens on the poll thread; until then fetch nothing.
         self._pending_assignment = list(assigned)
         if assigned:
-            self._consumer.pause(self._pending_assignment)
+            self.consumer.pause(self._pending_assignment)
 
     def _apply_assignment(self) -> None:
         """Restore and position newly assigned partitions (on the poll thread). On failure the
@@ -345,7 +372,7 @@ class KafkaSource:
         if changelog is None:
             for tp in assigned:
                 if tp in previous and tp in self._applied:
-                    self._consumer.seek(tp, self._applied[tp])
+                    self.consumer.seek(tp, self._applied[tp])
                 else:
                     self._position(tp, None)
             self._resume(assigned, pending)
@@ -353,20 +380,20 @@ class KafkaSource:
         partitions = {tp.partition for tp in assigned}
         # Partitions this replica no longer has: forget their models.
         for p in changelog.held - partitions:
-            changelog.drop(p, self.joiner)
-        ends = changelog.ends(self._consumer, partitions)
+            changelog.drop(p, self.halves)
+        ends = changelog.ends(self.consumer, partitions)
         for p in sorted(partitions):
             if changelog.is_newest(p, ends.get(p, 0)):
                 for tp in assigned:
                     if tp.partition == p:
                         if tp in self._applied:
-                            self._consumer.seek(tp, self._applied[tp])
+                            self.consumer.seek(tp, self._applied[tp])
                         else:
                             self._position(tp, None)
                 continue
             if p in changelog.held:
-                changelog.drop(p, self.joiner)
-            marker = changelog.restore_partition(p, ends.get(p, 0), self.joiner)
+                changelog.drop(p, self.halves)
+            marker = changelog.restore_partition(p, ends.get(p, 0), self.halves)
             # Start after the last complete checkpoint when the committed offset is behind it.
             for tp in assigned:
                 if tp.partition == p:
@@ -380,21 +407,21 @@ class KafkaSource:
         if self._pending_assignment is pending:  # not replaced by a newer rebalance meanwhile
             self._pending_assignment = None
         if assigned:
-            self._consumer.resume(list(assigned))
+            self.consumer.resume(list(assigned))
         self._ready, self._reason = True, "connected"
         self._last_lag = 0.0
 
     def _position(self, tp, checkpointed: int | None) -> None:
         """Seek a newly assigned partition to max(committed, checkpointed), else per auto_offset_reset."""
-        committed = self._consumer.committed(tp, timeout=10)
+        committed = self.consumer.committed(tp, timeout=10)
         known = [x for x in (committed, checkpointed) if x is not None]
         if known:
-            self._consumer.seek(tp, max(known))
+            self.consumer.seek(tp, max(known))
             self._applied[tp] = max(known)
         elif self.config.auto_offset_reset == "earliest":
-            self._consumer.seek_to_beginning(tp)
+            self.consumer.seek_to_beginning(tp)
         else:
-            self._consumer.seek_to_end(tp)
+            self.consumer.seek_to_end(tp)
 
     # -- lag and health -----------------------------------------------------------------
 

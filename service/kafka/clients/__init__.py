@@ -122,4 +122,4 @@ def load_client(config: KafkaConfig) -> Client:
     module, extra = CLIENTS[config.client]
     if extra is not None:
         extras.require(extra, f"kafka.client: {config.client}")
-    return importlib.import_module(module)  # type: ignore[return-value]
+    return importlib.import_module(module)

@@ -102,6 +102,8 @@ class ConfluentConsumer:
                 raise KafkaException(error)
             if message.partition() != partition or message.topic() != topic:
                 topic, partition = message.topic(), message.partition()
+                if topic is None or partition is None:  # librdkafka sets both on every message without an error
+                    raise KafkaException(f"a consumed message without topic or partition ({topic}, {partition})")
                 batch = batches.setdefault(TopicPartition(topic, partition), [])
             batch.append(make(Record, (topic, partition, message.offset(), message.timestamp()[1], message.key(),
                                        message.value(), message.headers())))
@@ -279,7 +281,7 @@ def ensure_topics(config: KafkaConfig) -> None:
         except KafkaException as exc:
             if exc.args[0].code() != KafkaError.TOPIC_ALREADY_EXISTS:
                 raise
-    if plan.grow_changelog_to is not None:
+    if plan.grow_changelog_to is not None and config.state_topic is not None:  # plan_topics grows only a state topic
         [future] = admin.create_partitions([NewPartitions(config.state_topic, plan.grow_changelog_to)],
                                            request_timeout=10).values()
         future.result(timeout=15)
