@@ -43,21 +43,20 @@ from __future__ import annotations
 import io
 import json
 import math
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
-from itertools import pairwise
-from typing import Protocol
 
 import numpy as np
+
+from detectors.calibration import IsotonicCalibrator, needs_calibration
+from detectors.cbpe_metrics import BINARY_DEFINITIONS, ExpectedCells, expected_cells
 
 __all__ = [
     "BINARY_METRICS",
     "CBPE",
     "ChunkEstimate",
-    "IsotonicCalibrator",
     "MetricEstimate",
     "chunk_slices",
-    "needs_calibration",
 ]
 
 BINARY_METRICS = ("roc_auc", "f1", "precision", "recall", "specificity", "accuracy")
@@ -67,150 +66,6 @@ STD_MULTIPLIER = 3
 DEFAULT_CHUNK_COUNT = 10
 
 
-class IsotonicCalibrator:
-    """sklearn's ``IsotonicRegression(out_of_bounds="clip", increasing=True)``: the pool
-    adjacent violators fit on the mean label of each distinct score, linear in between,
-    constant beyond the fitted range.
-
-    >>> IsotonicCalibrator().fit(np.array([0.1, 0.2, 0.3, 0.4]), np.array([0, 1, 0, 1])).calibrate(
-    ...     np.array([0.0, 0.25, 0.35, 1.0]))
-    array([0.  , 0.5 , 0.75, 1.  ])
-    """
-
-    def fit(self, scores: np.ndarray, labels: np.ndarray) -> IsotonicCalibrator:
-        scores = np.asarray(scores, dtype=float)
-        labels = np.asarray(labels, dtype=float)
-        order = np.lexsort((labels, scores))
-        self._x, first, counts = np.unique(scores[order], return_index=True, return_counts=True)
-        means = np.add.reduceat(labels[order], first) / counts
-        # scipy.optimize and scipy.stats cost ~70 MB at import: on first use, not at start-up.
-        from scipy.optimize import isotonic_regression  # noqa: PLC0415
-
-        self._y = np.asarray(isotonic_regression(means, weights=counts.astype(float), increasing=True).x)
-        # Only the ends of each flat run matter to the interpolation (inside one, the value is
-        # the run's, exactly): a few dozen knots instead of one per distinct score, which
-        # makes calibrating a window several times faster and changes no result.
-        if len(self._y) > 2:
-            flat = np.r_[False, (self._y[1:-1] == self._y[:-2]) & (self._y[1:-1] == self._y[2:]), False]
-            self._x, self._y = self._x[~flat], self._y[~flat]
-        return self
-
-    def calibrate(self, scores: np.ndarray) -> np.ndarray:
-        scores = np.asarray(scores, dtype=float)
-        if len(self._x) == 1:
-            return np.where(np.isnan(scores), np.nan, self._y[0])
-        return np.interp(np.clip(scores, self._x[0], self._x[-1]), self._x, self._y)
-
-
-def average_ranks(values: np.ndarray) -> np.ndarray:
-    """Ranks from 1, tied values sharing their mean rank: ``scipy.stats.rankdata(values)``,
-    value for value (the ranks are exact halves), without importing scipy.stats (~45 MB).
-
-    >>> average_ranks(np.array([0.3, 0.1, 0.3, 0.2])).tolist()
-    [3.5, 1.0, 3.5, 2.0]
-    """
-    if np.isnan(values).any():  # rankdata's nan_policy="propagate"
-        return np.full(values.size, np.nan)
-    order = np.argsort(values, kind="mergesort")
-    ordered = values[order]
-    starts = np.concatenate(([True], ordered[1:] != ordered[:-1]))
-    run = np.cumsum(starts) - 1  # the run of equal values each sorted position belongs to
-    bounds = np.append(np.flatnonzero(starts), values.size)  # where each run starts; the end
-    ranks = np.empty(values.size, dtype=float)
-    ranks[order] = 0.5 * (bounds[run] + bounds[run + 1] + 1)
-    return ranks
-
-
-def roc_auc(labels: np.ndarray, scores: np.ndarray) -> float:
-    """ROC AUC as the Mann-Whitney statistic with tied scores sharing their mean rank
-    (equal to sklearn's ``roc_auc_score``); NaN with a single class."""
-    labels = np.asarray(labels) == 1
-    positives = int(labels.sum())
-    negatives = len(labels) - positives
-    if positives == 0 or negatives == 0:
-        return float("nan")
-    ranks = average_ranks(np.asarray(scores, dtype=float))
-    return float((ranks[labels].sum() - positives * (positives + 1) / 2) / (positives * negatives))
-
-
-def _approximate_mode(class_counts: np.ndarray, n_draws: int, rng: np.random.RandomState) -> np.ndarray:
-    """sklearn.utils.extmath._approximate_mode, drawing from ``rng`` in the same order."""
-    continuous = class_counts / class_counts.sum() * n_draws
-    floored = np.floor(continuous)
-    need_to_add = int(n_draws - floored.sum())
-    if need_to_add > 0:
-        remainder = continuous - floored
-        for value in np.sort(np.unique(remainder))[::-1]:
-            (indices,) = np.where(remainder == value)
-            add_now = min(len(indices), need_to_add)
-            floored[rng.choice(indices, size=add_now, replace=False)] += 1
-            need_to_add -= add_now
-            if need_to_add == 0:
-                break
-    return floored.astype(int)
-
-
-def stratified_shuffle_splits(labels: np.ndarray, n_splits: int = 10, test_size: float = 0.1,
-                              random_state: int = 42):
-    """The (train, test) index pairs of sklearn's ``StratifiedShuffleSplit(n_splits,
-    test_size=test_size, random_state=random_state)``, drawn identically."""
-    n = len(labels)
-    n_test = math.ceil(test_size * n)
-    n_train = n - n_test
-    _, class_of, class_counts = np.unique(labels, return_inverse=True, return_counts=True)
-    class_indices = np.split(np.argsort(class_of, kind="stable"), np.cumsum(class_counts)[:-1])
-    rng = np.random.RandomState(random_state)
-    for _ in range(n_splits):
-        n_i = _approximate_mode(class_counts, n_train, rng)
-        t_i = _approximate_mode(class_counts - n_i, n_test, rng)
-        train: list[int] = []
-        test: list[int] = []
-        for i, count in enumerate(class_counts):
-            shuffled = class_indices[i].take(rng.permutation(count), mode="clip")
-            train.extend(shuffled[: n_i[i]])
-            test.extend(shuffled[n_i[i]: n_i[i] + t_i[i]])
-        yield rng.permutation(train), rng.permutation(test)
-
-
-def _bin_edges(length: int, bin_count: int) -> np.ndarray:
-    if length <= 2 * bin_count:
-        bin_count = length // 2
-        if bin_count < 2:
-            raise ValueError(f"cannot split {length} reference rows into 2 calibration bins")
-    edges = np.arange(0, length + 1, length // bin_count)
-    edges[-1] = length
-    return edges
-
-
-def _expected_calibration_error(labels: np.ndarray, scores: np.ndarray, edges: np.ndarray) -> float:
-    order = scores.argsort()  # NannyML's (unstable) order, so that ties fall into the same bins
-    scores, labels = scores[order], labels[order]
-    return float(sum((right - left) / len(scores) * abs(scores[left:right].mean() - labels[left:right].mean())
-                     for left, right in pairwise(edges)))
-
-
-def needs_calibration(labels: np.ndarray, scores: np.ndarray, bin_count: int = 10, split_count: int = 10) -> bool:
-    """NannyML's ``needs_calibration``: whether isotonic calibration, fitted and applied over
-    stratified shuffle splits of the reference, lowers the expected calibration error of the
-    held-out scores (ten equal-count bins)."""
-    labels = np.asarray(labels, dtype=float)
-    scores = np.asarray(scores, dtype=float)
-    classes, counts = np.unique(labels, return_counts=True)
-    if len(classes) == 1 or roc_auc(labels, scores) > 0.999 or counts.min() < 2:
-        return False
-    tested_labels, tested_scores, calibrated_scores = [], [], []
-    for train, test in stratified_shuffle_splits(labels, split_count):
-        calibrator = IsotonicCalibrator().fit(scores[train], labels[train])
-        tested_labels.append(labels[test])
-        tested_scores.append(scores[test])
-        calibrated_scores.append(calibrator.calibrate(scores[test]))
-    labels_test = np.concatenate(tested_labels)
-    edges = _bin_edges(len(labels_test), bin_count)
-    before = _expected_calibration_error(labels_test, np.concatenate(tested_scores), edges)
-    after = _expected_calibration_error(labels_test, np.concatenate(calibrated_scores), edges)
-    return before > after
-
-
 def chunk_slices(length: int, chunk_size: int | None) -> list[slice]:
     """Consecutive chunks of ``chunk_size`` rows and a last, smaller one for the remainder;
     without ``chunk_size``, ten chunks of ``length // 10`` rows and the remainder."""
@@ -218,183 +73,6 @@ def chunk_slices(length: int, chunk_size: int | None) -> list[slice]:
     if size <= 0:
         raise ValueError(f"cannot cut {length} rows into chunks of {size} rows")
     return [slice(start, min(start + size, length)) for start in range(0, length, size)]
-
-
-# --- estimates from calibrated scores (NannyML's estimate_* functions) ---
-
-def _ratio(numerator: float, denominator: float) -> float:
-    return float(numerator / denominator) if denominator != 0 else 0.0
-
-
-# The expected confusion matrix of a chunk: (tp, fp, fn, tn), sums of calibrated probabilities.
-ExpectedCells = tuple[float, float, float, float]
-
-
-def _estimate_roc_auc(calibrated: np.ndarray, raw: np.ndarray, predicted: np.ndarray | None,
-                      cells: ExpectedCells | None = None) -> float:
-    order = np.argsort(raw)[::-1]
-    calibrated = calibrated[order]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        cumulative = np.cumsum(calibrated)
-        tps = np.round(np.concatenate(([0.0], cumulative)), 5)
-        fps = np.round(np.concatenate(([0.0], 1 + np.arange(len(calibrated)) - cumulative)), 5)
-        tpr, fpr = tps / tps[-1], fps / fps[-1]
-        return float(np.sum(np.diff(fpr) * (tpr[1:] + tpr[:-1]) / 2))
-
-
-def _expected_cells(calibrated: np.ndarray, predicted: np.ndarray) -> ExpectedCells:
-    positive = predicted == 1
-    tp = float(np.sum(calibrated[positive]))
-    fp = float(np.sum(1 - calibrated[positive]))
-    fn = float(np.sum(calibrated[~positive]))
-    tn = float(np.sum(1 - calibrated[~positive]))
-    return tp, fp, fn, tn
-
-
-# ``cells``: the expected confusion matrix when the caller has it already (one per chunk).
-# ``raw``: unused by these, which read the calibrated scores only (multiclass passes None).
-def _estimate_f1(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
-                 cells: ExpectedCells | None = None) -> float:
-    tp, fp, fn, _ = cells or _expected_cells(calibrated, predicted)
-    return _ratio(tp, tp + 0.5 * (fp + fn))
-
-
-def _estimate_precision(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
-                        cells: ExpectedCells | None = None) -> float:
-    tp, fp, _, _ = cells or _expected_cells(calibrated, predicted)
-    return _ratio(tp, tp + fp)
-
-
-def _estimate_recall(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
-                     cells: ExpectedCells | None = None) -> float:
-    tp, _, fn, _ = cells or _expected_cells(calibrated, predicted)
-    return _ratio(tp, tp + fn)
-
-
-def _estimate_specificity(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
-                          cells: ExpectedCells | None = None) -> float:
-    _, fp, _, tn = cells or _expected_cells(calibrated, predicted)
-    return _ratio(tn, tn + fp)
-
-
-def _estimate_accuracy(calibrated: np.ndarray, raw: np.ndarray | None, predicted: np.ndarray,
-                       cells: ExpectedCells | None = None) -> float:
-    tp, _, _, tn = cells or _expected_cells(calibrated, predicted)
-    return (tp + tn) / len(predicted)
-
-
-# --- realised metrics (sklearn's, with NannyML's NaN cases) ---
-
-def _realized_roc_auc(labels, raw, predicted) -> float:
-    return roc_auc(labels, raw)
-
-
-def _counts(labels, predicted) -> tuple[int, int, int, int]:
-    truth, positive = labels == 1, predicted == 1
-    return (int(np.sum(truth & positive)), int(np.sum(~truth & positive)),
-            int(np.sum(truth & ~positive)), int(np.sum(~truth & ~positive)))
-
-
-def _both_classes(labels, predicted) -> bool:
-    return len(np.unique(labels)) > 1 and len(np.unique(predicted)) > 1
-
-
-def _realized_f1(labels, raw, predicted) -> float:
-    tp, fp, fn, _ = _counts(labels, predicted)
-    return _ratio(tp, tp + 0.5 * (fp + fn)) if _both_classes(labels, predicted) else float("nan")
-
-
-def _realized_precision(labels, raw, predicted) -> float:
-    tp, fp, _, _ = _counts(labels, predicted)
-    return _ratio(tp, tp + fp) if _both_classes(labels, predicted) else float("nan")
-
-
-def _realized_recall(labels, raw, predicted) -> float:
-    tp, _, fn, _ = _counts(labels, predicted)
-    return _ratio(tp, tp + fn) if _both_classes(labels, predicted) else float("nan")
-
-
-def _realized_specificity(labels, raw, predicted) -> float:
-    _, fp, _, tn = _counts(labels, predicted)
-    return tn / (tn + fp) if tn + fp else float("nan")
-
-
-def _realized_accuracy(labels, raw, predicted) -> float:
-    return float(np.mean(labels == predicted))
-
-
-# --- sampling error components from the reference (NannyML's sampling_error.binary_classification) ---
-
-def _auroc_components(labels, raw, predicted) -> tuple[float, float]:
-    labels, raw = labels.astype(float), raw.astype(float)
-    if np.mean(labels) > 0.5:
-        labels, raw = np.abs(labels - 1), 1 - raw
-    order = np.argsort(raw)  # NannyML's (unstable) order: tied scores keep its rank assignment
-    labels = labels[order]
-    positive_ranks = np.unique(labels * np.arange(len(labels)))[1:]
-    ser = positive_ranks - np.arange(len(positive_ranks))
-    positives = np.sum(labels)
-    return float(np.std(ser / (len(labels) - positives))), float(positives / len(labels))
-
-
-def _component(values_one: int, values_zero: int) -> float:
-    values = np.concatenate([np.ones(values_one), np.zeros(values_zero)])
-    return float(np.std(values)) if len(values) else float("nan")
-
-
-def _f1_components(labels, raw, predicted) -> tuple[float, float]:
-    tp, fp, fn, _ = _counts(labels, predicted)
-    relevant = tp + fp + fn
-    if relevant == 0:
-        return float("nan"), 0.0
-    correcting_factor = relevant / ((fn + fp) * 0.5 + tp)
-    return _component(tp, fp + fn) * correcting_factor, relevant / len(labels)
-
-
-def _precision_components(labels, raw, predicted) -> tuple[float, float]:
-    tp, fp, _, _ = _counts(labels, predicted)
-    return _component(tp, fp), float(np.sum(predicted)) / len(labels)
-
-
-def _recall_components(labels, raw, predicted) -> tuple[float, float]:
-    tp, _, fn, _ = _counts(labels, predicted)
-    return _component(tp, fn), float(np.sum(labels)) / len(labels)
-
-
-def _specificity_components(labels, raw, predicted) -> tuple[float, float]:
-    _, fp, _, tn = _counts(labels, predicted)
-    return _component(tn, fp), (tn + fp) / len(labels)
-
-
-def _accuracy_components(labels, raw, predicted) -> tuple[float, float]:
-    # NannyML's accuracy error is std / sqrt(n): a fraction of 1 in the shared formula.
-    return float(np.std((labels.astype(int) == predicted.astype(int)).astype(int))), 1.0
-
-
-class _Estimate(Protocol):
-    """A metric's estimate from calibrated and raw scores and predictions; ``cells`` is the
-    chunk's expected confusion matrix where already computed (shared by the metrics)."""
-
-    def __call__(self, calibrated: np.ndarray, raw: np.ndarray, predicted: np.ndarray,
-                 cells: ExpectedCells | None = None) -> float: ...
-
-
-@dataclass(frozen=True)
-class _MetricDefinition:
-    estimate: _Estimate
-    realized: Callable[[np.ndarray, np.ndarray, np.ndarray], float]
-    components: Callable[[np.ndarray, np.ndarray, np.ndarray], tuple[float, float]]
-    uses_predictions: bool = True
-
-
-_BINARY = {
-    "roc_auc": _MetricDefinition(_estimate_roc_auc, _realized_roc_auc, _auroc_components, uses_predictions=False),
-    "f1": _MetricDefinition(_estimate_f1, _realized_f1, _f1_components),
-    "precision": _MetricDefinition(_estimate_precision, _realized_precision, _precision_components),
-    "recall": _MetricDefinition(_estimate_recall, _realized_recall, _recall_components),
-    "specificity": _MetricDefinition(_estimate_specificity, _realized_specificity, _specificity_components),
-    "accuracy": _MetricDefinition(_estimate_accuracy, _realized_accuracy, _accuracy_components),
-}
 
 
 @dataclass(frozen=True)
@@ -510,13 +188,13 @@ class CBPE:
         _check_binary(predicted, "y_pred")
         slices = chunk_slices(len(labels), self.chunk_size)
         for name in self.metrics:
-            metric = _BINARY[name]
+            metric = BINARY_DEFINITIONS[name]
             self._components[name] = metric.components(labels, scores, predicted)
             if name in self.configured_thresholds:
                 self.thresholds[name] = self.configured_thresholds[name]
                 continue
             realized = np.array([metric.realized(labels[part], scores[part], predicted[part]) for part in slices])
-            self.thresholds[name] = _standard_deviation_thresholds(realized)
+            self.thresholds[name] = standard_deviation_thresholds(realized)
         self.calibrated = needs_calibration(labels, scores)
         self._calibrator = IsotonicCalibrator().fit(scores, labels) if self.calibrated else None
         return self
@@ -588,13 +266,13 @@ class CBPE:
         # expected confusion matrix: selected and summed once per chunk, not once per metric.
         usable: dict[bool, tuple[np.ndarray, int, tuple[np.ndarray, np.ndarray, np.ndarray], ExpectedCells | None]] = {}
         for name in self.metrics:
-            metric = _BINARY[name]
+            metric = BINARY_DEFINITIONS[name]
             if metric.uses_predictions not in usable:
                 present = scored & ~np.isnan(predicted) if metric.uses_predictions else scored
                 count = int(present.sum())
                 rows = (calibrated, raw, predicted) if count == len(raw) else \
                     (calibrated[present], raw[present], predicted[present])
-                cells = _expected_cells(rows[0], rows[2]) if count and metric.uses_predictions else None
+                cells = expected_cells(rows[0], rows[2]) if count and metric.uses_predictions else None
                 usable[metric.uses_predictions] = (present, count, rows, cells)
             present, count, rows, cells = usable[metric.uses_predictions]
             if count:
@@ -628,7 +306,7 @@ def _check_binary(values: np.ndarray, name: str) -> None:
         raise ValueError(f"{name} must be 0 or 1 (binary classification), not {other[0]:g}")
 
 
-def _standard_deviation_thresholds(values: np.ndarray) -> tuple[float | None, float | None]:
+def standard_deviation_thresholds(values: np.ndarray) -> tuple[float | None, float | None]:
     """NannyML's StandardDeviationThreshold over the reference chunks, within the metric's [0, 1]."""
     if np.isnan(values).all():
         return None, None

@@ -33,21 +33,21 @@ from typing import Any
 
 import numpy as np
 
+from detectors.calibration import IsotonicCalibrator, needs_calibration, roc_auc
 from detectors.cbpe import (
     SAMPLING_ERROR_RANGE,
     ChunkEstimate,
-    IsotonicCalibrator,
     MetricEstimate,
-    _estimate_f1,
-    _estimate_precision,
-    _estimate_recall,
-    _estimate_roc_auc,
-    _estimate_specificity,
-    _standard_deviation_thresholds,
     checked_configuration,
     chunk_slices,
-    needs_calibration,
-    roc_auc,
+    standard_deviation_thresholds,
+)
+from detectors.cbpe_metrics import (
+    estimate_f1,
+    estimate_precision,
+    estimate_recall,
+    estimate_roc_auc,
+    estimate_specificity,
 )
 
 __all__ = ["MULTICLASS_METRICS", "MulticlassCBPE"]
@@ -124,7 +124,7 @@ class MulticlassCBPE:
                 self.thresholds[name] = self.configured_thresholds[name]
                 continue
             realized = np.array([self._realized(name, labels[part], scores[part], predicted[part]) for part in slices])
-            self.thresholds[name] = _standard_deviation_thresholds(realized)
+            self.thresholds[name] = standard_deviation_thresholds(realized)
         self._calibrators, self.calibrated = [], []
         for index in range(len(self.classes)):
             truth = (labels == index).astype(float)
@@ -235,10 +235,10 @@ class MulticlassCBPE:
             hit = predicted[:, None] == np.arange(len(self.classes))[None, :]
             return float(np.mean(np.max(hit * calibrated, axis=1)))
         if name == "roc_auc":
-            return float(np.mean([_estimate_roc_auc(calibrated[:, index], scores[:, index], None)
+            return float(np.mean([estimate_roc_auc(calibrated[:, index], scores[:, index], None)
                                   for index in range(len(self.classes))]))
-        binary = {"f1": _estimate_f1, "precision": _estimate_precision, "recall": _estimate_recall,
-                  "specificity": _estimate_specificity}[name]
+        binary = {"f1": estimate_f1, "precision": estimate_precision, "recall": estimate_recall,
+                  "specificity": estimate_specificity}[name]
         return float(np.mean([binary(calibrated[:, index], None, (predicted == index).astype(float))
                               for index in range(len(self.classes))]))
 

@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 import numpy as np
 
-from detectors.cbpe import roc_auc
+from detectors.calibration import roc_auc
 
 
 @dataclass(slots=True)

@@ -10,15 +10,14 @@ from sklearn.isotonic import IsotonicRegression
 from sklearn.metrics import roc_auc_score
 from sklearn.model_selection import StratifiedShuffleSplit
 
-from detectors.cbpe import (
-    CBPE,
+from detectors.calibration import (
     IsotonicCalibrator,
     average_ranks,
-    chunk_slices,
     needs_calibration,
     roc_auc,
     stratified_shuffle_splits,
 )
+from detectors.cbpe import CBPE, chunk_slices
 from detectors.cbpe_multiclass import MulticlassCBPE
 
 
