@@ -210,10 +210,13 @@ _cached_quantile_grid = functools.lru_cache(maxsize=16)(_build_quantile_grid)
 # ---------------------------------------------------------------- the tests
 
 
-# Exact KS p-values by (n_ref, n_cur, statistic). SciPy's exact two-sample p-value costs
-# milliseconds and depends on nothing else; a streaming window has a fixed size and its
-# statistic takes few distinct values (multiples of 1/lcm(n, m)), so most checks hit.
-_KS_PVALUES: dict[tuple[int, int, float], float] = {}
+# KS p-values: exact ones by (n_ref, n_cur, h), asymptotic ones by (n_ref, n_cur, statistic,
+# None). SciPy's exact two-sample p-value costs milliseconds and depends on the sizes and on
+# h = round(statistic * lcm(n, m)) alone (the statistic is a multiple of 1/lcm, up to
+# rounding); a streaming window has a fixed size and its statistic takes few distinct
+# values, so most checks hit. Keyed by h, not the statistic: i/n - j/m rounds differently
+# for different (i, j) of the same h (0.5 - 0.2 and 0.4 - 0.1), which missed.
+_KS_PVALUES: dict[tuple, float] = {}
 _KS_PVALUES_MAX = 65_536
 
 
@@ -281,21 +284,36 @@ def ks_statistic_numpy(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
 
 def ks_pvalue(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
     ref, cur = both_numerical(ref, cur)
-    n1, n2 = ref.n, cur.n
     statistic = ks_statistic(ref.sorted_values, cur.sorted_values)
-    key = (n1, n2, statistic)
-    pvalue = _KS_PVALUES.get(key)
-    if pvalue is None:
-        exact, exact_pvalue = False, math.nan
-        ks_2samp, _attempt_exact_2kssamp = _scipy_ks()
-        if _attempt_exact_2kssamp is not None and max(n1, n2) <= _KS_EXACT_MAX_N:
-            # What ks_2samp does with its statistic, without recomputing it (~0.6 ms).
-            exact, _, exact_pvalue = _attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), statistic, "two-sided")
-        # Otherwise, or where the exact computation fails, SciPy's asymptotic p-value.
-        pvalue = float(exact_pvalue) if exact else float(ks_2samp(ref.sorted_values, cur.sorted_values).pvalue)
-        if len(_KS_PVALUES) >= _KS_PVALUES_MAX:
-            _KS_PVALUES.clear()
-        _KS_PVALUES[key] = pvalue
+    return ks_pvalue_of_statistic(statistic, ref.sorted_values, cur.sorted_values)
+
+
+def ks_pvalue_of_statistic(statistic: float, ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
+    """``scipy.stats.ks_2samp(ref_sorted, cur_sorted).pvalue``, given its statistic: exact up
+    to 10,000 values a sample where SciPy's exact computation succeeds, else asymptotic."""
+    n1, n2 = ref_sorted.size, cur_sorted.size
+    exact_key = None
+    if max(n1, n2) <= _KS_EXACT_MAX_N:
+        # _attempt_exact_2kssamp's h; Python's round, like numpy's, rounds half to even.
+        exact_key = (n1, n2, round(statistic * (n1 // math.gcd(n1, n2) * n2)))
+        pvalue = _KS_PVALUES.get(exact_key)
+        if pvalue is not None:
+            return pvalue
+    asymptotic_key = (n1, n2, statistic, None)
+    pvalue = _KS_PVALUES.get(asymptotic_key)
+    if pvalue is not None:
+        return pvalue
+    ks_2samp, _attempt_exact_2kssamp = _scipy_ks()
+    exact, exact_pvalue = False, math.nan
+    if _attempt_exact_2kssamp is not None and exact_key is not None:
+        # What ks_2samp does with its statistic, without recomputing it (~0.6 ms).
+        exact, _, exact_pvalue = _attempt_exact_2kssamp(n1, n2, math.gcd(n1, n2), statistic, "two-sided")
+    if len(_KS_PVALUES) >= _KS_PVALUES_MAX:
+        _KS_PVALUES.clear()
+    if exact and exact_key is not None:
+        pvalue = _KS_PVALUES[exact_key] = float(exact_pvalue)
+    else:  # SciPy's asymptotic p-value, which depends on the statistic itself
+        pvalue = _KS_PVALUES[asymptotic_key] = float(ks_2samp(ref_sorted, cur_sorted).pvalue)
     return pvalue
 
 

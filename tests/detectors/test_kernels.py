@@ -107,3 +107,15 @@ def test_ks_pvalue_is_scipys_public_ks_2samp(kernels, monkeypatch):
             v = np.sort(rng.normal(shift, size=m).round(digits))
             assert ks_pvalue(NumericalSummary(u), NumericalSummary(v), "numerical") == stats.ks_2samp(u, v).pvalue, \
                 (n, m, shift)
+
+
+def test_exact_ks_pvalues_are_cached_by_lattice_step_not_by_rounding(monkeypatch):
+    """0.5 - 0.2 and 0.4 - 0.1 are one KS statistic of two 10-value samples (h = 3 of lcm 10)
+    that rounds two ways: one exact p-value computed and kept, SciPy's for both."""
+    monkeypatch.setattr(stattests, "_KS_PVALUES", {})
+    u, v = np.sort(np.arange(10.0)), np.sort(np.arange(10.0) + 3)
+    first, second = 0.5 - 0.2, 0.4 - 0.1
+    assert first != second
+    pvalues = {stattests.ks_pvalue_of_statistic(statistic, u, v) for statistic in (first, second)}
+    assert pvalues == {stats.ks_2samp(u, v).pvalue}
+    assert len(stattests._KS_PVALUES) == 1
