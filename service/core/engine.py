@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Callable, Iterable, TypeVar
 import numpy as np
 
 from service.config import Settings
+from service.core import model_checkpoint
 from service.core.events import (
     INFRA_GAUGES,
     REASONS,
@@ -295,13 +296,13 @@ class Engine:
 
     def snapshot(self, model: str) -> bytes:
         with self.lock:
-            return self.models[model].to_bytes()
+            return model_checkpoint.to_bytes(self.models[model])
 
     def restore(self, model: str, data: bytes) -> None:
         with self.lock:
             if self.model_names.admit(model) == OTHER:
                 return
-            self.models[model] = ModelState.from_bytes(data, self.settings.model(model), self.settings.limits)
+            self.models[model] = model_checkpoint.from_bytes(data, self.settings.model(model), self.settings.limits)
 
     def drop(self, model: str) -> None:
         """Forget a model's state (its partition moved to another replica)."""

@@ -22,8 +22,8 @@ import threading
 import time
 from pathlib import Path
 
+from service.core import model_checkpoint
 from service.core.engine import Engine
-from service.core.model_state import ModelState
 from service.storage.state_files import TEMPORARY, move_aside, sync_directory, write_atomically
 
 log = logging.getLogger("driftline.checkpoints")
@@ -88,7 +88,7 @@ class FileCheckpoints:
         saved, failed = 0, {}
         for model in due:
             try:
-                data = self.engine.view(model, ModelState.to_bytes)
+                data = self.engine.view(model, model_checkpoint.to_bytes)
             except Exception as exc:
                 self.engine.mark_dirty([model])
                 failed[model] = f"encoding: {type(exc).__name__}: {exc}"
