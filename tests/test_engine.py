@@ -2,6 +2,8 @@
 
 import numpy as np
 import orjson
+import pandas as pd
+import pytest
 
 from service.config import Settings
 from service.core.engine import Engine
@@ -127,3 +129,11 @@ def test_a_reference_past_max_models_is_refused_by_name():
     with pytest.raises(TooManyModels, match="limits.max_models=1 models are tracked already") as refused:
         engine.set_reference("m2", frame, "test")
     assert not isinstance(refused.value, OverflowError) and list(engine.models) == ["m1"]
+
+
+def test_a_refused_reference_table_leaves_the_model_as_it_was():
+    engine = Engine(SETTINGS)
+    table = pd.DataFrame({"prediction": [0.5, 1.5, 2.25]})  # a regressor's predictions, and no feature
+    with pytest.raises(ValueError, match="no feature columns"):
+        engine.set_reference("m", table, "upload")
+    assert engine.models["m"].task is None and engine.models["m"].reference is None
