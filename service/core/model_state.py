@@ -386,13 +386,12 @@ class ModelState:
     def _evaluation(self, kind: str, window: tuple | None = None, concept_drifts: list[str] | None = None,
                     version: str | None = None) -> Evaluation:
         version = version or self.last_version
-        ring = self.label_windows.get(version)
         start, end, samples = window if window else (None, None, self.window.count if self.window else 0)
         return Evaluation(kind=kind, model=self.name, model_version=version, evaluated_at=end or 0.0,
                           window_start=start, window_end=end, samples=samples, drift=self.report,
                           prediction_drift=self.prediction_drift,
                           performance=dict(self.performance.get(version, {})),
-                          labels_in_window=ring.count if ring else 0, concept_drifts=concept_drifts or [],
+                          labels_in_window=self.outcomes.labels_in_window(version), concept_drifts=concept_drifts or [],
                           quality=self.quality if kind == "window" else None,
                           estimated=self.estimate if kind == "window" else None,
                           segment_drift=dict(self.segments.drift) if self.segments is not None and kind == "window"
@@ -411,7 +410,7 @@ class ModelState:
 
     def current_frame(self) -> pd.DataFrame:
         """The current window as a DataFrame with decoded categories (for reports)."""
-        import pandas as pd  # noqa: PLC0415 - see set_reference_frame
+        import pandas as pd  # noqa: PLC0415 - ~80 MB at import: not at start-up, where no report is asked for
 
         if self.window is None:
             return pd.DataFrame()
@@ -420,7 +419,7 @@ class ModelState:
 
     def reference_frame(self) -> pd.DataFrame:
         """A sample of at most REPORT_SAMPLE_ROWS reference rows, categories decoded."""
-        import pandas as pd  # noqa: PLC0415 - see set_reference_frame
+        import pandas as pd  # noqa: PLC0415 - see current_frame
 
         return pd.DataFrame({name: decode_codes(self.features[name], values)
                              for name, values in self.reference_sample.items()})
