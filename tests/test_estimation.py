@@ -103,7 +103,8 @@ def test_references_it_cannot_be_fitted_on_are_refused_with_the_reason():
     # Rows without a label are left out of the fit, not refused.
     partial = reference_frame()
     partial.loc[:999, "label"] = None
-    assert engine.set_reference("m", partial, "upload").estimator.reference_rows == 3000
+    engine.set_reference("m", partial, "upload")
+    assert engine.models["m"].estimator.reference_rows == 3000
 
 
 @pytest.mark.parametrize("estimation, message", [
@@ -228,7 +229,8 @@ def test_a_multiclass_window_s_estimate_is_multiclass_cbpe_s_on_the_same_rows(na
     settings = Settings.model_validate({"models": {"m": {**model_config(metrics=metrics, chunk=600)}}})
     engine = Engine(settings)
     reference = multiclass_reference()
-    state = engine.set_reference("m", reference, "upload")
+    engine.set_reference("m", reference, "upload")
+    state = engine.models["m"]
     assert list(state.features) == ["x"]  # the score columns are the model's, not features
     scores = np.random.default_rng(4).dirichlet([4, 4, 4], size=WINDOW)  # less confident: a drop
     batch = multiclass_events(scores)

@@ -286,14 +286,17 @@ class Engine:
 
     # -- references, checkpoints ---------------------------------------------------------
 
-    def set_reference(self, model: str, frame: pd.DataFrame, source: str) -> ModelState:
+    def set_reference(self, model: str, frame: pd.DataFrame, source: str,
+                      describe: Callable[[ModelState], T] | None = None) -> T | None:
+        """Use ``frame`` as the model's reference; the window restarts. ``describe(state)``, read
+        under the same hold of the lock, says what was loaded (a view, as ``view`` returns)."""
         with self.lock:
             state = self._state(model)
             if state is None:
                 raise TooManyModels(f"limits.max_models={self.settings.limits.max_models} models are tracked already")
             state.set_reference_frame(frame, source)
             self.dirty.add(model)
-            return state
+            return None if describe is None else describe(state)
 
     def snapshot(self, model: str) -> bytes:
         with self.lock:

@@ -10,7 +10,7 @@ from pydantic import BaseModel
 from service import extras
 from service.core.engine import TooManyModels
 from service.core.model_state import ModelState
-from service.http.dependencies import body_types, media_type, read_limited_body, read_model, require_admin, runtime_of
+from service.http.dependencies import body_types, media_type, read_limited_body, require_admin, runtime_of
 from service.http.openapi import ModelName, errors
 from service.ingest.tables import TableError, TooLarge, read_table
 
@@ -59,7 +59,7 @@ async def put_reference(request: Request, model: ModelName) -> ReferenceLoaded:
     try:
         frame = await run_in_threadpool(read_table, body, fmt, "reference", max_rows=limits.max_reference_rows,
                                         max_cells=limits.max_reference_cells)
-        await run_in_threadpool(runtime.engine.set_reference, model, frame, "upload")
+        loaded = await run_in_threadpool(runtime.engine.set_reference, model, frame, "upload", _loaded)
     except TooLarge as exc:
         raise HTTPException(413, f"{exc} (limits.max_reference_rows={limits.max_reference_rows}, "
                                  f"limits.max_reference_cells={limits.max_reference_cells})") from None
@@ -69,6 +69,6 @@ async def put_reference(request: Request, model: ModelName) -> ReferenceLoaded:
         raise HTTPException(422, str(exc)) from None
     except TooManyModels as exc:
         raise HTTPException(409, str(exc)) from None
-    # Read through the engine's view, not from the state set_reference returns (the state stays
-    # in the core); a reference uploaded in between would be the one described.
-    return read_model(request, model, _loaded)
+    if loaded is None:  # set_reference returns what describe read, and was given one
+        raise RuntimeError("the engine did not describe the reference it loaded")
+    return loaded
