@@ -70,6 +70,8 @@ def _aligned_values(ref: NumericalSummary, cur: NumericalSummary) -> tuple[list,
 
 
 def _aligned_categories(ref: CategoricalSummary, cur: CategoricalSummary) -> tuple[list, np.ndarray, np.ndarray]:
+    if cur.categories == ref.categories:  # a window's codes, in the reference's order: nothing to align
+        return list(ref.categories), np.asarray(ref.counts, dtype=np.int64), np.asarray(cur.counts, dtype=np.int64)
     position = {key: index for index, key in enumerate(ref.categories)}
     keys = list(ref.categories)
     for key in cur.categories:

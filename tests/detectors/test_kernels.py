@@ -119,3 +119,16 @@ def test_exact_ks_pvalues_are_cached_by_lattice_step_not_by_rounding(monkeypatch
     pvalues = {stattests.ks_pvalue_of_statistic(statistic, u, v) for statistic in (first, second)}
     assert pvalues == {stats.ks_2samp(u, v).pvalue}
     assert len(stattests._KS_PVALUES) == 1
+
+
+@pytest.mark.parametrize("method", ["chisquare", "z", "hellinger", "psi", "jensenshannon"])
+def test_a_window_with_the_references_categories_scores_as_one_listed_otherwise(method):
+    """A window's counts listed in the reference's order skip the alignment; listed in
+    another order they are aligned: the two scores are one, bit for bit."""
+    from detectors.summaries import CategoricalSummary
+
+    reference = CategoricalSummary([0.0, 1.0, 2.0, 3.0], np.array([160, 170, 1, 669]))
+    in_order = CategoricalSummary([0.0, 1.0, 2.0, 3.0], np.array([150, 180, 0, 670]))
+    reordered = CategoricalSummary([3.0, 1.0, 2.0, 0.0], np.array([670, 180, 0, 150]))
+    score = stattests.METHODS[method].score
+    assert score(reference, in_order, "categorical") == score(reference, reordered, "categorical")
