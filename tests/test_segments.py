@@ -223,3 +223,15 @@ def test_a_reference_file_s_segment_column_meets_the_event_field():
     feed(target, tiered(1000, 1000, seed=1, drifting="silver"))
     segments = target.models["m"].segments.drift["segment"]
     assert [name for name, result in segments.items() if result.report.dataset_drift] == ["silver"]
+
+
+def test_a_record_with_a_segment_is_read_with_it_though_python_no_longer_searches_each_record():
+    # The native decoder declines an event with a segment itself (GIVES_BACK_SEGMENTS), so the
+    # Kafka path does not search every record value for the key before calling it.
+    native = pytest.importorskip("service._native")
+    segmented = orjson.dumps({"kind": "prediction", "model": "m", "segment": "eu", "features": {"x": 1.0}})
+    named = orjson.dumps({"kind": "prediction", "model": "m", "features": {"segment": "eu", "x": 1.0}})
+    assert native.decode_records([segmented], 0.0, 1 << 20, 500) is None
+    assert native.decode_records([named], 0.0, 1 << 20, 500) is not None
+    decoded = Engine(Settings()).validator.decode_records([named, segmented], 0.0)
+    assert [batch.segments for batch in decoded.prediction_batches()] == [[None, "eu"]]

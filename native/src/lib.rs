@@ -65,6 +65,8 @@ fn fields<'a>(text: &'a str, features: &mut Vec<(Cow<'a, str>, Value<'a>)>) -> O
             "score" => &mut fields.score,
             // A multiclass score mapping: the Python decoder reads it (service/events.py).
             "scores" => return None,
+            // A segment name: the Python decoder reads it (service/core/events.py).
+            "segment" => return None,
             "features" => {
                 if has_features || !reader.at_object() {
                     return None;
@@ -660,6 +662,9 @@ fn _native(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<NativeFeatures>()?;
     // service/events.py trusts a build without it to drop a multiclass `scores` mapping, not give it back.
     module.add("GIVES_BACK_SCORES", true)?;
+    // ... and to check each value for a `segment` key itself, where a build without it needs
+    // Python to search every value for one first.
+    module.add("GIVES_BACK_SEGMENTS", true)?;
     Ok(())
 }
 
@@ -685,5 +690,14 @@ mod tests {
         assert!(fields(scored, &mut features).is_none());
         let plain = r#"{"kind": "prediction", "model": "m", "score": 0.7, "other": {"a": 1}}"#;
         assert!(fields(plain, &mut features).is_some());
+    }
+
+    #[test]
+    fn a_segment_is_left_to_python() {
+        let mut features = Vec::new();
+        let segmented = r#"{"kind": "prediction", "model": "m", "segment": "eu", "features": {"x": 1}}"#;
+        assert!(fields(segmented, &mut features).is_none());
+        let named = r#"{"kind": "prediction", "model": "m", "features": {"segment": "eu"}}"#;
+        assert!(fields(named, &mut features).is_some());
     }
 }
