@@ -78,6 +78,13 @@ def produce(bootstrap: str, topic: str, models: list[str], n: int) -> float:
     return time.perf_counter() - started
 
 
+def cpu_jiffies() -> tuple[int, int]:
+    """(busy, total) jiffies of the whole machine since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -134,6 +141,7 @@ def run(replicas: int, bootstrap: str, topic: str, n: int, work: Path) -> dict:
     run_dir.mkdir()
     started = [Replica(config, run_dir, f"replica{i}") for i in range(replicas)]
     first = last = settled = None
+    cpu_first = cpu_last = (0, 0)
     counted = settled_count = 0
     try:
         deadline = time.monotonic() + 900
@@ -142,10 +150,10 @@ def run(replicas: int, bootstrap: str, topic: str, n: int, work: Path) -> dict:
             counted = sum(events for events, _ in progress)
             now = time.perf_counter()
             if counted and first is None:
-                first = now
+                first, cpu_first = now, cpu_jiffies()
             if settled is None and all(owned == PARTITIONS // replicas for _, owned in progress):
                 settled, settled_count = now, counted  # every replica owns its share
-            last = now
+            last, cpu_last = now, cpu_jiffies()
             time.sleep(0.1)
     finally:
         for replica in started:
@@ -153,8 +161,12 @@ def run(replicas: int, bootstrap: str, topic: str, n: int, work: Path) -> dict:
     if counted < n:
         raise RuntimeError(f"{replicas} replica(s) counted {counted} of {n} events; logs in {run_dir}")
     steady = (counted - settled_count) / (last - settled) if settled is not None and last > settled else float("nan")
+    busy, total = cpu_last[0] - cpu_first[0], cpu_last[1] - cpu_first[1]
     return {"replicas": replicas, "events": counted, "seconds": last - first, "events_per_s": counted / (last - first),
-            "settled_after_events": settled_count, "steady_events_per_s": steady}
+            "settled_after_events": settled_count, "steady_events_per_s": steady,
+            # Share of the machine's cores busy while counting (replicas, broker and the rest):
+            # near 1.0, the cores, not driftline, bound the figure.
+            "machine_cpu_busy": busy / total if total else float("nan")}
 
 
 def main() -> int:
@@ -183,7 +195,8 @@ def main() -> int:
             for replicas in (1, 2):
                 result = run(replicas, bootstrap, topic, args.events, work)
                 print(f"  {replicas} replica(s): {result['events_per_s']:,.0f} events/s, steady "
-                      f"{result['steady_events_per_s']:,.0f}/s", file=sys.stderr, flush=True)
+                      f"{result['steady_events_per_s']:,.0f}/s, machine CPU {result['machine_cpu_busy']:.0%} busy",
+                      file=sys.stderr, flush=True)
                 results[replicas].append(result)
         summary = {"events": args.events, "cores": os.cpu_count(), "runs": results}
         for key in ("events_per_s", "steady_events_per_s"):
