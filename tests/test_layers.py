@@ -1,7 +1,7 @@
 """The structure of service/: what import-linter cannot see ([tool.importlinter] checks imports).
 
 The edges read the engine only through its views (``Engine.view``, ``views``, ``counters``,
-``changed``/``take_dirty``/``mark_dirty``/``mark_clean``), never through its lock, its models
+``take_dirty``/``mark_dirty``/``mark_clean``), never through its lock, its models
 or its set of changed models; no module is over 450 lines.
 """
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 import threading
 import time
+import types
 from pathlib import Path
 
 import httpx
@@ -21,8 +22,10 @@ import orjson
 import pandas as pd
 import pytest
 
-from service.config import Settings, WebhookConfig
+from service.config import KafkaConfig, Settings, WebhookConfig
 from service.core.engine import Engine
+from service.kafka.changelog import Changelog
+from service.kafka.clients import TopicPartition
 from service.kafka.source import KafkaSource
 from service.retrain.dispatcher import Dispatcher
 from service.retrain.outbox import Outbox
@@ -486,3 +489,42 @@ def test_a_kafka_source_with_a_state_topic_is_given_the_runtimes_changelog(tmp_p
     without = settings.kafka.model_copy(update={"state_topic": None})
     source = KafkaSource(runtime.engine, without, settings.cloudevents, runtime.metrics.consumer_lag, tmp_path)
     assert source.journal_path == tmp_path / "cloudevents-kafka.sqlite"
+
+
+class _Delivered:
+    def get(self, timeout):
+        return types.SimpleNamespace(offset=0)
+
+
+class _ChangingProducer:
+    """A producer during whose send of model ``m`` another thread changes ``m`` (an HTTP
+    reference upload landing while the poll thread writes the changelog); ``fail`` makes the
+    flush fail, as a broker gone away would."""
+
+    def __init__(self, engine, fail: bool = False):
+        self.engine, self.fail, self.keys = engine, fail, []
+
+    def send(self, topic, key=None, value=None, partition=None, headers=None):
+        if key == b"m":
+            self.engine.set_reference("m", pd.DataFrame({"x": [9.0, 8.0, 7.0] * 10}), "upload-2")
+        self.keys.append(key)
+        return _Delivered()
+
+    def flush(self, timeout=None):
+        if self.fail:
+            raise TimeoutError("the broker did not acknowledge")
+
+
+@pytest.mark.parametrize("fail", [False, True], ids=["written", "write failed"])
+def test_a_change_made_while_the_changelog_is_written_stays_marked(fail):
+    """The model is marked changed again, for the next write: nothing acknowledged is lost."""
+    engine = Engine(Settings())
+    engine.set_reference("m", pd.DataFrame({"x": [1.0, 2.0, 3.0] * 10}), "upload-1")
+    changelog = Changelog(engine, KafkaConfig(bootstrap_servers="127.0.0.1:9", topics=["in"], state_topic="state"))
+    changelog.note(0, {"m"})
+    producer = _ChangingProducer(engine, fail)
+    no_halves = types.SimpleNamespace(generation={})
+    assert changelog.write(producer, no_halves, {0}, {TopicPartition("in", 0): 5}) is not fail
+    assert b"m" in producer.keys
+    assert engine.take_dirty() == {"m"}
+    assert engine.view("m", lambda state: state.reference_source) == "upload-2"

@@ -263,17 +263,18 @@ class Engine:
 
     # -- what changed since the last checkpoint ------------------------------------------
 
-    def changed(self) -> set[str]:
-        """The models changed since they were last stored (a copy; see ``mark_clean``)."""
+    def take_dirty(self, models: Iterable[str] | None = None) -> set[str]:
+        """The models changed since they were last taken (of ``models``, or all), their marks
+        cleared: a state store snapshots and writes them, and gives back with ``mark_dirty``
+        those it could not. Taken before the snapshot, a mark is never lost: a change after it
+        marks the model again."""
         with self.lock:
-            return set(self.dirty)
-
-    def take_dirty(self) -> set[str]:
-        """The models changed since they were last taken, and none marked any more: a state
-        store writes them, and gives back with ``mark_dirty`` those it could not."""
-        with self.lock:
-            dirty, self.dirty = self.dirty, set()
-            return dirty
+            if models is None:
+                dirty, self.dirty = self.dirty, set()
+                return dirty
+            taken = self.dirty.intersection(models)
+            self.dirty -= taken
+            return taken
 
     def mark_dirty(self, models: Iterable[str]) -> None:
         with self.lock:

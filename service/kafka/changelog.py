@@ -120,8 +120,10 @@ class Changelog:
     def write(self, producer, joiner: CloudEventJoiner, partitions: set[int], applied: dict) -> bool:
         """Snapshot the dirty models of ``partitions``, their pending halves and an offsets marker
         per partition (``applied``: input partition -> next offset), flush. Returns False
-        (models stay dirty) when the broker did not take them."""
-        dirty = self.engine.changed()
+        (models marked dirty again) when the broker did not take them."""
+        # Marks taken before the snapshots (see Engine.take_dirty): a change made while this
+        # runs marks its model again, for the next write.
+        dirty = self.engine.take_dirty({model for p in partitions for model in self.partition_models.get(p, ())})
         written_models: list[str] = []
         futures: list = []
         offsets_by_partition: dict[int, dict] = {}
@@ -156,17 +158,17 @@ class Changelog:
                     futures.append((p, producer.send(self.topic, key=OFFSETS_KEY,
                                                      value=encode_state(header), partition=p)))
         except Exception as exc:  # too big, broker away for longer than max_block_ms
+            self.engine.mark_dirty(dirty)
             log.warning("kafka source: changelog write failed, input offsets not committed: %s", exc)
             return False
         if not futures:
             return True
-        if not self._acknowledged(producer, written_models, futures, offsets_by_partition):
+        if not self._acknowledged(producer, dirty, futures, offsets_by_partition):
             return False
         self._pending_written.update(pending_generations)
         return True
 
-    def _acknowledged(self, producer, written_models, futures, offsets_by_partition) -> bool:
-        self.engine.mark_clean(written_models)
+    def _acknowledged(self, producer, taken: set[str], futures, offsets_by_partition) -> bool:
         try:
             producer.flush(timeout=15)
             ends: dict[int, int] = {}
@@ -174,7 +176,7 @@ class Changelog:
                 metadata = future.get(timeout=1)
                 ends[p] = max(ends.get(p, -1), metadata.offset + 1)
         except Exception as exc:
-            self.engine.mark_dirty(written_models)
+            self.engine.mark_dirty(taken)
             log.warning("kafka source: changelog write failed, input offsets not committed: %s", exc)
             return False
         self._end.update(ends)
