@@ -11,7 +11,6 @@ pending halves to the changelog and restores them with partitions
 from __future__ import annotations
 
 import logging
-import operator
 import threading
 import time
 from collections.abc import Callable
@@ -34,27 +33,6 @@ from service.kafka.lag import measure_lag, remove_lag
 __all__ = ["KafkaSource"]
 
 log = logging.getLogger("driftline.kafka")
-
-
-_VALUE = operator.attrgetter("value")
-_HEADERS = operator.attrgetter("headers")
-
-
-def _split_cloudevents(batch: list) -> tuple[list, list, list]:
-    """(values of the driftline events, their records, the CloudEvents records) of a batch.
-
-    Records without headers (the common case) are never CloudEvents: a batch with none is
-    split in C (``map``), without a Python step per record."""
-    if not any(map(_HEADERS, batch)):
-        return list(map(_VALUE, batch)), batch, []
-    plain, plain_records, cloud = [], [], []
-    for record in batch:
-        if record.headers and cloudevents.is_cloudevent(record.headers):
-            cloud.append(record)
-        else:
-            plain.append(record.value)
-            plain_records.append(record)
-    return plain, plain_records, cloud
 
 
 class KafkaSource:
@@ -276,7 +254,7 @@ class KafkaSource:
                 if not batch:
                     self._applied[tp] = records[tp][-1].offset + 1
                     continue
-            plain, plain_records, cloud = _split_cloudevents(batch)
+            plain, plain_records, cloud = cloudevents.split_kafka_batch(batch)
             decoded = self.engine.validator.decode_records(plain, received_at) if plain else Decoded()
             dead = [(plain_records[r.index], r) for r in decoded.rejected]
             for record in cloud:
