@@ -99,6 +99,7 @@ class ConfluentConsumer:
             if error is not None:
                 if error.code() == KafkaError._PARTITION_EOF:
                     continue
+                self._rewind(messages)
                 raise KafkaException(error)
             if message.partition() != partition or message.topic() != topic:
                 topic, partition = message.topic(), message.partition()
@@ -108,6 +109,19 @@ class ConfluentConsumer:
             batch.append(make(Record, (topic, partition, message.offset(), message.timestamp()[1], message.key(),
                                        message.value(), message.headers())))
         return batches
+
+    def _rewind(self, messages: list) -> None:
+        """Seek each partition back to its first message of this poll. A failed poll hands over
+        none of them, and librdkafka's position is past them all: without the seek the next
+        poll, and the commit after it, would skip them (at-least-once)."""
+        first: dict[tuple[str, int], int] = {}
+        for message in messages:
+            topic, partition = message.topic(), message.partition()
+            if message.error() is None and topic is not None and partition is not None:
+                key = (topic, partition)
+                first[key] = min(first.get(key, message.offset()), message.offset())
+        for (topic, partition), offset in first.items():
+            self.consumer.seek(ConfluentTopicPartition(topic, partition, offset))
 
     def assign_at_beginning(self, partitions: list) -> None:
         self.consumer.assign([_ctp(p, OFFSET_BEGINNING) for p in partitions])
