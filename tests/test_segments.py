@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import orjson
+import pandas as pd
 import pytest
 
 from service.config import Settings
@@ -79,6 +80,19 @@ def test_ten_thousand_distinct_values_keep_at_most_max_segments_plus_one_series(
         assert len({labels for (sample, labels) in server.metrics() if sample == name}) <= 21
     # Every prediction after the reference pooled as __other__ counts.
     assert server.metric("driftline_label_values_overflow_total", label="segment") == 9485
+
+
+def test_the_segment_overflow_counter_never_goes_down_when_the_reference_changes():
+    target = engine(segments=["country"])
+    feed(target, events(1000, 0, seed=0))  # the first-N reference: countries A..E
+    unseen = [{**event, "features": {**event["features"], "country": "Z"}} for event in events(300, 1000, seed=1)]
+    feed(target, unseen)
+    assert target.overflow["segment"] == 300
+    # A new reference starts the model's segments afresh; the counter keeps what it counted.
+    target.set_reference("m", pd.DataFrame([event["features"] for event in events(1000, 0, seed=2)]), "upload")
+    assert target.overflow["segment"] == 300
+    feed(target, unseen[:100])
+    assert target.overflow["segment"] == 400
 
 
 def test_performance_per_segment_and_its_gap():

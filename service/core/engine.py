@@ -121,6 +121,9 @@ class Engine:
         self.batch_seconds = BatchHistogram(BATCH_BUCKETS)
         # Models changed since the last checkpoint.
         self.dirty: set[str] = set()
+        # Present segment values pooled as __other__, counted here as they happen: a model's
+        # Segments starts again at 0 with a new reference, and a counter must never go down.
+        self.segment_overflow = 0
 
     # -- feeding ------------------------------------------------------------------------
 
@@ -193,7 +196,12 @@ class Engine:
         if state is None:
             return []
         self.dirty.add(model)
-        return state.add_predictions(batch, versions)
+        segments = state.segments
+        pooled = segments.overflowed if segments is not None else 0
+        evaluations = state.add_predictions(batch, versions)
+        if state.segments is not None:  # the same Segments, or one a closing first-N reference made
+            self.segment_overflow += state.segments.overflowed - (pooled if state.segments is segments else 0)
+        return evaluations
 
     def _labels(self, model: str, events: list[Label]) -> Evaluation | None:
         state = self._state(model)
@@ -325,5 +333,5 @@ class Engine:
             "server": sum(b.overflowed for b in self._servers.values()),
             "event": sum(b.overflowed for b in self._infra_words.values()),
             # Present values of segment features pooled as __other__ (service.core.segments).
-            "segment": sum(state.segments.overflowed for state in self.models.values() if state.segments is not None),
+            "segment": self.segment_overflow,
         }
