@@ -3,6 +3,8 @@ and its gap per segment, GET /v1/models/{model}/segments, segment-scoped trigger
 
 from __future__ import annotations
 
+import types
+
 import numpy as np
 import orjson
 import pandas as pd
@@ -109,6 +111,33 @@ def test_performance_per_segment_and_its_gap():
                                 "tier": {"accuracy": 0.0, "recall": 0.0, "precision": 0.0, "f1": 0.0}}
     assert segments.gap(201) == {"country": {}, "tier": {"accuracy": 0.0, "recall": 0.0, "precision": 0.0,
                                                          "f1": 0.0}}
+
+
+def test_a_label_batch_is_evidence_only_for_the_segments_it_labels():
+    """What a segment's performance_drop streak counts: the label evaluation carries the
+    segments the batch added labels to, not the others, whose figures did not change."""
+    target = engine(triggers={"performance": {"min_labels": 50}})
+    feed(target, events(1000, 0, seed=0))
+    feed(target, events(1000, 1000, seed=1, wrong_in="A"))
+    seen: list = []
+    target.listeners.append(seen.append)
+    feed(target, [{"kind": "label", "model": "m", "id": f"m-{i}", "label": 1} for i in range(1000, 1500)])
+    assert set(seen[-1].segment_performance["country"]) == set("ABCDE")
+    b_only = [i for i in range(1500, 2000) if COUNTRIES[(i - 1000) % 5] == "B"]
+    feed(target, [{"kind": "label", "model": "m", "id": f"m-{i}", "label": 1} for i in b_only])
+    assert set(seen[-1].segment_performance["country"]) == {"B"}
+    assert set(target.models["m"].segments.performance["country"]) == set("ABCDE")  # the figures stay
+
+
+def test_a_window_without_a_segment_s_rows_breaks_its_drift_run():
+    from service.config import TriggersConfig
+    from service.core.segments import SegmentDrift
+    from service.retrain.triggers import segment_signals
+
+    evaluation = types.SimpleNamespace(segment_drift={"country": {"A": SegmentDrift(0, None)}},
+                                       segment_performance=None)
+    policy = TriggersConfig(on=["data_drift"])
+    assert segment_signals(policy, evaluation)[("data_drift", "country", "A")] == (False, {"samples": 0})
 
 
 def test_segments_survive_a_checkpoint():

@@ -396,7 +396,7 @@ class ModelState:
                           estimated=self.estimate if kind == "window" else None,
                           segment_drift=dict(self.segments.drift) if self.segments is not None and kind == "window"
                           else None,
-                          segment_performance=dict(self.segments.performance) if self.segments is not None
+                          segment_performance=self.segments.labelled_performance() if self.segments is not None
                           and kind == "labels" else None)
 
     @property

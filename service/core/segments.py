@@ -199,6 +199,10 @@ class Segments:
         # segment_by -> segment -> (figures, joined labels they are computed over)
         self.performance: dict[str, dict[str, tuple[dict[str, float], int]]] = {}
         self.overflowed = 0  # present values pooled as __other__ (predictions seen)
+        # segment feature -> the segments the last label batch added labels to: the evidence a
+        # performance_drop streak of theirs may count (the others' figures did not change, or
+        # changed only by losing their oldest labels).
+        self.labelled: dict[str, set[str]] = {}
 
     @classmethod
     def build(cls, wanted: list[str], columns: Mapping[str, np.ndarray], types: Mapping[str, str],
@@ -235,6 +239,7 @@ class Segments:
                    performance: Callable[[np.ndarray, np.ndarray, np.ndarray], dict[str, float]]) -> None:
         """Joined labels (valid ones, class codes or numbers) with their predictions' segment
         names (None: made before the reference); the figures per segment are recomputed."""
+        self.labelled = {}
         if not len(y_true):
             return
         batch = {"y_true": y_true, "y_pred": y_pred, "score": scores}
@@ -248,6 +253,8 @@ class Segments:
         evicted = max(0, ring.count + len(y_true) - ring.capacity)
         changed = {name: set(batch[_SEGMENT_COLUMN + name].tolist())
                    | set(ring.column(_SEGMENT_COLUMN + name)[:evicted].tolist()) for name in self.by}
+        self.labelled = {name: {segment.segments[int(position)] for position in batch[_SEGMENT_COLUMN + name].tolist()
+                                if position == position} for name, segment in self.by.items()}
         ring.append(batch)
         y_true, y_pred, scores = (ring.column(column) for column in _LABEL_COLUMNS)
         for name, segment in self.by.items():
@@ -264,6 +271,11 @@ class Segments:
                 else:
                     figures.pop(segment_name, None)
             self.performance[name] = figures
+
+    def labelled_performance(self) -> dict[str, dict[str, tuple[dict[str, float], int]]]:
+        """The figures of the segments the last label batch added labels to (see ``labelled``)."""
+        return {name: {segment: found for segment, found in self.performance.get(name, {}).items()
+                       if segment in self.labelled.get(name, ())} for name in self.by}
 
     def gap(self, min_labels: int) -> dict[str, dict[str, float]]:
         """Per segment feature and metric: the largest minus the smallest figure over the

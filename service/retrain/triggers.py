@@ -82,7 +82,9 @@ def segment_signals(policy: TriggersConfig, evaluation: Evaluation) -> dict[tupl
         for segment_by, results in evaluation.segment_drift.items():
             for segment, result in results.items():
                 report = result.report
-                if report is not None:
+                if report is None:  # no rows of the segment in this window: its run of windows breaks
+                    signals[("data_drift", segment_by, segment)] = (False, {"samples": result.samples})
+                else:
                     signals[("data_drift", segment_by, segment)] = (report.dataset_drift, {
                         "drift_share": report.drift_share, "samples": result.samples,
                         "drifted_features": sorted(n for n, f in report.features.items() if f.drift)})
