@@ -17,7 +17,10 @@ classification:
   confidence bounds at +/- 3 sampling errors clipped to [0, 1];
 * alert thresholds from the realised metric of the reference chunks: mean +/- 3 standard
   deviations, a bound beyond [0, 1] replaced by 0 or 1 (NannyML's limits), or a configured
-  ``(lower, upper)`` pair; a chunk alerts when its estimate falls outside.
+  ``(lower, upper)`` pair; a chunk alerts when its estimate falls outside. The reference's
+  last, incomplete chunk counts like the others (NannyML's ``incomplete='keep'``) unless
+  ``incomplete="drop"`` leaves it out: a few rows' accuracy is 0 or 1, and one such chunk
+  can widen the thresholds to (0, 1), where nothing ever alerts.
 
 Chunks are ``chunk_size`` rows in order, the remainder kept as a last, smaller chunk; without
 ``chunk_size`` each data set is cut into ten chunks of ``len // 10`` rows plus that remainder
@@ -64,15 +67,21 @@ BINARY_METRICS = ("roc_auc", "f1", "precision", "recall", "specificity", "accura
 SAMPLING_ERROR_RANGE = 3
 STD_MULTIPLIER = 3
 DEFAULT_CHUNK_COUNT = 10
+# What becomes of the reference's last chunk when it is smaller than the others.
+INCOMPLETE_CHOICES = ("keep", "drop")
 
 
-def chunk_slices(length: int, chunk_size: int | None) -> list[slice]:
-    """Consecutive chunks of ``chunk_size`` rows and a last, smaller one for the remainder;
-    without ``chunk_size``, ten chunks of ``length // 10`` rows and the remainder."""
+def chunk_slices(length: int, chunk_size: int | None, incomplete: str = "keep") -> list[slice]:
+    """Consecutive chunks of ``chunk_size`` rows and a last, smaller one for the remainder
+    (``incomplete="drop"``: without it); without ``chunk_size``, ten chunks of
+    ``length // 10`` rows and the remainder."""
+    if incomplete not in INCOMPLETE_CHOICES:
+        raise ValueError(f"incomplete must be one of {', '.join(INCOMPLETE_CHOICES)}, not {incomplete!r}")
     size = length // DEFAULT_CHUNK_COUNT if chunk_size is None else int(chunk_size)
     if size <= 0:
         raise ValueError(f"cannot cut {length} rows into chunks of {size} rows")
-    return [slice(start, min(start + size, length)) for start in range(0, length, size)]
+    end = length - length % size if incomplete == "drop" else length
+    return [slice(start, min(start + size, length)) for start in range(0, end, size)]
 
 
 @dataclass(frozen=True)
@@ -110,9 +119,11 @@ class ChunkEstimate:
                             for name, metric in self.metrics.items()}}
 
 
-def checked_configuration(metrics, known: Sequence[str], chunk_size, thresholds):
+def checked_configuration(metrics, known: Sequence[str], chunk_size, thresholds, incomplete: str = "keep"):
     """The metrics as a list and the configured thresholds as a dict, or a ValueError naming
     what is wrong."""
+    if incomplete not in INCOMPLETE_CHOICES:
+        raise ValueError(f"incomplete must be one of {', '.join(INCOMPLETE_CHOICES)}, not {incomplete!r}")
     metrics = [metrics] if isinstance(metrics, str) else list(metrics)
     unknown = [name for name in metrics if name not in known]
     if not metrics or unknown:
@@ -148,6 +159,13 @@ class CBPE:
     thresholds : mapping of str to (lower, upper), optional
         Constant alert thresholds per metric (either bound may be None); the other metrics
         get the reference chunks' mean +/- 3 standard deviations.
+    incomplete : {"keep", "drop"}, default "keep"
+        The reference's last chunk when it holds fewer than ``chunk_size`` rows (the
+        remainder): "keep" counts it in the thresholds like any other chunk, as NannyML does
+        (its ``SizeBasedChunker(incomplete='keep')``); "drop" leaves it out, so that a
+        remainder of a few rows, whose metric is noise, cannot widen them. A reference
+        without a complete chunk then has no computed thresholds (None: no alert).
+        :meth:`estimate` keeps every chunk of the data it is given either way.
 
     Examples
     --------
@@ -164,10 +182,12 @@ class CBPE:
     """
 
     def __init__(self, metrics: Sequence[str] = BINARY_METRICS, chunk_size: int | None = None,
-                 thresholds: Mapping[str, tuple[float | None, float | None]] | None = None):
-        metrics, thresholds = checked_configuration(metrics, BINARY_METRICS, chunk_size, thresholds)
+                 thresholds: Mapping[str, tuple[float | None, float | None]] | None = None,
+                 incomplete: str = "keep"):
+        metrics, thresholds = checked_configuration(metrics, BINARY_METRICS, chunk_size, thresholds, incomplete)
         self.metrics = metrics
         self.chunk_size = chunk_size
+        self.incomplete = incomplete
         self.configured_thresholds = thresholds
         self.calibrated = False
         self.thresholds: dict[str, tuple[float | None, float | None]] = {}
@@ -186,7 +206,7 @@ class CBPE:
             raise ValueError("the reference has missing labels, scores or predictions")
         _check_binary(labels, "y_true")
         _check_binary(predicted, "y_pred")
-        slices = chunk_slices(len(labels), self.chunk_size)
+        slices = chunk_slices(len(labels), self.chunk_size, self.incomplete)
         for name in self.metrics:
             metric = BINARY_DEFINITIONS[name]
             self._components[name] = metric.components(labels, scores, predicted)
@@ -222,7 +242,8 @@ class CBPE:
         arrays), no pickle; :meth:`from_bytes` gives back one that estimates identically."""
         if not self.thresholds:
             raise RuntimeError("fit the estimator on a reference first")
-        header = {"metrics": self.metrics, "chunk_size": self.chunk_size, "calibrated": self.calibrated,
+        header = {"metrics": self.metrics, "chunk_size": self.chunk_size, "incomplete": self.incomplete,
+                  "calibrated": self.calibrated,
                   "configured_thresholds": self.configured_thresholds, "thresholds": self.thresholds,
                   "components": self._components}
         arrays = {} if self._calibrator is None else {"x": self._calibrator._x, "y": self._calibrator._y}
@@ -236,8 +257,10 @@ class CBPE:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             header = json.loads(archive["header"].tobytes().decode())
             arrays = {key: archive[key] for key in archive.files if key != "header"}
+        # An archive written before ``incomplete`` existed was fitted keeping the remainder.
         estimator = cls(header["metrics"], header["chunk_size"],
-                        {name: tuple(pair) for name, pair in header["configured_thresholds"].items()})
+                        {name: tuple(pair) for name, pair in header["configured_thresholds"].items()},
+                        header.get("incomplete", "keep"))
         estimator.calibrated = header["calibrated"]
         estimator.thresholds = {name: tuple(pair) for name, pair in header["thresholds"].items()}
         estimator._components = {name: tuple(pair) for name, pair in header["components"].items()}
@@ -308,7 +331,7 @@ def _check_binary(values: np.ndarray, name: str) -> None:
 
 def standard_deviation_thresholds(values: np.ndarray) -> tuple[float | None, float | None]:
     """NannyML's StandardDeviationThreshold over the reference chunks, within the metric's [0, 1]."""
-    if np.isnan(values).all():
+    if not len(values) or np.isnan(values).all():
         return None, None
     mean, std = float(np.nanmean(values)), float(np.nanstd(values))
     lower, upper = mean - STD_MULTIPLIER * std, mean + STD_MULTIPLIER * std

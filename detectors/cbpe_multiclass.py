@@ -80,21 +80,25 @@ class MulticlassCBPE:
     ----------
     classes : sequence
         The class labels, in the order of the score matrix's columns.
-    metrics, chunk_size, thresholds
-        As for :class:`detectors.cbpe.CBPE`.
+    metrics, chunk_size, thresholds, incomplete
+        As for :class:`detectors.cbpe.CBPE` (``incomplete="drop"`` leaves the reference's
+        last, smaller chunk out of the thresholds; "keep", the default, is NannyML's).
     """
 
     def __init__(self, classes: Sequence[Any], metrics: Sequence[str] = MULTICLASS_METRICS,
                  chunk_size: int | None = None,
-                 thresholds: Mapping[str, tuple[float | None, float | None]] | None = None):
+                 thresholds: Mapping[str, tuple[float | None, float | None]] | None = None,
+                 incomplete: str = "keep"):
         if len(set(classes)) != len(classes) or len(classes) < 3:
             raise ValueError("multiclass CBPE needs at least three distinct classes (two: use CBPE)")
-        metrics, thresholds = checked_configuration(metrics, MULTICLASS_METRICS, chunk_size, thresholds)
+        metrics, thresholds = checked_configuration(metrics, MULTICLASS_METRICS, chunk_size, thresholds,
+                                                    incomplete)
         # NannyML orders the classes by sorting them; the score columns follow the given order.
         self._order = sorted(range(len(classes)), key=lambda index: classes[index])
         self.classes = [classes[index] for index in self._order]
         self.metrics = metrics
         self.chunk_size = chunk_size
+        self.incomplete = incomplete
         self.configured_thresholds = thresholds
         self.thresholds: dict[str, tuple[float | None, float | None]] = {}
         self.calibrated: list[bool] = []
@@ -117,7 +121,7 @@ class MulticlassCBPE:
             raise ValueError("the reference has missing labels, scores or predictions")
         if (labels == OTHER).any() or len(np.unique(labels)) != len(self.classes):
             raise ValueError("the reference labels must hold every class, and only those")
-        slices = chunk_slices(len(labels), self.chunk_size)
+        slices = chunk_slices(len(labels), self.chunk_size, self.incomplete)
         for name in self.metrics:
             self._components[name] = self._reference_components(name, labels, scores, predicted)
             if name in self.configured_thresholds:
@@ -164,7 +168,7 @@ class MulticlassCBPE:
         if not self.thresholds:
             raise RuntimeError("fit the estimator on a reference first")
         header = {"classes": [self.classes[self._order.index(index)] for index in range(len(self.classes))],
-                  "metrics": self.metrics, "chunk_size": self.chunk_size,
+                  "metrics": self.metrics, "chunk_size": self.chunk_size, "incomplete": self.incomplete,
                   "configured_thresholds": self.configured_thresholds, "thresholds": self.thresholds,
                   "calibrated": self.calibrated, "components": self._components}
         arrays = {}
@@ -181,8 +185,10 @@ class MulticlassCBPE:
         with np.load(io.BytesIO(data), allow_pickle=False) as archive:
             header = json.loads(archive["header"].tobytes().decode())
             arrays = {key: archive[key] for key in archive.files if key != "header"}
+        # An archive written before ``incomplete`` existed was fitted keeping the remainder.
         estimator = cls(header["classes"], header["metrics"], header["chunk_size"],
-                        {name: tuple(pair) for name, pair in header["configured_thresholds"].items()})
+                        {name: tuple(pair) for name, pair in header["configured_thresholds"].items()},
+                        header.get("incomplete", "keep"))
         estimator.thresholds = {name: tuple(pair) for name, pair in header["thresholds"].items()}
         estimator.calibrated = header["calibrated"]
         estimator._components = {name: [tuple(pair) for pair in pairs] for name, pairs in header["components"].items()}

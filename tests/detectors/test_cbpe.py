@@ -82,6 +82,51 @@ def test_chunks_keep_the_remainder():
         chunk_slices(9, None)
 
 
+def test_chunks_drop_the_remainder_when_asked():
+    assert chunk_slices(25, 10, "drop") == [slice(0, 10), slice(10, 20)]
+    assert chunk_slices(20, 10, "drop") == chunk_slices(20, 10) == [slice(0, 10), slice(10, 20)]
+    assert chunk_slices(23, None, "drop") == [slice(i, i + 2) for i in range(0, 22, 2)]
+    assert chunk_slices(9, 10, "drop") == []
+    with pytest.raises(ValueError, match="incomplete"):
+        chunk_slices(25, 10, "merge")
+
+
+def test_a_one_row_remainder_is_left_out_of_the_thresholds_with_drop():
+    # The review's case: kept (NannyML's default), the remainder's accuracy of 0 or 1 widens
+    # the thresholds (up to (0, 1)); dropped, they are those of the complete chunks.
+    rng = np.random.default_rng(0)
+    labels, scores, predicted = calibrated_data(rng, 2001)
+    complete = CBPE(["accuracy", "f1"], chunk_size=1000).fit(labels[:2000], scores[:2000], predicted[:2000])
+    kept = CBPE(["accuracy", "f1"], chunk_size=1000).fit(labels, scores, predicted)
+    dropped = CBPE(["accuracy", "f1"], chunk_size=1000, incomplete="drop").fit(labels, scores, predicted)
+    assert kept.thresholds["accuracy"][0] < complete.thresholds["accuracy"][0]
+    assert kept.thresholds["accuracy"][1] == 1.0 > complete.thresholds["accuracy"][1]
+    assert dropped.thresholds == complete.thresholds
+    assert 0 < dropped.thresholds["accuracy"][0] < dropped.thresholds["accuracy"][1] < 1
+    restored = CBPE.from_bytes(dropped.to_bytes())
+    assert restored.incomplete == "drop" and restored.thresholds == dropped.thresholds
+    # Without a complete reference chunk there are no computed thresholds, hence no alert.
+    tiny = CBPE(["accuracy"], chunk_size=1000, incomplete="drop").fit(labels[:999], scores[:999], predicted[:999])
+    assert tiny.thresholds["accuracy"] == (None, None)
+    assert not tiny.estimate_chunk(scores[:10], predicted[:10])["accuracy"].alert
+
+
+def test_multiclass_drops_the_remainder_when_asked():
+    rng = np.random.default_rng(12)
+    classes = ["a", "b", "c"]
+    # A one-row remainder's macro metrics are undefined (NaN, ignored); five rows widen them.
+    labels, scores, predicted = multiclass_data(rng, 2005, classes)
+    complete = MulticlassCBPE(classes, chunk_size=1000).fit(labels[:2000], scores[:2000], predicted[:2000])
+    kept = MulticlassCBPE(classes, chunk_size=1000).fit(labels, scores, predicted)
+    dropped = MulticlassCBPE(classes, chunk_size=1000, incomplete="drop").fit(labels, scores, predicted)
+    assert kept.thresholds["accuracy"][0] < complete.thresholds["accuracy"][0]
+    assert dropped.thresholds == complete.thresholds
+    restored = MulticlassCBPE.from_bytes(dropped.to_bytes())
+    assert restored.incomplete == "drop" and restored.thresholds == dropped.thresholds
+    with pytest.raises(ValueError, match="incomplete"):
+        MulticlassCBPE(classes, incomplete="merge")
+
+
 def calibrated_data(rng, n, low=0.0, high=1.0):
     scores = rng.uniform(low, high, size=n)
     labels = (rng.uniform(size=n) < scores).astype(int)
@@ -129,6 +174,7 @@ def test_missing_scores_and_predictions_are_left_out_of_their_chunk():
     ({"chunk_size": 0}, "chunk_size"),
     ({"metrics": ["f1"], "thresholds": {"accuracy": (0.5, None)}}, "not estimated"),
     ({"thresholds": {"accuracy": (0.9, 0.8)}}, "below upper"),
+    ({"incomplete": "merge"}, "incomplete must be one of keep, drop"),
 ])
 def test_bad_configuration_is_refused(arguments, message):
     with pytest.raises(ValueError, match=message):
