@@ -85,6 +85,18 @@ def test_a_checkpoint_keeps_the_estimator_unless_its_configuration_changed():
     changed = Engine(Settings.model_validate({"models": {"m": model_config(metrics=["accuracy"])}}))
     changed.restore("m", engine.snapshot("m"))
     assert changed.models["m"].estimator is None and changed.models["m"].estimate is None
+    # One fitted before the reference's last, smaller chunk was left out of the thresholds
+    # (its key without the chunking) is not kept either: its thresholds may be (0, 1).
+    with np.load(io.BytesIO(engine.snapshot("m")), allow_pickle=False) as archive:
+        arrays = {name: archive[name] for name in archive.files}
+    marker = rb', {\"incomplete\": \"drop\"}]'
+    assert arrays["estimator"].tobytes().count(marker) == 1
+    arrays["estimator"] = np.frombuffer(arrays["estimator"].tobytes().replace(marker, b"]"), dtype=np.uint8)
+    snapshot = io.BytesIO()
+    np.savez(snapshot, **arrays)
+    older = Engine(settings)
+    older.restore("m", snapshot.getvalue())
+    assert older.models["m"].estimator is None and older.models["m"].reference is not None
 
 
 def test_references_it_cannot_be_fitted_on_are_refused_with_the_reason():
@@ -99,12 +111,29 @@ def test_references_it_cannot_be_fitted_on_are_refused_with_the_reason():
         engine.set_reference("m", reference_frame(positive="ja", negative="nein"), "upload")
     with pytest.raises(ValueError, match="at least two reference chunks of 500"):
         engine.set_reference("m", reference_frame(rows=400), "upload")
+    # A last, smaller chunk does not count: 501 rows are one chunk of 500 and a remainder.
+    with pytest.raises(ValueError, match=r"at least two reference chunks of 500 labelled rows .*complete ones "
+                                         r".*the reference has 501"):
+        engine.set_reference("m", reference_frame(rows=WINDOW + 1), "upload")
     assert engine.models["m"].reference is None
     # Rows without a label are left out of the fit, not refused.
     partial = reference_frame()
     partial.loc[:999, "label"] = None
     engine.set_reference("m", partial, "upload")
     assert engine.models["m"].estimator.reference_rows == 3000
+
+
+def test_the_reference_s_incomplete_last_chunk_is_left_out_of_the_thresholds():
+    # Kept, a one-row remainder's accuracy (0 or 1) would widen the thresholds to (0, 1) and
+    # estimated_performance_drop could never fire.
+    settings = Settings.model_validate({"models": {"m": model_config()}})
+    complete, with_remainder = Engine(settings), Engine(settings)
+    reference = reference_frame(rows=2 * WINDOW + 1)
+    complete.set_reference("m", reference.iloc[:2 * WINDOW], "upload")
+    with_remainder.set_reference("m", reference, "upload")
+    thresholds = with_remainder.models["m"].estimator.cbpe.thresholds
+    assert thresholds == complete.models["m"].estimator.cbpe.thresholds
+    assert 0 < thresholds["accuracy"][0] < thresholds["accuracy"][1] < 1
 
 
 @pytest.mark.parametrize("estimation, message", [

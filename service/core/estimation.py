@@ -33,6 +33,10 @@ __all__ = ["LABEL", "WindowEstimate", "WindowEstimator"]
 LABEL = "label"
 SCORE, PREDICTION = "score", "prediction"
 SCORES = "scores"  # an event's multiclass scores; the window's columns scores:<class index>
+# The reference's last chunk, when smaller than estimation.chunk, is left out of the thresholds:
+# kept (NannyML's default), a remainder of a few rows has an accuracy of 0 or 1 that widens
+# them to (0, 1), and estimated_performance_drop could never fire.
+REFERENCE_INCOMPLETE = "drop"
 
 
 @dataclass(frozen=True)
@@ -123,10 +127,10 @@ class WindowEstimator:
         if not rows:
             raise ValueError("estimation needs reference rows with a label, a score and a prediction; there are none")
         unconfigured = [name for name in config.metrics if name not in config.thresholds]
-        if unconfigured and len(chunk_slices(rows, chunk)) < 2:
+        if unconfigured and len(chunk_slices(rows, chunk, REFERENCE_INCOMPLETE)) < 2:
             raise ValueError(f"estimation needs at least two reference chunks of {chunk} labelled rows "
-                             f"(estimation.chunk, default window.size) for its thresholds; the reference has "
-                             f"{rows}")
+                             f"(estimation.chunk, default window.size) for its thresholds, complete ones (a "
+                             f"last, smaller chunk is not counted); the reference has {rows}")
         thresholds: dict[str, tuple[float | None, float | None]] = dict(config.thresholds.items())
         key = fitted_for(config, window_size, positive_class)
         if multiclass:
@@ -136,14 +140,15 @@ class WindowEstimator:
                 raise ValueError("the reference labels mix strings and numbers; multiclass estimation needs "
                                  "classes of one kind") from None
             scores = frame[[class_column(value) for value in ordered]][complete].to_numpy(dtype=float)
-            estimator = MulticlassCBPE(ordered, config.metrics, chunk_size=chunk, thresholds=thresholds)
+            estimator = MulticlassCBPE(ordered, config.metrics, chunk_size=chunk, thresholds=thresholds,
+                                       incomplete=REFERENCE_INCOMPLETE)
             return cls(estimator.fit(labels, scores, predictions), rows, key)
         if positive_class not in classes:
             raise ValueError(f"labels.positive_class {positive_class!r} is not among the reference labels "
                              f"({', '.join(map(repr, sorted(classes, key=repr)))})")
         y_true = np.fromiter((label == positive_class for label in labels), dtype=float, count=rows)
         y_pred = np.fromiter((value == positive_class for value in predictions), dtype=float, count=rows)
-        cbpe = CBPE(config.metrics, chunk_size=chunk, thresholds=thresholds)
+        cbpe = CBPE(config.metrics, chunk_size=chunk, thresholds=thresholds, incomplete=REFERENCE_INCOMPLETE)
         return cls(cbpe.fit(y_true, frame[SCORE][complete].to_numpy(dtype=float), y_pred), rows, key)
 
     def estimate(self, scores: np.ndarray, predicted, model_version: str) -> WindowEstimate:
@@ -178,5 +183,8 @@ def class_column(value: Any) -> str:
 
 
 def fitted_for(config: EstimationConfig, window_size: int, positive_class: Any) -> str:
-    """What a fitted estimator depends on besides the reference, as one comparable string."""
-    return json.dumps([config.model_dump(mode="json"), window_size, positive_class], sort_keys=True)
+    """What a fitted estimator depends on besides the reference, as one comparable string.
+    The reference chunking is part of it: an estimator in a checkpoint written before the
+    remainder was dropped is not restored with thresholds that may be (0, 1)."""
+    return json.dumps([config.model_dump(mode="json"), window_size, positive_class,
+                       {"incomplete": REFERENCE_INCOMPLETE}], sort_keys=True)
