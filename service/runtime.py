@@ -125,10 +125,12 @@ class Runtime:
                 loader = self._mlflow_loader(reference.mlflow)
             else:
                 continue
-            # A checkpoint's estimator fitted under another estimation config was not restored:
-            # the reference is read again to fit it.
-            loaded = self.engine.view(model, lambda state: (state.reference_source, state.estimator is not None))
-            if loaded is not None and loaded[0] == source and (config.estimation is None or loaded[1]):
+            # A checkpoint's estimator fitted under another estimation config, or segments of other
+            # features, were not restored: the reference is read again to build them.
+            loaded = self.engine.view(model, lambda state: (state.reference_source, state.estimator is not None,
+                                                            set(state.segments.by) if state.segments else set()))
+            if (loaded is not None and loaded[0] == source and (config.estimation is None or loaded[1])
+                    and loaded[2] == set(config.segments)):
                 continue
             try:
                 self.engine.set_reference(model, loader(), source)

@@ -140,6 +140,32 @@ def test_a_window_without_a_segment_s_rows_breaks_its_drift_run():
     assert segment_signals(policy, evaluation)[("data_drift", "country", "A")] == (False, {"samples": 0})
 
 
+def test_segments_configured_after_a_checkpoint_are_built_from_the_reference_read_again(live_server, tmp_path):
+    path = tmp_path / "reference.csv"
+    pd.DataFrame([event["features"] for event in events(1000, 0, seed=0)]).to_csv(path, index=False)
+    config = {"models": {"m": {"reference": {"path": str(path)}, "window": {"size": 1000, "step": 1000}}}}
+    first = live_server(config, state_dir=tmp_path / "state")
+    post(first, events(1000, 1000, seed=1))
+    assert first.client.get("/v1/models/m/segments").status_code == 409  # none configured
+    first.stop()
+    config["models"]["m"]["segments"] = ["country"]
+    again = live_server(config, state_dir=tmp_path / "state")
+    assert again.client.get("/readyz").status_code == 200
+    post(again, events(1000, 2000, seed=2))
+    answer = again.client.get("/v1/models/m/segments")
+    assert answer.status_code == 200, answer.text
+    assert set(answer.json()["segment_by"]["country"]["segments"]) == set("ABCDE")
+
+
+def test_segments_an_uploaded_reference_cannot_give_are_named_at_restore(caplog):
+    before = engine(segments=[])
+    feed(before, events(1000, 0, seed=0))  # a first-N reference, its rows not kept
+    after = engine()
+    with caplog.at_level("WARNING", logger="driftline.model_state"):
+        after.restore("m", before.snapshot("m"))
+    assert "segments by country, tier not built" in caplog.text and "PUT /v1/models/m/reference" in caplog.text
+
+
 def test_segments_survive_a_checkpoint():
     target = engine()
     feed(target, events(1000, 0, seed=0))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import numpy as np
 
@@ -20,6 +21,8 @@ from service.core.estimation import WindowEstimator, fitted_for
 from service.core.model_state import ModelState
 from service.core.segments import Segments
 from service.core.window import RingColumns
+
+log = logging.getLogger("driftline.model_state")
 
 __all__ = ["CHECKPOINT_FORMAT", "READABLE_FORMATS", "UnknownCheckpointFormat", "from_bytes", "to_bytes"]
 
@@ -135,6 +138,21 @@ def from_bytes(data: bytes, config: ModelConfig, limits: LimitsConfig) -> ModelS
         state.reference_sample[name] = np.frombuffer(blob, dtype=np.float64).copy()
     if "segments" in blobs and config.segments:
         state.segments = Segments.from_bytes(blobs["segments"], config.segments, config.labels.window)
+    if state.reference is not None:
+        _say_what_the_configuration_lacks(state, config)
     if state.reference is not None and state.window is not None and state.window.count:
         state.evaluate_silently()
     return state
+
+
+def _say_what_the_configuration_lacks(state: ModelState, config: ModelConfig) -> None:
+    """Segments and an estimator are built from the reference's rows, which a checkpoint does
+    not keep: configured after the reference was taken, they wait for it to be read again."""
+    missing = [name for name in config.segments if state.segments is None or name not in state.segments.by]
+    lacks = ([f"segments by {', '.join(missing)}"] if missing else []) + \
+        (["the performance estimator"] if config.estimation is not None and state.estimator is None else [])
+    if lacks:
+        log.warning("model %s: %s not built from the reference %s, taken under another configuration; a file or "
+                    "MLflow reference is read again at start-up, an uploaded or first-N one must be uploaded again "
+                    "(PUT /v1/models/%s/reference)", state.name, " and ".join(lacks), state.reference_source or "",
+                    state.name)
