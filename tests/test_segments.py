@@ -88,7 +88,8 @@ def test_the_segment_overflow_counter_never_goes_down_when_the_reference_changes
     target = engine(segments=["country"])
     feed(target, events(1000, 0, seed=0))  # the first-N reference: countries A..E
     unseen = [{**event, "features": {**event["features"], "country": "Z"}} for event in events(300, 1000, seed=1)]
-    feed(target, unseen)
+    feed(target, unseen[:150])
+    feed(target, unseen[150:])  # counted batch by batch: each adds what it pooled
     assert target.overflow["segment"] == 300
     # A new reference starts the model's segments afresh; the counter keeps what it counted.
     target.set_reference("m", pd.DataFrame([event["features"] for event in events(1000, 0, seed=2)]), "upload")

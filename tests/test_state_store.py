@@ -520,11 +520,13 @@ def test_a_change_made_while_the_changelog_is_written_stays_marked(fail):
     """The model is marked changed again, for the next write: nothing acknowledged is lost."""
     engine = Engine(Settings())
     engine.set_reference("m", pd.DataFrame({"x": [1.0, 2.0, 3.0] * 10}), "upload-1")
+    engine.set_reference("n", pd.DataFrame({"x": [1.0, 2.0, 3.0] * 10}), "upload-1")  # partition 1's, not written
     changelog = Changelog(engine, KafkaConfig(bootstrap_servers="127.0.0.1:9", topics=["in"], state_topic="state"))
     changelog.note(0, {"m"})
+    changelog.note(1, {"n"})
     producer = _ChangingProducer(engine, fail)
     no_halves = types.SimpleNamespace(generation={})
     assert changelog.write(producer, no_halves, {0}, {TopicPartition("in", 0): 5}) is not fail
     assert b"m" in producer.keys
-    assert engine.take_dirty() == {"m"}
+    assert engine.take_dirty() == {"m", "n"}
     assert engine.view("m", lambda state: state.reference_source) == "upload-2"
