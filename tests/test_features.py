@@ -53,7 +53,7 @@ def test_a_learned_struct_gives_the_same_windows_and_verdicts_as_dicts():
         state = engine.models["m"]
         results.append(({name: state.window.column(name).tolist() for name in state.window.columns},
                         state.report.to_dict(), state.prediction_report.to_dict(),
-                        {n: f.vocab for n, f in state.features.items()}, list(state.pending._pending.items())))
+                        {n: f.vocab for n, f in state.features.items()}, state.pending.items()))
         assert shapes == {"dicts": {"dict"}, "structs": {"dict", "struct"}, "native": {"native"}}[decoder]
     for other in results[1:]:
         np.testing.assert_equal(other, results[0])

@@ -2,16 +2,17 @@
 
 Labels arrive minutes to days after their prediction. :class:`PendingPredictions` keeps the
 last ``max_pending`` predictions that carried an ``id`` for at most ``ttl`` seconds, in
-insertion order, so eviction is O(1) from the front; a label is ``matched`` (joined and
-removed), ``duplicate`` (its id was matched before) or ``unmatched`` (never seen, evicted
-or expired). Both maps are bounded, so memory is too.
+insertion order; a label is ``matched`` (joined and removed), ``duplicate`` (its id was
+matched before) or ``unmatched`` (never seen, evicted or expired). Both maps are bounded,
+so memory is too.
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict
-from collections.abc import Iterable
+from bisect import bisect_right
+from collections import deque
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from typing import Any
 
 import msgspec
@@ -35,70 +36,199 @@ class Joined:
     segments: list[tuple | None] = field(default_factory=list)
 
 
+@dataclass(slots=True)
+class _Rows:
+    """The columns of one added batch; row ``first + i`` is at index ``i``."""
+
+    first: int
+    timestamps: np.ndarray  # float64
+    versions: list[str]
+    predictions: list
+    scores: np.ndarray  # float64
+    segments: list | None  # segment names, None where a row has none; None: no row has any
+
+    def __len__(self) -> int:
+        return len(self.versions)
+
+
+def _drop_keys(mapping: dict, keys: list) -> None:
+    deque(map(mapping.__delitem__, keys), maxlen=0)  # in C: no Python step per key
+
+
 class PendingPredictions:
+    """Predictions waiting for their label, added and evicted a batch at a time.
+
+    Rows are kept as the columns of the batch that brought them (:class:`_Rows`) and ``_index``
+    maps each waiting id to its row number, oldest id first: adding a batch builds no tuple
+    per row, and evicting the overflow deletes its ids in one step. Rows no longer indexed
+    (joined, evicted, expired, or replaced by a newer prediction with the same id) stay in
+    their batch until it has no indexed row left, or are compacted away once they are as many
+    as the indexed ones, so memory stays within twice ``max_pending`` rows.
+    """
+
     def __init__(self, max_pending: int, ttl: float):
         self.max_pending = max_pending
         self.ttl = ttl
-        # id -> (timestamp, model_version, prediction, score[, segment names])
-        self._pending: OrderedDict[str, tuple] = OrderedDict()
-        # ids matched recently, to tell a duplicate label from an unknown one
-        self._matched: OrderedDict[str, None] = OrderedDict()
+        # id -> row number, in insertion order (a re-sent id keeps its place, with its new row)
+        self._index: dict[str, int] = {}
+        self._batches: list[_Rows] = []  # in row-number order
+        self._firsts: list[int] = []  # each batch's first row number, for bisect
+        self._next = 0  # the next row number
+        self._stored = 0  # rows held in _batches, indexed or not
+        # ids matched recently, to tell a duplicate label from an unknown one (oldest first)
+        self._matched: dict[str, None] = {}
         self.evicted = 0
 
     def __len__(self) -> int:
-        return len(self._pending)
+        return len(self._index)
 
-    def add(self, ids: list[str], rows: Iterable[tuple]) -> None:
-        self._pending.update(zip(ids, rows, strict=True))
-        overflow = len(self._pending) - self.max_pending
-        for _ in range(max(0, overflow)):
-            self._pending.popitem(last=False)
-        self.evicted += max(0, overflow)
+    @property
+    def rows_held(self) -> int:
+        """Rows in memory, waiting or not yet released: at most about twice ``max_pending``."""
+        return self._stored
+
+    def add(self, ids: list[str], timestamps: np.ndarray, versions: list[str], predictions: list,
+            scores: np.ndarray, segments: list | None = None) -> None:
+        """Add a batch's predictions (parallel columns); the oldest beyond ``max_pending`` are evicted."""
+        count = len(ids)
+        if not count:
+            return
+        first = self._next
+        rows = _Rows(first, np.array(timestamps, dtype=np.float64), versions, predictions,
+                     np.array(scores, dtype=np.float64), segments)
+        if not len(rows.timestamps) == len(versions) == len(predictions) == len(rows.scores) == count or \
+                (segments is not None and len(segments) != count):
+            raise ValueError("pending predictions: columns of different lengths")
+        self._next += count
+        self._batches.append(rows)
+        self._firsts.append(first)
+        self._stored += count
+        index = self._index
+        index.update(zip(ids, range(first, first + count), strict=True))
+        overflow = len(index) - self.max_pending
+        if overflow > 0:
+            _drop_keys(index, list(islice(index, overflow)))
+            self.evicted += overflow
+        if self._stored > 2 * len(index) + count:
+            self._release()
 
     def expire(self, now: float) -> None:
         """Drop predictions older than ``ttl`` (event time) from the front."""
         horizon = now - self.ttl
-        pending = self._pending
-        while pending:
-            key, row = next(iter(pending.items()))
-            if row[0] >= horizon:
+        expired = []
+        for key, number in self._index.items():
+            rows = self._rows_of(number)
+            if rows.timestamps.item(number - rows.first) >= horizon:
                 break
-            del pending[key]
-            self.evicted += 1
+            expired.append(key)
+        _drop_keys(self._index, expired)
+        self.evicted += len(expired)
 
     def join(self, labels: list) -> Joined:
         joined = Joined([], [], [], [], [], 0, 0)
-        pending, matched = self._pending, self._matched
+        index, matched = self._index, self._matched
         for label in labels:
             ident = label.id
-            row = pending.pop(ident, None)
-            if row is None:
+            number = index.pop(ident, None)
+            if number is None:
                 if ident in matched:
                     joined.duplicate += 1
                 else:
                     joined.unmatched += 1
                 continue
             matched[ident] = None
-            timestamp, version, prediction, score = row[:4]
-            joined.segments.append(tuple(row[4]) if len(row) > 4 and row[4] is not None else None)
-            joined.versions.append(version)
+            rows = self._rows_of(number)
+            at = number - rows.first
+            segment = None if rows.segments is None else rows.segments[at]
+            joined.segments.append(None if segment is None else tuple(segment))
+            joined.versions.append(rows.versions[at])
             joined.y_true.append(label.label)
-            joined.y_pred.append(prediction)
-            joined.scores.append(score)
-            joined.delays.append(max(0.0, label.timestamp - timestamp))
-        while len(matched) > self.max_pending:
-            matched.popitem(last=False)
+            joined.y_pred.append(rows.predictions[at])
+            joined.scores.append(rows.scores.item(at))
+            joined.delays.append(max(0.0, label.timestamp - rows.timestamps.item(at)))
+        overflow = len(matched) - self.max_pending
+        if overflow > 0:
+            _drop_keys(matched, list(islice(matched, overflow)))
         return joined
+
+    def items(self) -> list[tuple[str, tuple]]:
+        """(id, (timestamp, model_version, prediction, score[, segment names])) in insertion order."""
+        return list(zip(self._index, self._gather(list(self._index.values())), strict=True))
 
     def to_bytes(self) -> bytes:
         # msgspec, not json: a full store (100,000 predictions) is encoded in ~50 ms rather than ~230 ms.
-        return msgspec.json.encode({"ids": list(self._pending), "rows": list(self._pending.values()),
+        return msgspec.json.encode({"ids": list(self._index), "rows": self._gather(list(self._index.values())),
                                     "matched": list(self._matched)})
 
     def load_bytes(self, data: bytes) -> None:
         state = msgspec.json.decode(data)
-        self._pending = OrderedDict(zip(state["ids"], map(tuple, state["rows"]), strict=True))
-        self._matched = OrderedDict.fromkeys(state["matched"])
+        ids, rows = state["ids"], state["rows"]
+        if len(ids) != len(rows):
+            raise ValueError("pending predictions: a checkpoint with more ids than rows, or fewer")
+        self._index, self._batches, self._firsts, self._stored = {}, [], [], 0
+        self._matched = dict.fromkeys(state["matched"])
+        if rows:
+            # Rows of four fields have no segment (their store had no segments then).
+            segments = [row[4] if len(row) > 4 else None for row in rows] \
+                if any(len(row) > 4 for row in rows) else None
+            columns = list(zip(*(row[:4] for row in rows), strict=True))
+            self.add(ids, np.array(columns[0], dtype=np.float64), list(columns[1]), list(columns[2]),
+                     np.array([np.nan if s is None else s for s in columns[3]], dtype=np.float64), segments)
+
+    # -- rows ---------------------------------------------------------------------------
+
+    def _rows_of(self, number: int) -> _Rows:
+        return self._batches[bisect_right(self._firsts, number) - 1]
+
+    def _gather(self, numbers: list[int]) -> list[tuple]:
+        """The rows with these numbers, as tuples, in this order."""
+        if not numbers:
+            return []
+        batches = self._batches
+        lengths = np.fromiter(map(len, batches), dtype=np.int64, count=len(batches))
+        flat_first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
+        wanted = np.asarray(numbers, dtype=np.int64)
+        which = np.searchsorted(np.asarray(self._firsts, dtype=np.int64), wanted, side="right") - 1
+        positions = (wanted - np.asarray(self._firsts, dtype=np.int64)[which] + flat_first[which]).tolist()
+        timestamps = np.concatenate([rows.timestamps for rows in batches])[positions].tolist()
+        scores = np.concatenate([rows.scores for rows in batches])[positions].tolist()
+        versions = list(map(list(chain.from_iterable(rows.versions for rows in batches)).__getitem__, positions))
+        predictions = list(map(list(chain.from_iterable(rows.predictions for rows in batches)).__getitem__,
+                               positions))
+        if all(rows.segments is None for rows in batches):
+            return list(zip(timestamps, versions, predictions, scores, strict=True))
+        segments = list(chain.from_iterable(rows.segments if rows.segments is not None else [None] * len(rows)
+                                            for rows in batches))
+        return list(zip(timestamps, versions, predictions, scores, map(segments.__getitem__, positions),
+                        strict=True))
+
+    def _release(self) -> None:
+        """Free the batches no indexed row is in; when the rest still hold as many unindexed
+        rows as indexed ones, copy the indexed rows into one batch (renumbered, order kept)."""
+        index = self._index
+        numbers = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+        firsts = np.asarray(self._firsts, dtype=np.int64)
+        live = np.bincount(np.searchsorted(firsts, numbers, side="right") - 1, minlength=len(firsts))
+        kept = [i for i, count in enumerate(live.tolist()) if count]
+        self._batches = [self._batches[i] for i in kept]
+        self._firsts = [self._firsts[i] for i in kept]
+        self._stored = sum(map(len, self._batches))
+        if self._stored <= 2 * len(index):
+            return
+        keys, order = list(index), np.argsort(numbers, kind="stable")
+        rows = self._gather(numbers[order].tolist())
+        renumbered = np.empty(len(numbers), dtype=np.int64)
+        renumbered[order] = np.arange(self._next, self._next + len(numbers))
+        self._index, self._batches, self._firsts, self._stored = {}, [], [], 0
+        columns = list(zip(*rows, strict=True))
+        first = self._next
+        self._next += len(rows)
+        self._batches.append(_Rows(first, np.array(columns[0], dtype=np.float64), list(columns[1]),
+                                   list(columns[2]), np.array(columns[3], dtype=np.float64),
+                                   list(columns[4]) if len(columns) > 4 else None))
+        self._firsts.append(first)
+        self._stored = len(rows)
+        self._index = dict(zip(keys, renumbered.tolist(), strict=True))
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray,

@@ -253,13 +253,14 @@ class ModelState:
         """Keep the batch's predictions that have an id for the label join."""
         ids = batch.ids
         missing_ids = ids.count(None)
-        columns = [batch.timestamps.tolist(), versions, batch.predictions, batch.scores.tolist()]
-        rows = zip(*columns, strict=True) if segment_keys is None else zip(*columns, segment_keys, strict=True)
         if missing_ids == 0:  # the common case: every prediction can be joined to a label
-            self.pending.add(cast(list[str], ids), rows)  # no None among them, counted just above
+            self.pending.add(cast(list[str], ids), batch.timestamps, versions, batch.predictions, batch.scores,
+                             segment_keys)
         elif missing_ids < len(ids):
-            keyed = [(i, row) for i, row in zip(ids, rows, strict=True) if i is not None]
-            self.pending.add([k for k, _ in keyed], [r for _, r in keyed])
+            keep = [i for i, ident in enumerate(ids) if ident is not None]
+            self.pending.add([cast(str, ids[i]) for i in keep], batch.timestamps[keep], [versions[i] for i in keep],
+                             [batch.predictions[i] for i in keep], batch.scores[keep],
+                             None if segment_keys is None else [segment_keys[i] for i in keep])
 
     def _encode_features(self, features: FeatureColumns, start: int) -> dict[str, np.ndarray]:
         """One float64 column per reference feature, of the rows from ``start`` on: numbers as
