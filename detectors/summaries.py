@@ -140,6 +140,13 @@ class CategoricalSummary:
         """The categories as a set, for membership tests."""
         return frozenset(map(python_scalar, self.categories))
 
+    @classmethod
+    def counted(cls, categories: list, counts: np.ndarray, n_missing: int, n: int) -> CategoricalSummary:
+        """A summary whose caller knows ``n`` (the sum of ``counts``) already, saving the sum."""
+        summary = cls(categories, counts, n_missing)
+        summary.__dict__["n"] = n  # what the cached property would compute (dataclass frozen: no setattr)
+        return summary
+
 
 ColumnSummary = NumericalSummary | CategoricalSummary
 

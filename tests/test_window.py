@@ -15,6 +15,15 @@ def test_category_counts_equal_the_detectors_counting(seed):
     summary, expected = category_counts(codes), count_categories(codes)
     assert (summary.categories, summary.counts.tolist(), summary.n_missing) == \
         (expected[0], expected[1].tolist(), expected[2])
+    assert summary.n == int(expected[1].sum()) and summary.counts.dtype == np.int64
+    assert all(type(category) is float for category in summary.categories)
+
+
+def test_category_counts_of_a_window_with_no_missing_value():
+    summary = category_counts(np.array([3.0, 0.0, 3.0, 3.0]))
+    assert (summary.categories, summary.counts.tolist(), summary.n_missing, summary.n) == ([0.0, 3.0], [1, 3], 0, 4)
+    empty = category_counts(np.full(3, np.nan))
+    assert (empty.categories, empty.counts.tolist(), empty.n_missing, empty.n) == ([], [], 3, 0)
 
 
 def test_ring_keeps_the_newest_rows():
