@@ -165,6 +165,8 @@ def _outside(reference: NumericalSummary, window: NumericalSummary) -> int:
 
 def _unseen(reference: CategoricalSummary, window: CategoricalSummary) -> int:
     """Values of the window in categories the reference does not have."""
+    if window.categories == reference.categories:  # the reference's categories, every one known
+        return 0
     known = reference.category_set
     return int(sum(count for category, count in zip(window.categories, window.counts.tolist(), strict=True)
                    if python_scalar(category) not in known))

@@ -41,7 +41,9 @@ def distinct_values(ref: ColumnSummary, cur: ColumnSummary) -> int:
             return cur.n_distinct
         return int(np.union1d(ref.distinct_counts()[0], cur.distinct_counts()[0]).size)
     if isinstance(ref, CategoricalSummary) and isinstance(cur, CategoricalSummary):
-        return len(set(ref.categories).union(cur.categories))
+        if cur.categories == ref.categories:  # a window of the reference's categories: nothing to unite
+            return len(ref.distinct_categories)
+        return len(ref.distinct_categories.union(cur.categories))
     raise TypeError(f"a column's summaries must be of one kind: a {type(ref).__name__} reference "
                     f"against a {type(cur).__name__} window")
 

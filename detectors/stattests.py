@@ -54,7 +54,7 @@ def aligned_counts(ref: ColumnSummary, cur: ColumnSummary) -> tuple[list, np.nda
     Values only in the current window (unseen categories) get a reference count of 0.
     """
     if isinstance(ref, CategoricalSummary) and isinstance(cur, CategoricalSummary):
-        return _aligned_categories(ref, cur)
+        return ref.aligned(cur)
     return _aligned_values(*both_numerical(ref, cur))
 
 
@@ -67,22 +67,6 @@ def _aligned_values(ref: NumericalSummary, cur: NumericalSummary) -> tuple[list,
     aligned_ref[np.searchsorted(keys, ref_keys)] = ref_counts
     aligned_cur[np.searchsorted(keys, cur_keys)] = cur_counts
     return keys.tolist(), aligned_ref, aligned_cur
-
-
-def _aligned_categories(ref: CategoricalSummary, cur: CategoricalSummary) -> tuple[list, np.ndarray, np.ndarray]:
-    if cur.categories == ref.categories:  # a window's codes, in the reference's order: nothing to align
-        return list(ref.categories), np.asarray(ref.counts, dtype=np.int64), np.asarray(cur.counts, dtype=np.int64)
-    position = {key: index for index, key in enumerate(ref.categories)}
-    keys = list(ref.categories)
-    for key in cur.categories:
-        if key not in position:
-            position[key] = len(keys)
-            keys.append(key)
-    aligned_ref = np.zeros(len(keys), dtype=np.int64)
-    aligned_ref[: len(ref.categories)] = ref.counts
-    aligned_cur = np.zeros(len(keys), dtype=np.int64)
-    np.add.at(aligned_cur, [position[key] for key in cur.categories], cur.counts)
-    return keys, aligned_ref, aligned_cur
 
 
 def sturges_edges(size: int, low: float, high: float, integer: bool = False) -> np.ndarray:
@@ -325,8 +309,12 @@ def chisquare_pvalue(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -
         return 1.0  # one category: no degrees of freedom (SciPy and Evidently give NaN)
     expected = ref_counts * (cur.n / ref.n)
     # scipy.stats.chisquare's own arithmetic, without its ~1.5 ms of argument handling.
-    with np.errstate(divide="ignore"):  # an unseen category expects 0: statistic inf, p-value 0
+    if isinstance(ref, CategoricalSummary) and ref_counts.size == len(ref.categories) and ref.all_counted:
+        # every category is the reference's and counted there: none expects 0, nothing to silence
         statistic = ((cur_counts - expected) ** 2 / expected).sum()
+    else:
+        with np.errstate(divide="ignore"):  # an unseen category expects 0: statistic inf, p-value 0
+            statistic = ((cur_counts - expected) ** 2 / expected).sum()
     return float(special.chdtrc(expected.size - 1, statistic))
 
 

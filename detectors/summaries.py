@@ -140,6 +140,49 @@ class CategoricalSummary:
         """The categories as a set, for membership tests."""
         return frozenset(map(python_scalar, self.categories))
 
+    # A reference summary is compared with many windows: what the comparison needs of the
+    # reference alone is derived once, on first use.
+
+    @cached_property
+    def distinct_categories(self) -> frozenset:
+        """The categories as they are (no conversion), for the union with a window's."""
+        return frozenset(self.categories)
+
+    @cached_property
+    def all_counted(self) -> bool:
+        """Every category has a positive count (one counted from values always has)."""
+        return bool(np.all(self.counts > 0))
+
+    @cached_property
+    def positions(self) -> dict:
+        """Each category's index in ``categories``, to align another sample's counts with these."""
+        return {key: index for index, key in enumerate(self.categories)}
+
+    def aligned(self, window: CategoricalSummary) -> tuple[list, np.ndarray, np.ndarray]:
+        """The categories of both (these first, then the window's others in its order), with
+        this summary's and the window's count of each (0 where one lacks the category)."""
+        if window.categories == self.categories:  # a window of codes, in this order: nothing to align
+            return list(self.categories), np.asarray(self.counts, dtype=np.int64), \
+                np.asarray(window.counts, dtype=np.int64)
+        known = self.positions
+        keys = list(self.categories)
+        unseen: dict = {}  # the window's categories this summary lacks, in the window's order
+        indices = []
+        for key in window.categories:
+            index = known.get(key)
+            if index is None:
+                index = unseen.get(key)
+                if index is None:
+                    index = unseen[key] = len(keys)
+                    keys.append(key)
+            indices.append(index)
+        aligned = np.zeros(len(keys), dtype=np.int64)
+        aligned[: len(self.categories)] = self.counts
+        # A category listed twice adds up (a bincount, where an assignment would keep one count).
+        window_aligned = np.bincount(indices, weights=window.counts, minlength=len(keys)).astype(np.int64) \
+            if indices else np.zeros(len(keys), dtype=np.int64)
+        return keys, aligned, window_aligned
+
     @classmethod
     def counted(cls, categories: list, counts: np.ndarray, n_missing: int, n: int) -> CategoricalSummary:
         """A summary whose caller knows ``n`` (the sum of ``counts``) already, saving the sum."""
