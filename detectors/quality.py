@@ -157,6 +157,9 @@ def _outside(reference: NumericalSummary, window: NumericalSummary) -> int:
     """Values of the window below the reference's least or above its greatest (both sorted)."""
     if reference.n == 0:
         return window.n
+    counted = window.outside_of(reference)  # a window counted against this reference has it
+    if counted is not None:
+        return counted
     values, least, greatest = window.sorted_values, reference.sorted_values[0], reference.sorted_values[-1]
     below = int(np.searchsorted(values, least, side="left")) if values[0] < least else 0
     above = values.size - int(np.searchsorted(values, greatest, side="right")) if values[-1] > greatest else 0

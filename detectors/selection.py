@@ -13,7 +13,9 @@ reference rows               numerical                          categorical
                              otherwise ``jensenshannon``
 ===========================  =================================  ==========================
 
->>> import numpy as np
+>>> from collections.abc import Mapping
+
+import numpy as np
 >>> from detectors.profile import NumericalSummary
 >>> small = NumericalSummary.from_values(np.arange(500.0))
 >>> auto_method(small, small, "numerical")
@@ -21,6 +23,8 @@ reference rows               numerical                          categorical
 """
 
 from __future__ import annotations
+
+from collections.abc import Mapping
 
 import numpy as np
 
@@ -57,3 +61,18 @@ def auto_method(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> str
     if column_type == NUMERICAL and n_values > FEW_NUMERICAL_VALUES:
         return "wasserstein"
     return "jensenshannon"
+
+
+def ks_columns(reference: Mapping[str, ColumnSummary], method: str = "auto",
+               per_feature_method: Mapping[str, str] | None = None) -> dict[str, NumericalSummary]:
+    """The reference's columns that a comparison with ``method`` (or ``per_feature_method``
+    by column) tests with KS whatever the window holds: ``ks`` named, or ``auto`` on a small
+    numerical reference of more than 5 distinct values (a window can only add values)."""
+    per_feature_method = per_feature_method or {}
+    return {
+        name: ref for name, ref in reference.items()
+        if isinstance(ref, NumericalSummary) and ref.n
+        and (per_feature_method.get(name, method) == "ks"
+             or (per_feature_method.get(name, method) == "auto" and ref.n <= SMALL_REFERENCE_ROWS
+                 and ref.n_distinct > FEW_NUMERICAL_VALUES))
+    }

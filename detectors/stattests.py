@@ -270,14 +270,17 @@ def ks_statistic_numpy(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
 
 def ks_pvalue(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> float:
     ref, cur = both_numerical(ref, cur)
-    statistic = ks_statistic(ref.sorted_values, cur.sorted_values)
-    return ks_pvalue_of_statistic(statistic, ref.sorted_values, cur.sorted_values)
+    statistic = cur.ks_statistic_against(ref)  # a window counted against this reference has it
+    if statistic is None:
+        statistic = ks_statistic(ref.sorted_values, cur.sorted_values)
+    return ks_pvalue_of_statistic(statistic, ref, cur)
 
 
-def ks_pvalue_of_statistic(statistic: float, ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
-    """``scipy.stats.ks_2samp(ref_sorted, cur_sorted).pvalue``, given its statistic: exact up
-    to 10,000 values a sample where SciPy's exact computation succeeds, else asymptotic."""
-    n1, n2 = ref_sorted.size, cur_sorted.size
+def ks_pvalue_of_statistic(statistic: float, ref: NumericalSummary, cur: NumericalSummary) -> float:
+    """``scipy.stats.ks_2samp(ref.sorted_values, cur.sorted_values).pvalue``, given its
+    statistic: exact up to 10,000 values a sample where SciPy's exact computation succeeds,
+    else asymptotic (which alone reads the values)."""
+    n1, n2 = ref.n, cur.n
     exact_key = None
     if max(n1, n2) <= _KS_EXACT_MAX_N:
         # _attempt_exact_2kssamp's h; Python's round, like numpy's, rounds half to even.
@@ -299,7 +302,7 @@ def ks_pvalue_of_statistic(statistic: float, ref_sorted: np.ndarray, cur_sorted:
     if exact and exact_key is not None:
         pvalue = _KS_PVALUES[exact_key] = float(exact_pvalue)
     else:  # SciPy's asymptotic p-value, which depends on the statistic itself
-        pvalue = _KS_PVALUES[asymptotic_key] = float(ks_2samp(ref_sorted, cur_sorted).pvalue)
+        pvalue = _KS_PVALUES[asymptotic_key] = float(ks_2samp(ref.sorted_values, cur.sorted_values).pvalue)
     return pvalue
 
 

@@ -111,6 +111,15 @@ class NumericalSummary:
     def distinct_counts(self) -> tuple[np.ndarray, np.ndarray]:
         return distinct_counts_sorted(self.sorted_values)
 
+    def ks_statistic_against(self, reference: NumericalSummary) -> float | None:
+        """The KS statistic against ``reference`` where it is known already (a window
+        counted against it: :class:`detectors.tabulation.TabulatedSummary`), else None."""
+        return None
+
+    def outside_of(self, reference: NumericalSummary) -> int | None:
+        """How many values lie outside ``reference``'s range, where known already (as above)."""
+        return None
+
     def __repr__(self) -> str:
         return f"NumericalSummary(n={self.n}, n_missing={self.n_missing}, integer={self.integer})"
 

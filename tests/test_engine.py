@@ -137,3 +137,58 @@ def test_a_refused_reference_table_leaves_the_model_as_it_was():
     with pytest.raises(ValueError, match="no feature columns"):
         engine.set_reference("m", table, "upload")
     assert engine.models["m"].task is None and engine.models["m"].reference is None
+
+
+def test_windows_counted_against_the_reference_give_the_verdicts_and_quality_of_sorted_windows(monkeypatch):
+    """The default configuration's KS columns (features and score) are counted as rows come
+    and go (detectors.tabulation); every evaluation, and one after a restore, equals the
+    same engine's that sorts its windows instead."""
+    import os
+
+    from detectors import tabulation
+    from service.core import window
+    from tests.conftest import require_tool
+
+    require_tool("the native kernels detectors._kernels", tabulation.WindowTabulation,
+                 "pip builds them where Rust's cargo is on the PATH",
+                 required=os.environ.get("DRIFTLINE_NATIVE_REQUIRED") == "1")
+    rng = np.random.default_rng(3)
+
+    def lines(n, start, shift):
+        x = rng.normal(shift, size=n).round(2)
+        x[rng.random(n) < 0.05] = np.nan  # missing, and out of the reference's range below
+        return [orjson.dumps({"kind": "prediction", "model": "m", "id": f"e{start + i}",
+                              "timestamp": 1_800_000_000 + start + i,
+                              "features": {"x": None if np.isnan(x[i]) else float(x[i] * (1 + 3 * (i % 50 == 0))),
+                                           "few": int(rng.integers(0, 3)), "c": str(rng.choice(["a", "b"]))},
+                              "prediction": int(rng.random() < 0.5), "score": float(rng.random() ** (1 + shift))})
+                for i in range(n)]
+
+    stream = lines(1000, 0, 0.0) + lines(2500, 1000, 0.4)
+    settings = Settings.model_validate({"models": {"default": {"quality": {"enabled": True}}}})
+
+    def run(counted: bool):
+        if not counted:
+            monkeypatch.setattr(window, "WindowTabulation", None)
+        engine, seen = Engine(settings), []
+        engine.listeners.append(seen.append)
+        for start in range(0, 3000, 250):
+            engine.process(engine.validator.decode_lines(stream[start:start + 250], received_at=0.0))
+        restored = Engine(settings)
+        restored.restore("m", engine.snapshot("m"))
+        restored.listeners.append(seen.append)
+        for engine_ in (engine, restored):
+            engine_.process(engine_.validator.decode_lines(stream[3000:], received_at=0.0))
+        monkeypatch.undo()
+        state = engine.models["m"]
+        tabulated = sorted(name for engine_ in (engine, restored) for name in engine_.models["m"].window.tabulated())
+        return [(e.drift.to_dict(), e.prediction_drift, e.quality.to_dict()) for e in seen if e.kind == "window"], \
+            tabulated, state
+
+    counted, tabulated, state = run(True)
+    sorted_, untabulated, _ = run(False)
+    assert tabulated == [FEATURE + "x", FEATURE + "x", OWN + "score", OWN + "score"] and untabulated == []
+    assert len(counted) == 20 + 2 * 5
+    assert counted == sorted_
+    assert state.report.features["x"].method == "ks" and state.report.features["few"].method != "ks"
+    assert counted[-1][2]["features"]["x"]["out_of_range"] > 0 and counted[-1][2]["features"]["x"]["missing"] > 0

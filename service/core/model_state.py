@@ -21,6 +21,7 @@ import numpy as np
 
 from detectors import CategoricalSummary, DriftReport, FeatureDrift, NumericalSummary, ReferenceProfile
 from detectors.quality import QualityReport, quality_report
+from detectors.selection import ks_columns
 from service.config import LimitsConfig, ModelConfig
 from service.core.columns import (
     FEATURE,
@@ -304,6 +305,8 @@ class ModelState:
             rows = timestamps >= timestamps.max() - self.config.window.max_age
             timestamps = timestamps[rows]
         drift = self.config.drift
+        if isinstance(rows, slice) and not window.tabulation_set:
+            self._tabulate(window)
         current = self._current(window, self.reference, FEATURE, rows)
         self.report = self.reference.compare(current, method=drift.method,
                                              threshold=drift.threshold, drift_share=drift.drift_share,
@@ -342,19 +345,33 @@ class ModelState:
         predicted = np.where(np.isnan(codes), np.nan, codes == (np.nan if positive is None else positive))
         return estimator.estimate(window.column(OWN + SCORE)[rows], predicted, self.last_version)
 
+    def _tabulate(self, window: RingColumns) -> None:
+        """Have the window count the columns a KS test takes (``detectors.tabulation``), once
+        a window (new, or restored) is evaluated."""
+        drift = self.config.drift
+        tested = ((FEATURE, self.reference, drift.per_feature), (OWN, self.prediction_reference, None))
+        references = {namespace + name: summary for namespace, profile, per_feature in tested if profile is not None
+                      for name, summary in ks_columns(profile.columns, drift.method, per_feature).items()}
+        window.tabulate(references)
+
     @staticmethod
     def _current(window: RingColumns, reference: ReferenceProfile, namespace: str,
                  rows: Rows) -> dict[str, NumericalSummary | CategoricalSummary]:
         """The window's columns of the reference's columns (in ``namespace``), summarised as the
-        detectors take them: numbers sorted, category codes counted. (Here, not on the
-        detectors' pool of threads: for 10,000-row columns its hand-offs cost more than the
-        sorts it shares.)"""
+        detectors take them: numbers sorted (or counted against the reference, where the
+        window tabulates them), category codes counted. (Here, not on the detectors' pool of
+        threads: for 10,000-row columns its hand-offs cost more than the sorts it shares.)"""
         current: dict[str, NumericalSummary | CategoricalSummary] = {}
         # Sorting and counting do not depend on the rows' order: unless some are left out,
-        # they are read where they are stored.
+        # they are read where they are stored, and the tabulated columns are counted already.
+        tabulated = window.tabulated() if isinstance(rows, slice) else {}
         read: Callable[[str], np.ndarray] = window.unordered if isinstance(rows, slice) \
             else lambda column: window.column(column)[rows]
         for name, summary in reference.columns.items():
+            counted = tabulated.get(namespace + name)
+            if counted is not None:
+                current[name] = counted
+                continue
             values = read(namespace + name)
             current[name] = category_counts(values) if isinstance(summary, CategoricalSummary) \
                 else NumericalSummary.from_values(values)

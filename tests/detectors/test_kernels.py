@@ -116,7 +116,8 @@ def test_exact_ks_pvalues_are_cached_by_lattice_step_not_by_rounding(monkeypatch
     u, v = np.sort(np.arange(10.0)), np.sort(np.arange(10.0) + 3)
     first, second = 0.5 - 0.2, 0.4 - 0.1
     assert first != second
-    pvalues = {stattests.ks_pvalue_of_statistic(statistic, u, v) for statistic in (first, second)}
+    pvalues = {stattests.ks_pvalue_of_statistic(statistic, NumericalSummary(u), NumericalSummary(v))
+               for statistic in (first, second)}
     assert pvalues == {stats.ks_2samp(u, v).pvalue}
     assert len(stattests._KS_PVALUES) == 1
 
