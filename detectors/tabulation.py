@@ -42,7 +42,8 @@ try:
 except ImportError:  # built only where a Rust toolchain was at install
     _kernels = None
 
-WindowTabulation = _kernels.WindowTabulation if _kernels is not None else None
+# A build of the kernels from before WindowTabulation lacks it: windows are sorted then.
+WindowTabulation = getattr(_kernels, "WindowTabulation", None)
 
 __all__ = ["TabulatedSummary", "WindowTabulation"]
 
