@@ -186,9 +186,10 @@ class Engine:
         else:
             versions = [bound(v) for v in batch.versions]
         latency = batch.latency_ms / 1000.0
-        for version in dict.fromkeys(versions):
-            mask = slice(None) if len(versions) == 1 or all(v == version for v in versions) \
-                else np.array([v == version for v in versions])
+        bound_versions = dict.fromkeys(versions)
+        for version in bound_versions:
+            # One version (the common case): the whole batch, without a Python step per event.
+            mask = slice(None) if len(bound_versions) == 1 else np.array([v == version for v in versions])
             failed = int(np.count_nonzero(batch.errors[mask]))
             self.latency.observe((label, version), latency[mask])
             if failed or (label, version) not in self.prediction_errors:
