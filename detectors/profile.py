@@ -31,6 +31,7 @@ from detectors.frames import frame_columns
 from detectors.report import DriftReport, compare
 from detectors.summaries import (
     CATEGORICAL,
+    CODE_LIMIT,
     INTEGER_CARDINALITY_LIMIT,
     NUMERICAL,
     CategoricalSummary,
@@ -50,6 +51,7 @@ from detectors.summaries import (
 
 __all__ = [
     "CATEGORICAL",
+    "CODE_LIMIT",
     "INTEGER_CARDINALITY_LIMIT",
     "NUMERICAL",
     "CategoricalSummary",

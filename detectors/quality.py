@@ -170,6 +170,9 @@ def _unseen(reference: CategoricalSummary, window: CategoricalSummary) -> int:
     """Values of the window in categories the reference does not have."""
     if window.categories == reference.categories:  # the reference's categories, every one known
         return 0
+    positions = reference.positions_of(window)
+    if positions is not None:  # codes on both sides: -1 where the reference lacks the code
+        return int(window.counts[positions < 0].sum())
     known = reference.category_set
     return int(sum(count for category, count in zip(window.categories, window.counts.tolist(), strict=True)
                    if python_scalar(category) not in known))

@@ -47,6 +47,9 @@ def distinct_values(ref: ColumnSummary, cur: ColumnSummary) -> int:
     if isinstance(ref, CategoricalSummary) and isinstance(cur, CategoricalSummary):
         if cur.categories == ref.categories:  # a window of the reference's categories: nothing to unite
             return len(ref.distinct_categories)
+        positions = ref.positions_of(cur)
+        if positions is not None:  # distinct codes on both sides: the reference's and the window's others
+            return len(ref.categories) + int(np.count_nonzero(positions < 0))
         return len(ref.distinct_categories.union(cur.categories))
     raise TypeError(f"a column's summaries must be of one kind: a {type(ref).__name__} reference "
                     f"against a {type(cur).__name__} window")

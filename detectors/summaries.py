@@ -30,6 +30,12 @@ import numpy as np
 NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
 
+# Categories that are whole numbers below this are aligned as codes, through an array
+# indexed by code (8 bytes a code, once per reference column).
+CODE_LIMIT = 1 << 16
+# Up to this many of a window's categories, a dictionary lookup each costs less than numpy's calls.
+FEW_CATEGORIES = 16
+
 # Evidently 0.7 (evidently.core.datasets.infer_column_type) treats an integer column with
 # at most this many distinct values as categorical.
 INTEGER_CARDINALITY_LIMIT = 10
@@ -167,14 +173,73 @@ class CategoricalSummary:
         """Each category's index in ``categories``, to align another sample's counts with these."""
         return {key: index for index, key in enumerate(self.categories)}
 
+    @cached_property
+    def codes(self) -> np.ndarray | None:
+        """The categories as int64 codes when they are distinct whole numbers in
+        [0, CODE_LIMIT) (a service window's and its reference's are), else None."""
+        try:
+            values = np.array(self.categories)
+        except (ValueError, TypeError, OverflowError):  # e.g. tuples of unequal length
+            return None
+        if values.ndim != 1 or values.size == 0 or values.dtype.kind not in "iuf":
+            return None
+        if not (np.all(values >= 0) and np.all(values < CODE_LIMIT) and np.all(values == np.floor(values))):
+            return None  # NaN fails the first test
+        codes = values.astype(np.int64)
+        return codes if np.unique(codes).size == codes.size else None
+
+    @cached_property
+    def code_positions(self) -> np.ndarray | None:
+        """Each code's index in ``categories`` (-1 for none, and in the one slot past the
+        greatest code, where every greater code is looked up), when the categories are codes."""
+        codes = self.codes
+        if codes is None:
+            return None
+        lookup = np.full(int(codes.max()) + 2, -1, dtype=np.int64)
+        lookup[codes] = np.arange(codes.size)
+        return lookup
+
+    def positions_of(self, window: CategoricalSummary) -> np.ndarray | None:
+        """The index in ``categories`` of each of the window's categories (-1: not here), when
+        both are codes and the window has more than FEW_CATEGORIES: one array lookup where a
+        dictionary takes a Python step a category. Kept on the window, for the tests and the
+        quality report that ask in turn."""
+        if len(window.categories) <= FEW_CATEGORIES:
+            return None
+        kept = window.__dict__.get("_positions_in")
+        if kept is not None and kept[0] is self:
+            return kept[1]
+        lookup, codes = self.code_positions, window.codes
+        positions = None if lookup is None or codes is None else lookup[np.minimum(codes, lookup.size - 1)]
+        window.__dict__["_positions_in"] = (self, positions)
+        return positions
+
     def aligned(self, window: CategoricalSummary) -> tuple[list, np.ndarray, np.ndarray]:
         """The categories of both (these first, then the window's others in its order), with
         this summary's and the window's count of each (0 where one lacks the category)."""
         if window.categories == self.categories:  # a window of codes, in this order: nothing to align
             return list(self.categories), np.asarray(self.counts, dtype=np.int64), \
                 np.asarray(window.counts, dtype=np.int64)
-        known = self.positions
         keys = list(self.categories)
+        positions = self.positions_of(window)
+        if positions is not None:
+            unseen = (positions < 0).nonzero()[0]
+            if unseen.size:
+                positions = positions.copy()  # the kept array stays as looked up
+                positions[unseen] = np.arange(len(keys), len(keys) + unseen.size)
+                keys.extend(window.categories[index] for index in unseen.tolist())
+            window_aligned = np.zeros(len(keys), dtype=np.int64)
+            window_aligned[positions] = window.counts  # codes are distinct: no category twice
+        else:
+            window_aligned = self._aligned_by_value(window, keys)
+        aligned = np.zeros(len(keys), dtype=np.int64)
+        aligned[: len(self.categories)] = self.counts
+        return keys, aligned, window_aligned
+
+    def _aligned_by_value(self, window: CategoricalSummary, keys: list) -> np.ndarray:
+        """The window's counts at each of ``keys``' positions, extending ``keys`` (these
+        categories) with the window's others, by dictionary lookups."""
+        known = self.positions
         unseen: dict = {}  # the window's categories this summary lacks, in the window's order
         indices = []
         for key in window.categories:
@@ -185,18 +250,21 @@ class CategoricalSummary:
                     index = unseen[key] = len(keys)
                     keys.append(key)
             indices.append(index)
-        aligned = np.zeros(len(keys), dtype=np.int64)
-        aligned[: len(self.categories)] = self.counts
         # A category listed twice adds up (a bincount, where an assignment would keep one count).
-        window_aligned = np.bincount(indices, weights=window.counts, minlength=len(keys)).astype(np.int64) \
+        return np.bincount(indices, weights=window.counts, minlength=len(keys)).astype(np.int64) \
             if indices else np.zeros(len(keys), dtype=np.int64)
-        return keys, aligned, window_aligned
 
     @classmethod
-    def counted(cls, categories: list, counts: np.ndarray, n_missing: int, n: int) -> CategoricalSummary:
-        """A summary whose caller knows ``n`` (the sum of ``counts``) already, saving the sum."""
+    def counted(cls, categories: list, counts: np.ndarray, n_missing: int, n: int,
+                codes: np.ndarray | None = None) -> CategoricalSummary:
+        """A summary whose caller knows ``n`` (the sum of ``counts``) already, saving the sum,
+        and maybe ``codes`` (what the cached property would find: the categories as distinct
+        int64 codes in [0, CODE_LIMIT))."""
         summary = cls(categories, counts, n_missing)
-        summary.__dict__["n"] = n  # what the cached property would compute (dataclass frozen: no setattr)
+        # What the cached properties would compute (the dataclass is frozen: no setattr).
+        summary.__dict__["n"] = n
+        if codes is not None:
+            summary.__dict__["codes"] = codes
         return summary
 
 

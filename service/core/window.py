@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from detectors import CategoricalSummary, NumericalSummary
+from detectors.profile import CODE_LIMIT
 from detectors.tabulation import TabulatedSummary, WindowTabulation
 
 
@@ -159,4 +160,5 @@ def category_counts(codes: np.ndarray) -> CategoricalSummary:
     valid = codes[~missing_rows] if missing else codes  # most windows have no missing value: no copy
     tally = np.bincount(valid.astype(np.intp)) if valid.size else np.zeros(0, dtype=np.int64)
     present = tally.nonzero()[0]  # np.flatnonzero's ravel costs more than this whole line
-    return CategoricalSummary.counted(present.astype(np.float64).tolist(), tally[present], missing, valid.size)
+    return CategoricalSummary.counted(present.astype(np.float64).tolist(), tally[present], missing, valid.size,
+                                      present if present.size and present[-1] < CODE_LIMIT else None)

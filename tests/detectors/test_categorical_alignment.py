@@ -112,3 +112,77 @@ def test_a_reference_category_counted_zero_expects_zero_silently():
 def test_auto_counts_the_categories_of_both_samples(ref_codes, cur_counts, method):
     ref = ReferenceProfile.from_columns({"c": np.array(ref_codes)}, types={"c": "categorical"}).columns["c"]
     assert auto_method(ref, category_counts(window(cur_counts)), "categorical") == method
+
+
+# Windows of more than FEW_CATEGORIES codes are aligned through an array indexed by code.
+
+MANY = 40  # codes 0..39 in the reference
+
+
+def many_reference() -> ReferenceProfile:
+    return ReferenceProfile.from_columns({"c": np.repeat(np.arange(float(MANY)), np.arange(1, MANY + 1))},
+                                         types={"c": "categorical"})
+
+
+def by_hand(ref: CategoricalSummary, counts: dict[int, int]) -> tuple[list, list, list]:
+    """The alignment spelled out: the reference's codes, then the window's others ascending."""
+    keys = list(ref.categories) + [float(code) for code in sorted(counts) if float(code) not in ref.categories]
+    reference_counts = dict(zip(ref.categories, ref.counts.tolist(), strict=True))
+    return keys, [reference_counts.get(key, 0) for key in keys], [counts.get(int(key), 0) for key in keys]
+
+
+def test_many_codes_lacking_some_of_the_reference_s_are_scipy_s_chisquare_bit_for_bit():
+    ref = many_reference().columns["c"]
+    counts = {code: 10 + code for code in range(MANY) if code % 7}
+    cur = category_counts(window(counts))
+    assert len(cur.categories) > 16 and cur.categories != ref.categories
+    keys, ref_counts, cur_counts = aligned_counts(ref, cur)
+    assert (keys, ref_counts.tolist(), cur_counts.tolist()) == by_hand(ref, counts)
+    assert chisquare_pvalue(ref, cur, "categorical") == scipy_pvalue(ref, cur_counts.tolist())
+    assert distinct_values(ref, cur) == MANY
+    assert quality_report(many_reference(), {"c": cur}).features["c"].unseen == 0.0
+
+
+def test_many_codes_some_unseen_beyond_the_reference_s_greatest():
+    profile = many_reference()
+    ref = profile.columns["c"]
+    counts = {code: 5 for code in range(3, MANY + 30, 2)}  # 41, 43, ... the reference never had
+    cur = category_counts(window(counts, missing=4))
+    # the test first, then the quality report, on the same window summary (as an evaluation does)
+    feature = profile.compare({"c": cur}).features["c"]
+    assert (feature.method, feature.score, feature.drift, feature.missing) == ("chisquare", 0.0, True, 4)
+    unseen = sum(n for code, n in counts.items() if code >= MANY)
+    assert quality_report(profile, {"c": cur}).features["c"].unseen == unseen / sum(counts.values())
+    keys, ref_counts, cur_counts = aligned_counts(ref, cur)
+    assert (keys, ref_counts.tolist(), cur_counts.tolist()) == by_hand(ref, counts)
+    assert distinct_values(ref, cur) == MANY + len([code for code in counts if code >= MANY])
+
+
+def test_one_window_against_two_references_gets_each_one_s_answer():
+    wide = many_reference().columns["c"]
+    narrow = ReferenceProfile.from_columns({"c": np.arange(20.0)}, types={"c": "categorical"}).columns["c"]
+    counts = {code: 3 for code in range(1, MANY + 5)}  # 40..44 unseen in both, 20..39 in the narrow one
+    cur = category_counts(window(counts))
+    assert distinct_values(wide, cur) == MANY + 5 and distinct_values(narrow, cur) == MANY + 5
+    assert aligned_counts(narrow, cur)[0] == by_hand(narrow, counts)[0]
+    assert aligned_counts(wide, cur)[0] == by_hand(wide, counts)[0]
+    assert quality_report(ReferenceProfile({"c": narrow}, 20), {"c": cur}).features["c"].unseen == 25 / 44
+    assert quality_report(ReferenceProfile({"c": wide}, 820), {"c": cur}).features["c"].unseen == 5 / 44
+
+
+@pytest.mark.parametrize(("categories", "codes"), [
+    ([0.0, 3.0, 2.0], [0, 3, 2]),
+    ([4, 1], [4, 1]),
+    ([True, 2.0], [1, 2]),  # True == 1.0, as a dictionary has it
+    (["a", "b"], None),
+    ([0.0, 0.5], None),
+    ([-1.0, 2.0], None),
+    ([0.0, float(1 << 16)], None),
+    ([2.0, 2.0], None),  # listed twice: aligned by value, where counts add up
+    ([float("nan"), 1.0], None),
+    ([(1, 2), (3,)], None),
+    ([], None),
+])
+def test_categories_are_codes_only_when_distinct_whole_numbers_in_range(categories, codes):
+    found = CategoricalSummary(categories, np.ones(len(categories), dtype=np.int64)).codes
+    assert (None if found is None else found.tolist()) == codes
