@@ -31,7 +31,7 @@ NUMERICAL = "numerical"
 CATEGORICAL = "categorical"
 
 # Categories that are whole numbers below this are aligned as codes, through an array
-# indexed by code (8 bytes a code, once per reference column).
+# indexed by code (4 bytes a code, once per reference column).
 CODE_LIMIT = 1 << 16
 # Up to this many of a window's categories, a dictionary lookup each costs less than numpy's calls.
 FEW_CATEGORIES = 16
@@ -195,7 +195,7 @@ class CategoricalSummary:
         codes = self.codes
         if codes is None:
             return None
-        lookup = np.full(int(codes.max()) + 2, -1, dtype=np.int64)
+        lookup = np.full(int(codes.max()) + 2, -1, dtype=np.int32)
         lookup[codes] = np.arange(codes.size)
         return lookup
 
