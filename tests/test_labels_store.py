@@ -74,10 +74,10 @@ def labels(ids, at):
     return [SimpleNamespace(id=i, label=sum(map(ord, i)) % 2, timestamp=at) for i in ids]
 
 
-@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("seed", range(9))
 def test_random_adds_joins_expiries_and_restores_answer_as_row_by_row(seed):
     rng = random.Random(seed)
-    segmented = seed % 2 == 1
+    segmented = ("never", "always", "some batches")[seed % 3]  # a store can hold rows of both widths
     store, model = PendingPredictions(300, 50.0), RowByRow(300, 50.0)
     clock, made = 0.0, 0
     for _ in range(120):
@@ -91,7 +91,8 @@ def test_random_adds_joins_expiries_and_restores_answer_as_row_by_row(seed):
             versions = [rng.choice("ab") for _ in ids]
             predictions = [rng.randrange(2) for _ in ids]
             scores = np.array([rng.random() if rng.random() > 0.2 else np.nan for _ in ids])
-            segments = [rng.choice([None, ("x",), ("y", "z")]) for _ in ids] if segmented else None
+            segments = [rng.choice([None, ("x",), ("y", "z")]) for _ in ids] \
+                if segmented == "always" or (segmented == "some batches" and rng.random() < 0.5) else None
             store.add(ids, stamps, versions, predictions, scores, segments)
             model.add(ids, stamps, versions, predictions, scores, segments)
         elif action < 0.9:  # labels, for recent, old and unknown ids

@@ -12,7 +12,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, field
-from itertools import chain, islice
+from itertools import chain, groupby, islice
 from typing import Any
 
 import msgspec
@@ -90,9 +90,21 @@ class PendingPredictions:
     def add(self, ids: list[str], timestamps: np.ndarray, versions: list[str], predictions: list,
             scores: np.ndarray, segments: list | None = None) -> None:
         """Add a batch's predictions (parallel columns); the oldest beyond ``max_pending`` are evicted."""
+        count = self._append(ids, timestamps, versions, predictions, scores, segments)
+        index = self._index
+        overflow = len(index) - self.max_pending
+        if overflow > 0:
+            _drop_keys(index, list(islice(index, overflow)))
+            self.evicted += overflow
+        if self._stored > 2 * len(index) + count:
+            self._release()
+
+    def _append(self, ids: list[str], timestamps: np.ndarray, versions: list[str], predictions: list,
+                scores: np.ndarray, segments: list | None) -> int:
+        """Index a batch's rows after the others; how many there were."""
         count = len(ids)
         if not count:
-            return
+            return 0
         first = self._next
         rows = _Rows(first, np.array(timestamps, dtype=np.float64), versions, predictions,
                      np.array(scores, dtype=np.float64), segments)
@@ -103,14 +115,8 @@ class PendingPredictions:
         self._batches.append(rows)
         self._firsts.append(first)
         self._stored += count
-        index = self._index
-        index.update(zip(ids, range(first, first + count), strict=True))
-        overflow = len(index) - self.max_pending
-        if overflow > 0:
-            _drop_keys(index, list(islice(index, overflow)))
-            self.evicted += overflow
-        if self._stored > 2 * len(index) + count:
-            self._release()
+        self._index.update(zip(ids, range(first, first + count), strict=True))
+        return count
 
     def expire(self, now: float) -> None:
         """Drop predictions older than ``ttl`` (event time) from the front."""
@@ -153,11 +159,11 @@ class PendingPredictions:
 
     def items(self) -> list[tuple[str, tuple]]:
         """(id, (timestamp, model_version, prediction, score[, segment names])) in insertion order."""
-        return list(zip(self._index, self._gather(list(self._index.values())), strict=True))
+        return list(zip(self._index, self._gather(self._numbers()), strict=True))
 
     def to_bytes(self) -> bytes:
         # msgspec, not json: a full store (100,000 predictions) is encoded in ~50 ms rather than ~230 ms.
-        return msgspec.json.encode({"ids": list(self._index), "rows": self._gather(list(self._index.values())),
+        return msgspec.json.encode({"ids": list(self._index), "rows": self._gather(self._numbers()),
                                     "matched": list(self._matched)})
 
     def load_bytes(self, data: bytes) -> None:
@@ -167,46 +173,55 @@ class PendingPredictions:
             raise ValueError("pending predictions: a checkpoint with more ids than rows, or fewer")
         self._index, self._batches, self._firsts, self._stored = {}, [], [], 0
         self._matched = dict.fromkeys(state["matched"])
-        if rows:
-            # Rows of four fields have no segment (their store had no segments then).
-            segments = [row[4] if len(row) > 4 else None for row in rows] \
-                if any(len(row) > 4 for row in rows) else None
-            columns = list(zip(*(row[:4] for row in rows), strict=True))
-            self.add(ids, np.array(columns[0], dtype=np.float64), list(columns[1]), list(columns[2]),
-                     np.array([np.nan if s is None else s for s in columns[3]], dtype=np.float64), segments)
+        self._append_rows(ids, rows)
 
     # -- rows ---------------------------------------------------------------------------
+
+    def _numbers(self) -> np.ndarray:
+        """The waiting ids' row numbers, in insertion order."""
+        return np.fromiter(self._index.values(), dtype=np.int64, count=len(self._index))
 
     def _rows_of(self, number: int) -> _Rows:
         return self._batches[bisect_right(self._firsts, number) - 1]
 
-    def _gather(self, numbers: list[int]) -> list[tuple]:
+    def _gather(self, numbers: np.ndarray) -> list[tuple]:
         """The rows with these numbers, as tuples, in this order."""
-        if not numbers:
-            return []
-        batches = self._batches
-        lengths = np.fromiter(map(len, batches), dtype=np.int64, count=len(batches))
-        flat_first = np.concatenate(([0], np.cumsum(lengths)[:-1]))
-        wanted = np.asarray(numbers, dtype=np.int64)
-        which = np.searchsorted(np.asarray(self._firsts, dtype=np.int64), wanted, side="right") - 1
-        positions = (wanted - np.asarray(self._firsts, dtype=np.int64)[which] + flat_first[which]).tolist()
-        timestamps = np.concatenate([rows.timestamps for rows in batches])[positions].tolist()
-        scores = np.concatenate([rows.scores for rows in batches])[positions].tolist()
-        versions = list(map(list(chain.from_iterable(rows.versions for rows in batches)).__getitem__, positions))
-        predictions = list(map(list(chain.from_iterable(rows.predictions for rows in batches)).__getitem__,
-                               positions))
-        if all(rows.segments is None for rows in batches):
-            return list(zip(timestamps, versions, predictions, scores, strict=True))
-        segments = list(chain.from_iterable(rows.segments if rows.segments is not None else [None] * len(rows)
-                                            for rows in batches))
-        return list(zip(timestamps, versions, predictions, scores, map(segments.__getitem__, positions),
-                        strict=True))
+        if numbers.size > 1 and not (np.diff(numbers) > 0).all():  # a re-sent id keeps its place
+            order = np.argsort(numbers, kind="stable")
+            rows = self._gather_ascending(numbers[order])
+            return list(map(rows.__getitem__, np.argsort(order, kind="stable").tolist()))
+        return self._gather_ascending(numbers)
+
+    def _gather_ascending(self, numbers: np.ndarray) -> list[tuple]:
+        """The rows with these (ascending) numbers: a whole batch's columns where all its rows
+        are wanted (the common case), else the wanted positions of each column."""
+        firsts = np.asarray(self._firsts, dtype=np.int64)
+        lengths = np.fromiter(map(len, self._batches), dtype=np.int64, count=len(self._batches))
+        starts = np.searchsorted(numbers, firsts).tolist()
+        stops = np.searchsorted(numbers, firsts + lengths).tolist()
+        pieces = []
+        for rows, start, stop in zip(self._batches, starts, stops, strict=True):
+            if start == stop:
+                continue
+            if stop - start == len(rows):
+                columns = [rows.timestamps.tolist(), rows.versions, rows.predictions, rows.scores.tolist()]
+                if rows.segments is not None:
+                    columns.append(rows.segments)
+            else:
+                at = numbers[start:stop] - rows.first
+                positions = at.tolist()
+                columns = [rows.timestamps[at].tolist(), list(map(rows.versions.__getitem__, positions)),
+                           list(map(rows.predictions.__getitem__, positions)), rows.scores[at].tolist()]
+                if rows.segments is not None:
+                    columns.append(list(map(rows.segments.__getitem__, positions)))
+            pieces.append(zip(*columns, strict=True))
+        return list(chain.from_iterable(pieces))
 
     def _release(self) -> None:
         """Free the batches no indexed row is in; when the rest still hold as many unindexed
         rows as indexed ones, copy the indexed rows into one batch (renumbered, order kept)."""
         index = self._index
-        numbers = np.fromiter(index.values(), dtype=np.int64, count=len(index))
+        numbers = self._numbers()
         firsts = np.asarray(self._firsts, dtype=np.int64)
         live = np.bincount(np.searchsorted(firsts, numbers, side="right") - 1, minlength=len(firsts))
         kept = [i for i, count in enumerate(live.tolist()) if count]
@@ -215,20 +230,25 @@ class PendingPredictions:
         self._stored = sum(map(len, self._batches))
         if self._stored <= 2 * len(index):
             return
-        keys, order = list(index), np.argsort(numbers, kind="stable")
-        rows = self._gather(numbers[order].tolist())
-        renumbered = np.empty(len(numbers), dtype=np.int64)
-        renumbered[order] = np.arange(self._next, self._next + len(numbers))
+        keys, order = list(index), np.argsort(numbers, kind="stable").tolist()
+        rows = self._gather_ascending(numbers[order])
         self._index, self._batches, self._firsts, self._stored = {}, [], [], 0
-        columns = list(zip(*rows, strict=True))
-        first = self._next
-        self._next += len(rows)
-        self._batches.append(_Rows(first, np.array(columns[0], dtype=np.float64), list(columns[1]),
-                                   list(columns[2]), np.array(columns[3], dtype=np.float64),
-                                   list(columns[4]) if len(columns) > 4 else None))
-        self._firsts.append(first)
-        self._stored = len(rows)
-        self._index = dict(zip(keys, renumbered.tolist(), strict=True))
+        self._append_rows(list(map(keys.__getitem__, order)), rows)
+        renumbered = self._index
+        self._index = dict(zip(keys, map(renumbered.__getitem__, keys), strict=True))
+
+    def _append_rows(self, ids: list[str], rows: list) -> None:
+        """Append rows as tuples or lists (a checkpoint's): rows of four fields were added
+        without segments, of five with; a batch per run of either."""
+        start = 0
+        for width, run in groupby(map(len, rows)):
+            stop = start + sum(1 for _ in run)
+            columns = list(zip(*rows[start:stop], strict=True))
+            # A NaN score is written as null: float64 reads it back as NaN.
+            self._append(ids[start:stop], np.array(columns[0], dtype=np.float64), list(columns[1]),
+                         list(columns[2]), np.array(columns[3], dtype=np.float64),
+                         list(columns[4]) if width > 4 else None)
+            start = stop
 
 
 def classification_metrics(y_true: np.ndarray, y_pred: np.ndarray, scores: np.ndarray,
