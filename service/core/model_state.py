@@ -358,9 +358,9 @@ class ModelState:
     def _current(window: RingColumns, reference: ReferenceProfile, namespace: str,
                  rows: Rows) -> dict[str, NumericalSummary | CategoricalSummary]:
         """The window's columns of the reference's columns (in ``namespace``), summarised as the
-        detectors take them: numbers sorted (or counted against the reference, where the
-        window tabulates them), category codes counted. (Here, not on the detectors' pool of
-        threads: for 10,000-row columns its hand-offs cost more than the sorts it shares.)"""
+        detectors take them: numbers sorted or counted against the reference (tabulated),
+        category codes counted. (Not on the detectors' pool of threads: for 10,000-row
+        columns its hand-offs cost more than the sorts it shares.)"""
         current: dict[str, NumericalSummary | CategoricalSummary] = {}
         # Sorting and counting do not depend on the rows' order: unless some are left out,
         # they are read where they are stored, and the tabulated columns are counted already.
@@ -368,8 +368,7 @@ class ModelState:
         read: Callable[[str], np.ndarray] = window.unordered if isinstance(rows, slice) \
             else lambda column: window.column(column)[rows]
         for name, summary in reference.columns.items():
-            counted = tabulated.get(namespace + name)
-            if counted is not None:
+            if (counted := tabulated.get(namespace + name)) is not None:
                 current[name] = counted
                 continue
             values = read(namespace + name)
