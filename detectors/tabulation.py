@@ -19,8 +19,8 @@ The counting is native (``detectors._kernels.WindowTabulation``); where it is no
 ...     tabulation = WindowTabulation(4, [reference.sorted_values])
 ...     tabulation.push([np.array([1.0, 12.0, np.nan, 3.0, 4.0])])  # 1.0 leaves: 4 rows are kept
 ...     (statistic, present, missing, below, above), = tabulation.summaries()
-...     window = TabulatedSummary(np.array([12.0, np.nan, 3.0, 4.0]), reference, statistic, present, missing,
-...                               below + above)
+...     window = TabulatedSummary(lambda: np.array([12.0, np.nan, 3.0, 4.0]), reference, statistic, present,
+...                               missing, below + above)
 ...     print(window.n, window.n_missing, window.outside_of(reference), window.sorted_values.tolist())
 ... else:
 ...     print("3 1 1 [3.0, 4.0, 12.0]")
@@ -29,6 +29,7 @@ The counting is native (``detectors._kernels.WindowTabulation``); where it is no
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from functools import cached_property
 from types import ModuleType
 
@@ -51,18 +52,15 @@ __all__ = ["TabulatedSummary", "WindowTabulation"]
 class TabulatedSummary(NumericalSummary):
     """A window's numerical column as a :class:`WindowTabulation` counted it against
     ``reference``: its KS statistic against that reference and its counts are known; its
-    sorted values (which a test other than KS, or another reference, needs) are computed
-    from ``values`` on first use.
-
-    ``values`` are the window's rows in any order; they are copied, since a window's buffer
-    changes as rows arrive.
+    sorted values (which a test other than KS, or another reference, needs) are computed on
+    first use from ``rows()``, the window's rows in any order (called at most once).
     """
 
-    def __init__(self, values: np.ndarray, reference: NumericalSummary, statistic: float, present: int,
-                 missing: int, outside: int):
+    def __init__(self, rows: Callable[[], np.ndarray], reference: NumericalSummary, statistic: float,
+                 present: int, missing: int, outside: int):
         # Not NumericalSummary.__init__, which takes the sorted values this computes on first use.
         self.n_missing, self.integer = int(missing), False
-        self._values = np.array(values, dtype=np.float64)
+        self._rows = rows
         self._reference = reference.sorted_values
         self._statistic = float(statistic)
         self._present = int(present)
@@ -70,7 +68,7 @@ class TabulatedSummary(NumericalSummary):
 
     @cached_property
     def sorted_values(self) -> np.ndarray:  # type: ignore[override]  # an attribute of the base class
-        ordered = np.sort(self._values)
+        ordered = np.sort(self._rows())
         return ordered[np.isfinite(ordered)]
 
     @property

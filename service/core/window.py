@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import io
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import numpy as np
@@ -80,12 +80,23 @@ class RingColumns:
             return {}
         if self._tabulated_summaries is None or self._tabulated_summaries[0] != self.total:
             summaries = {
-                name: TabulatedSummary(self.unordered(name), reference, statistic, present, missing, below + above)
+                name: TabulatedSummary(self._rows_now(name), reference, statistic, present, missing, below + above)
                 for (name, reference), (statistic, present, missing, below, above)
                 in zip(self._tabulated.items(), self._tabulation.summaries(), strict=True)
             }
             self._tabulated_summaries = (self.total, summaries)
         return self._tabulated_summaries[1]
+
+    def _rows_now(self, name: str) -> Callable[[], np.ndarray]:
+        """The column's rows as they are now (unordered), read when asked: a summary sorts
+        them only if a test needs them. Refused once more rows came, which overwrite them."""
+        total = self.total
+
+        def rows() -> np.ndarray:
+            if self.total != total:
+                raise RuntimeError(f"window column {name!r} read after {self.total - total} more rows came")
+            return self.unordered(name)
+        return rows
 
     def append(self, batch: dict[str, np.ndarray]) -> None:
         """Append rows; ``batch`` maps column -> array, all of one length. Absent columns get NaN."""

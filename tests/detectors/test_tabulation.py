@@ -55,7 +55,7 @@ def test_a_sliding_window_counted_gives_the_sorted_windows_statistic_and_counts(
         assert above == np.count_nonzero(finite > reference.sorted_values[-1])
         if finite.size:  # ks_2samp's own arithmetic (its result is rounded to the lattice once exact)
             assert statistic == ks_statistic_numpy(reference.sorted_values, finite), step
-            window = TabulatedSummary(held, reference, statistic, present, missing, below + above)
+            window = TabulatedSummary(held.copy, reference, statistic, present, missing, below + above)
             assert stattests.ks_pvalue(reference, window, "numerical") == \
                 stats.ks_2samp(reference.sorted_values, finite).pvalue, step
 
@@ -69,9 +69,11 @@ def test_a_tabulated_summary_is_the_windows_summary_against_its_reference(window
     counted = window_tabulation(len(values), [reference.sorted_values])
     counted.push([values])
     (statistic, present, missing, below, above), = counted.summaries()
-    window = TabulatedSummary(values, reference, statistic, present, missing, below + above)
-    values[7:] = 0.0  # a window's buffer changes as rows arrive: the summary keeps its own rows
-    plain = NumericalSummary.from_values(np.concatenate(([np.nan] * 7, window.sorted_values)))
+    reads = []
+    window = TabulatedSummary(lambda: reads.append(1) or values, reference, statistic, present, missing,
+                              below + above)
+    assert window.n == 193 and reads == []  # its counts need no values
+    plain = NumericalSummary.from_values(values)
     assert window.sorted_values.tolist() == plain.sorted_values.tolist() and window.n == plain.n == 193
     assert window.n_missing == plain.n_missing == 7
     for against in (reference, other):  # counted against the one, computed from the values for the other
@@ -79,6 +81,20 @@ def test_a_tabulated_summary_is_the_windows_summary_against_its_reference(window
         assert stattests.ks_pvalue(against, window, "numerical") == expected
         assert _outside(against, window) == _outside(against, plain)
     assert window.ks_statistic_against(reference) == statistic and window.ks_statistic_against(other) is None
+    assert reads == [1]  # the values were read once, for the other reference
+
+
+def test_a_windows_tabulated_column_is_not_read_after_more_rows_came(window_tabulation):
+    from service.core.window import RingColumns
+
+    ring = RingColumns(4, ["x"])
+    ring.append({"x": np.array([1.0, 2.0, 3.0])})
+    ring.tabulate({"x": NumericalSummary.from_values(np.arange(5.0))})
+    summary = ring.tabulated()["x"]
+    ring.append({"x": np.array([9.0])})
+    with pytest.raises(RuntimeError, match="read after 1 more rows came"):
+        _ = summary.sorted_values
+    assert ring.tabulated()["x"].sorted_values.tolist() == [1.0, 2.0, 3.0, 9.0]
 
 
 def test_a_reference_that_is_not_sorted_and_finite_or_columns_that_do_not_match_are_refused(window_tabulation):
