@@ -1,0 +1,39 @@
+"""While the runtime runs, a batch's objects die young: holding a Kafka poll's worth of
+records and dropping them sets off no collection of the cycle collector."""
+
+from __future__ import annotations
+
+import gc
+
+from service.config import Settings
+from service.runtime import YOUNG_COLLECTION_THRESHOLD, Runtime
+
+
+def collections_while(work) -> int:
+    started = []
+    callback = lambda phase, info: started.append(info["generation"]) if phase == "start" else None  # noqa: E731
+    gc.collect()
+    gc.callbacks.append(callback)
+    try:
+        work()
+    finally:
+        gc.callbacks.remove(callback)
+    return len(started)
+
+
+def a_poll_of_records() -> None:
+    records = [(offset, [], b"value") for offset in range(5000)]  # a tuple and a headers list each
+    del records
+
+
+def test_a_running_service_collects_no_garbage_for_a_batch_it_held_and_restores_the_threshold(tmp_path):
+    before = gc.get_threshold()
+    assert before[0] < YOUNG_COLLECTION_THRESHOLD  # Python's default; the test means nothing otherwise
+    assert collections_while(a_poll_of_records) > 0
+    runtime = Runtime(Settings.model_validate({"state_dir": str(tmp_path)}))
+    runtime.start()
+    try:
+        assert collections_while(a_poll_of_records) == 0
+    finally:
+        runtime.stop()
+    assert gc.get_threshold() == before
