@@ -13,9 +13,7 @@ reference rows               numerical                          categorical
                              otherwise ``jensenshannon``
 ===========================  =================================  ==========================
 
->>> from collections.abc import Mapping
-
-import numpy as np
+>>> import numpy as np
 >>> from detectors.profile import NumericalSummary
 >>> small = NumericalSummary.from_values(np.arange(500.0))
 >>> auto_method(small, small, "numerical")
@@ -28,6 +26,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
+from detectors.stattests import KS_EXACT_MAX_N
 from detectors.summaries import NUMERICAL, CategoricalSummary, ColumnSummary, NumericalSummary
 
 SMALL_REFERENCE_ROWS = 1000
@@ -66,15 +65,20 @@ def auto_method(ref: ColumnSummary, cur: ColumnSummary, column_type: str) -> str
     return "jensenshannon"
 
 
-def ks_columns(reference: Mapping[str, ColumnSummary], method: str = "auto",
+def ks_columns(reference: Mapping[str, ColumnSummary], window_rows: int, method: str = "auto",
                per_feature_method: Mapping[str, str] | None = None) -> dict[str, NumericalSummary]:
     """The reference's columns that a comparison with ``method`` (or ``per_feature_method``
-    by column) tests with KS whatever the window holds: ``ks`` named, or ``auto`` on a small
-    numerical reference of more than 5 distinct values (a window can only add values)."""
+    by column) tests with KS whatever the window holds (``ks`` named, or ``auto`` on a small
+    numerical reference of more than 5 distinct values: a window can only add values), and
+    whose p-value is exact: at most ``KS_EXACT_MAX_N`` values in the reference and in a
+    window of ``window_rows``. (Past that SciPy's asymptotic p-value reads both samples
+    sorted, so counting a window against the reference would gain nothing.)"""
     per_feature_method = per_feature_method or {}
+    if window_rows > KS_EXACT_MAX_N:
+        return {}
     return {
         name: ref for name, ref in reference.items()
-        if isinstance(ref, NumericalSummary) and ref.n
+        if isinstance(ref, NumericalSummary) and 0 < ref.n <= KS_EXACT_MAX_N
         and (per_feature_method.get(name, method) == "ks"
              or (per_feature_method.get(name, method) == "auto" and ref.n <= SMALL_REFERENCE_ROWS
                  and ref.n_distinct > FEW_NUMERICAL_VALUES))

@@ -226,9 +226,11 @@ def _scipy_ks() -> tuple[Callable, Callable | None]:
         _attempt_exact_2kssamp = None
     return inspect.unwrap(scipy.stats.ks_2samp), _attempt_exact_2kssamp
 
+
+
 # Up to this many values in the larger sample, ks_2samp's mode "auto" computes the exact
 # p-value (its MAX_AUTO_N), with _attempt_exact_2kssamp from the statistic and the sizes alone.
-_KS_EXACT_MAX_N = 10_000
+KS_EXACT_MAX_N = 10_000
 
 
 def ks_statistic(ref_sorted: np.ndarray, cur_sorted: np.ndarray) -> float:
@@ -282,7 +284,7 @@ def ks_pvalue_of_statistic(statistic: float, ref: NumericalSummary, cur: Numeric
     else asymptotic (which alone reads the values)."""
     n1, n2 = ref.n, cur.n
     exact_key = None
-    if max(n1, n2) <= _KS_EXACT_MAX_N:
+    if max(n1, n2) <= KS_EXACT_MAX_N:
         # _attempt_exact_2kssamp's h; Python's round, like numpy's, rounds half to even.
         exact_key = (n1, n2, round(statistic * (n1 // math.gcd(n1, n2) * n2)))
         pvalue = _KS_PVALUES.get(exact_key)

@@ -3,8 +3,9 @@
 A :class:`ModelState` is fed batches of validated events of its model (never one event at a
 time) and answers with an :class:`Evaluation` whenever a window step completes or labels
 change the performance figures. Memory is bounded by the configuration: the window holds
-``window.size`` rows of float64 per feature, the label store ``labels.max_pending``
-predictions, each categorical feature at most ``limits.max_categories`` distinct values.
+``window.size`` rows of float64 per feature (service.core.window), the label store
+``labels.max_pending`` predictions, each categorical feature at most
+``limits.max_categories`` distinct values.
 
 Its parts live beside it: the columns and vocabularies (service.core.columns), where a
 reference comes from (service.core.reference), the labels' performance
@@ -305,7 +306,7 @@ class ModelState:
             rows = timestamps >= timestamps.max() - self.config.window.max_age
             timestamps = timestamps[rows]
         drift = self.config.drift
-        if isinstance(rows, slice) and not window.tabulation_set:
+        if isinstance(rows, slice) and not window.counting_chosen:
             self._tabulate(window)
         current = self._current(window, self.reference, FEATURE, rows)
         self.report = self.reference.compare(current, method=drift.method,
@@ -346,13 +347,11 @@ class ModelState:
         return estimator.estimate(window.column(OWN + SCORE)[rows], predicted, self.last_version)
 
     def _tabulate(self, window: RingColumns) -> None:
-        """Have the window count the columns a KS test takes (``detectors.tabulation``), once
-        a window (new, or restored) is evaluated."""
-        drift = self.config.drift
+        """Have a window (new, or restored) count the columns a KS test takes (detectors.tabulation)."""
+        drift, rows = self.config.drift, window.capacity
         tested = ((FEATURE, self.reference, drift.per_feature), (OWN, self.prediction_reference, None))
-        references = {namespace + name: summary for namespace, profile, per_feature in tested if profile is not None
-                      for name, summary in ks_columns(profile.columns, drift.method, per_feature).items()}
-        window.tabulate(references)
+        window.tabulate({namespace + name: summary for namespace, profile, per_feature in tested if profile is not None
+                         for name, summary in ks_columns(profile.columns, rows, drift.method, per_feature).items()})
 
     @staticmethod
     def _current(window: RingColumns, reference: ReferenceProfile, namespace: str,

@@ -2,7 +2,9 @@
 
 Columns are float64 numpy arrays (categorical values are stored as codes, NaN = missing), so
 appending a batch is a couple of slice assignments and reading the window is one
-``np.roll``-free concatenation. Memory is ``capacity x columns x 8`` bytes, fixed up front.
+``np.roll``-free concatenation. Memory is ``capacity x columns x 8`` bytes, fixed up front,
+and for each column counted against a reference (below) ``capacity x 4`` bytes and ~40 bytes
+a distinct value of the reference (at most 10,000 values: see ``tabulate``).
 
 A window is mostly summarised from scratch when it is evaluated: numpy's SIMD quicksort
 sorts a 10,000-row column in ~56 us, a quarter of what merging a step's 1,000 rows into a
@@ -42,12 +44,13 @@ class RingColumns:
         self._next = 0  # slot the next row goes to
         self.count = 0  # rows held, <= capacity
         self.total = 0  # rows ever appended
-        # Numerical columns counted against a reference (tabulate), and the counts' summary
-        # as of `total` rows, read once an evaluation.
-        self.tabulation_set = False
-        self._tabulated: dict[str, NumericalSummary] = {}
-        self._tabulation: Any = None
-        self._tabulated_summaries: tuple[int, dict[str, TabulatedSummary]] | None = None
+        # Numerical columns counted against a reference (tabulate: the columns chosen, whether
+        # or not the native kernels count them), the native counts, and their summaries as of
+        # `total` rows, read once an evaluation.
+        self.counting_chosen = False
+        self._counted_references: dict[str, NumericalSummary] = {}
+        self._counts: Any = None
+        self._counted_summaries: tuple[int, dict[str, TabulatedSummary]] | None = None
 
     @property
     def columns(self) -> list[str]:
@@ -56,36 +59,38 @@ class RingColumns:
     def rename(self, names: dict[str, str]) -> None:
         """Rename columns (old -> new); the others keep their names."""
         self._data = {names.get(name, name): values for name, values in self._data.items()}
-        self._tabulated = {names.get(name, name): reference for name, reference in self._tabulated.items()}
-        self._tabulated_summaries = None
+        self._counted_references = {names.get(name, name): reference
+                                    for name, reference in self._counted_references.items()}
+        self._counted_summaries = None
 
     def tabulate(self, references: Mapping[str, NumericalSummary]) -> None:
         """Count these numerical columns against their references from now on (their rows
         so far included), for :meth:`tabulated`; a reference with no value is left out, and
         nothing is counted where the native kernels are not built."""
-        self.tabulation_set = True
-        self._tabulated = {name: reference for name, reference in references.items()
-                           if name in self._data and reference.n}
-        self._tabulated_summaries = None
-        self._tabulation = None
-        if WindowTabulation is not None and self._tabulated:
-            self._tabulation = WindowTabulation(self.capacity, [r.sorted_values for r in self._tabulated.values()])
+        self.counting_chosen = True
+        self._counted_references = {name: reference for name, reference in references.items()
+                                    if name in self._data and reference.n}
+        self._counted_summaries = None
+        self._counts = None
+        if WindowTabulation is not None and self._counted_references:
+            ordered = [reference.sorted_values for reference in self._counted_references.values()]
+            self._counts = WindowTabulation(self.capacity, ordered)
             if self.count:
-                self._tabulation.push([self.column(name) for name in self._tabulated])
+                self._counts.push([self.column(name) for name in self._counted_references])
 
     def tabulated(self) -> dict[str, TabulatedSummary]:
         """The tabulated columns' summaries (see :meth:`tabulate`), by column; computed once
         for the rows held (as long as no row is appended)."""
-        if self._tabulation is None:
+        if self._counts is None:
             return {}
-        if self._tabulated_summaries is None or self._tabulated_summaries[0] != self.total:
+        if self._counted_summaries is None or self._counted_summaries[0] != self.total:
             summaries = {
                 name: TabulatedSummary(self._rows_now(name), reference, statistic, present, missing, below + above)
                 for (name, reference), (statistic, present, missing, below, above)
-                in zip(self._tabulated.items(), self._tabulation.summaries(), strict=True)
+                in zip(self._counted_references.items(), self._counts.summaries(), strict=True)
             }
-            self._tabulated_summaries = (self.total, summaries)
-        return self._tabulated_summaries[1]
+            self._counted_summaries = (self.total, summaries)
+        return self._counted_summaries[1]
 
     def _rows_now(self, name: str) -> Callable[[], np.ndarray]:
         """The column's rows as they are now (unordered), read when asked: a summary sorts
@@ -119,10 +124,10 @@ class RingColumns:
         self._next = (start + keep) % self.capacity
         self.count = min(self.capacity, self.count + n)
         self.total += n
-        if self._tabulation is not None:
+        if self._counts is not None:
             absent = np.full(n, np.nan)
-            self._tabulation.push([np.ascontiguousarray(batch.get(name, absent), dtype=np.float64)
-                                   for name in self._tabulated])
+            self._counts.push([np.ascontiguousarray(batch.get(name, absent), dtype=np.float64)
+                                   for name in self._counted_references])
 
     def unordered(self, name: str) -> np.ndarray:
         """The column's rows in the order they are stored (a read-only view), for whatever

@@ -12,6 +12,7 @@ from scipy import stats
 
 from detectors import stattests, tabulation
 from detectors.quality import _outside
+from detectors.selection import ks_columns
 from detectors.stattests import ks_statistic_numpy
 from detectors.summaries import NumericalSummary
 from detectors.tabulation import TabulatedSummary
@@ -113,3 +114,22 @@ def test_a_reference_that_is_not_sorted_and_finite_or_columns_that_do_not_match_
         counted.push([np.array([1.0]), np.array([1.0, 2.0])])
     with pytest.raises(ValueError, match="contiguous"):
         counted.push([np.arange(4.0)[::2], np.arange(2.0)])
+    foreign = np.array([-1.0, 3.0], dtype=">f8")  # read as native bytes, other numbers
+    with pytest.raises(ValueError, match="byte order"):
+        counted.push([foreign, np.arange(2.0)])
+    with pytest.raises(ValueError, match="byte order"):
+        window_tabulation(10, [np.sort(foreign)])
+    assert counted.rows == 0
+
+
+def test_only_columns_with_exact_ks_pvalues_are_counted():
+    """Past 10,000 values in either sample SciPy's p-value is asymptotic and reads both
+    samples sorted: counting the window would only add work (and memory by the reference)."""
+    small, large = (NumericalSummary.from_values(np.arange(float(n))) for n in (1000, 10_001))
+    few = NumericalSummary.from_values(np.arange(1000.0) % 4)
+    columns = {"small": small, "large": large, "few": few}
+    assert set(ks_columns(columns, 1000)) == {"small"}  # auto: KS on the small reference only
+    assert set(ks_columns(columns, 1000, "ks")) == {"small", "few"}
+    assert set(ks_columns(columns, 10_000, "auto", {"few": "ks"})) == {"small", "few"}
+    assert ks_columns(columns, 10_001, "ks") == {}
+    assert ks_columns(columns, 1000, "wasserstein", {"small": "psi"}) == {}

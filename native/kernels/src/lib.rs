@@ -162,14 +162,12 @@ impl CountedColumn {
         (2 * less + equal) as u32
     }
 
-    /// Puts `values` in the slots from `next` on (round the window), uncounting the rows
-    /// they replace once `held` reaches the capacity; `found` is scratch for their cells.
-    ///
-    /// The cells are all found first: each search is independent of the others, so their
-    /// loads overlap, where a window's arrays (tens of KB a column) are rarely in cache
-    /// between two batches.
-    fn put(&mut self, values: &[f64], next: usize, held: usize, found: &mut Vec<u32>) {
-        // Read once in order (the prefetcher streams it) what the searches then read in any order.
+    /// Reads the arrays a value's search touches once in order, which the prefetcher streams,
+    /// before the searches read them in any order: between two batches of a window they are
+    /// rarely in cache (tens of KB a column), and a cold search waits on each load. Worth it
+    /// for a batch of at least 1/16 as many values as the reference has distinct ones (the
+    /// arrays are ~3 cache lines per 16 distinct values); a smaller batch searches cold.
+    fn warm(&self) {
         let mut touched = 0u32;
         for line in self.guide.chunks(16) {
             touched = touched.wrapping_add(line[0]);
@@ -181,6 +179,17 @@ impl CountedColumn {
             touched = touched.wrapping_add(line[0]);
         }
         std::hint::black_box(touched);
+    }
+
+    /// Puts `values` in the slots from `next` on (round the window), uncounting the rows
+    /// they replace once `held` reaches the capacity; `found` is scratch for their cells.
+    ///
+    /// The cells are all found first: each search is independent of the others, so their
+    /// loads overlap.
+    fn put(&mut self, values: &[f64], next: usize, held: usize, found: &mut Vec<u32>) {
+        if values.len() * 16 >= self.distinct.len() {
+            self.warm();
+        }
         found.clear();
         found.extend(values.iter().map(|&value| self.cell_of(value)));
         let capacity = self.cells.len();
@@ -323,6 +332,13 @@ fn sorted_values<'a>(buffer: &'a PyBuffer<f64>, name: &str) -> PyResult<&'a [f64
 }
 
 fn contiguous<'a>(buffer: &'a PyBuffer<f64>, name: &str) -> PyResult<&'a [f64]> {
+    // PyBuffer<f64> takes any 8-byte float format, whatever its byte order: a ">f8" array's
+    // bytes read as native ones would be other numbers.
+    let format = buffer.format().to_bytes();
+    let foreign = if cfg!(target_endian = "little") { b">!".as_slice() } else { b"<".as_slice() };
+    if format.first().is_some_and(|order| foreign.contains(order)) {
+        return Err(PyValueError::new_err(format!("{name} is not in the machine's byte order")));
+    }
     let pointer = buffer
         .as_slice_ptr()
         .ok_or_else(|| PyValueError::new_err(format!("{name} is not a contiguous float64 array")))?;
