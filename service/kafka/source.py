@@ -19,6 +19,7 @@ from typing import Any
 
 import orjson
 
+from detectors import stattests
 from service.config import CloudEventsConfig, KafkaConfig
 from service.core.engine import Engine
 from service.core.events import Decoded
@@ -96,6 +97,9 @@ class KafkaSource:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="driftline-kafka", daemon=True)
         self._thread.start()
+        # A replica waits seconds for the group to hand it partitions: SciPy's statistics, whose
+        # import would otherwise stall the stream ~0.7 s at the first KS test, load meanwhile.
+        threading.Thread(target=stattests.load_scipy, name="driftline-scipy", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()

@@ -118,3 +118,30 @@ def _kill_the_broker_under_a_connected_replica(broker: Broker, names, tmp_path) 
     assert len(lines) <= 60, "\n".join(lines)
     templates = [re.sub(r"\d+(\.\d+)?", "#", line.split(" ", 2)[-1]) for line in lines if re.match(r"\d{4}-", line)]
     assert all(templates.count(t) <= 3 for t in templates), "\n".join(lines)
+
+
+PRELOAD = """
+import sys, time
+from service.config import Settings
+from service.core.engine import Engine
+from service.kafka.source import KafkaSource
+assert "scipy.stats" not in sys.modules, "imported before the source started"
+settings = Settings(state_dir=sys.argv[1], kafka={"client": sys.argv[2], "bootstrap_servers": sys.argv[3],
+                                                  "topics": ["t"], "state_topic": None})
+source = KafkaSource(Engine(settings), settings.kafka, settings.cloudevents, None, settings.state_dir)
+source.start()
+deadline = time.monotonic() + 20
+while "scipy.stats" not in sys.modules and time.monotonic() < deadline:
+    time.sleep(0.05)
+print("scipy.stats" in sys.modules)
+"""
+
+
+def test_a_source_loads_scipys_statistics_while_it_waits_for_its_partitions(tmp_path, kafka_client):
+    """The first KS test would stall the stream ~0.7 s importing scipy.stats: a replica imports
+    it while it waits for the group (here, for a broker that never answers), before any event."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DRIFTLINE_")}
+    run = subprocess.run([sys.executable, "-c", PRELOAD, str(tmp_path), kafka_client, f"127.0.0.1:{_free_port()}"],
+                         cwd=REPO, env=env, capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.split()[-1] == "True", run.stdout + run.stderr
