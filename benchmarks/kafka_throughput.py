@@ -142,7 +142,7 @@ def driftline(client: str, bootstrap: str, topic: str, n: int, latency_events: i
                          settings.state_dir, changelog=runtime.changelog)
     runtime.add(source)
 
-    marks: dict = {"first": None, "last": None, "count": 0}
+    marks: dict = {"first": None, "last": None, "count": 0, "batches": 0}
     latencies: list[float] = []
     measuring = threading.Event()
 
@@ -151,6 +151,7 @@ def driftline(client: str, bootstrap: str, topic: str, n: int, latency_events: i
         if marks["first"] is None and size:
             marks["first"] = time.perf_counter()
         marks["count"] += size
+        marks["batches"] += 1
         marks["last"] = time.perf_counter()
         if measuring.is_set():
             for batch in records.values():
@@ -168,6 +169,7 @@ def driftline(client: str, bootstrap: str, topic: str, n: int, latency_events: i
     throughput = {"records": marks["count"], "seconds": elapsed, "events_per_s": marks["count"] / elapsed,
                   "cpu_us_per_event": cpu / max(1, marks["count"]) * 1e6,
                   "events_per_cpu_s": marks["count"] / cpu, "evaluations": state.evaluations,
+                  "records_per_batch": marks["count"] / max(1, marks["batches"]),
                   "accepted": sum(v for (m, k), v in runtime.engine.events_total.items() if m == "bench-model")}
 
     # Latency: steady produce rate while driftline is caught up.
@@ -242,7 +244,8 @@ def main() -> int:
         ratio = t["events_per_s"] / ceiling["records_per_s"]
         log(f"  {t['events_per_s']:,.0f} events/s, {t['cpu_us_per_event']:.1f} us CPU per event "
             f"({t['events_per_cpu_s']:,.0f} per CPU second), "
-            f"{t['evaluations']} drift evaluations; {ratio:.2f}x the bare loop")
+            f"{t['evaluations']} drift evaluations, {t['records_per_batch']:,.0f} records a poll; "
+            f"{ratio:.2f}x the bare loop")
         log(f"  produce -> metric update at {lat['rate_per_s']:,.0f}/s: p50 {lat['p50_ms']:.1f} ms, "
             f"p99 {lat['p99_ms']:.1f} ms (max {lat['max_ms']:.1f} ms)")
         summary = {"client": args.client, "events": args.events, "event_bytes": round(size), "produce_s": produce_s,
