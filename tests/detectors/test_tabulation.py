@@ -133,3 +133,13 @@ def test_only_columns_with_exact_ks_pvalues_are_counted():
     assert set(ks_columns(columns, 10_000, "auto", {"few": "ks"})) == {"small", "few"}
     assert ks_columns(columns, 10_001, "ks") == {}
     assert ks_columns(columns, 1000, "wasserstein", {"small": "psi"}) == {}
+
+
+def test_a_tabulated_summarys_sorted_values_leave_out_infinite_rows_as_its_counts_do():
+    """The kernels count an infinite value as missing: the values a tabulated summary sorts
+    for another test are its finite rows, as many as it counts present (as from_values does)."""
+    rows = np.array([3.0, np.inf, np.nan, -np.inf, 1.0])
+    reference = NumericalSummary.from_values(np.arange(5.0))
+    window = TabulatedSummary(lambda: rows, reference, 0.4, present=2, missing=3, outside=0)
+    assert window.sorted_values.tolist() == [1.0, 3.0] == NumericalSummary.from_values(rows).sorted_values.tolist()
+    assert window.n == window.sorted_values.size
