@@ -41,3 +41,22 @@ def test_a_running_service_collects_no_garbage_for_a_batch_it_held_and_restores_
         assert gc.get_threshold() == (700, 10, 10)
     finally:
         gc.set_threshold(*process)
+
+
+def test_the_runtime_raises_only_the_young_threshold_and_never_lowers_it(tmp_path):
+    """The older generations' thresholds are the process's, and a young threshold already
+    above the runtime's (set by whoever embeds it) is left as it is."""
+    process = gc.get_threshold()
+    try:
+        for before, running in (((700, 20, 30), (YOUNG_COLLECTION_THRESHOLD, 20, 30)),
+                                ((2 * YOUNG_COLLECTION_THRESHOLD, 10, 10), (2 * YOUNG_COLLECTION_THRESHOLD, 10, 10))):
+            gc.set_threshold(*before)
+            runtime = Runtime(Settings.model_validate({"state_dir": str(tmp_path / str(before[0]))}))
+            runtime.start()
+            try:
+                assert gc.get_threshold() == running
+            finally:
+                runtime.stop()
+            assert gc.get_threshold() == before
+    finally:
+        gc.set_threshold(*process)
