@@ -97,9 +97,6 @@ class KafkaSource:
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="driftline-kafka", daemon=True)
         self._thread.start()
-        # A replica waits seconds for the group to hand it partitions: SciPy's statistics, whose
-        # import would otherwise stall the stream ~0.7 s at the first KS test, load meanwhile.
-        threading.Thread(target=stattests.load_scipy, name="driftline-scipy", daemon=True).start()
 
     def stop(self) -> None:
         self._stop.set()
@@ -146,6 +143,10 @@ class KafkaSource:
     # -- the loop -----------------------------------------------------------------------
 
     def _run(self) -> None:
+        # SciPy's statistics, whose import would stall the stream ~0.7 s at the first KS test,
+        # load before the replica joins its group; here, not on a thread of their own beside
+        # kafka-python's while those join (a CI run under load saw two joins go wrong so).
+        stattests.load_scipy()
         backoff = 0.5
         while not self._stop.is_set():
             try:
