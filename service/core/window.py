@@ -125,9 +125,9 @@ class RingColumns:
         self.count = min(self.capacity, self.count + n)
         self.total += n
         if self._counts is not None:
-            absent = np.full(n, np.nan)
-            self._counts.push([np.ascontiguousarray(batch.get(name, absent), dtype=np.float64)
-                                   for name in self._counted_references])
+            self._counts.push([np.full(n, np.nan) if (values := batch.get(name)) is None
+                               else np.ascontiguousarray(values, dtype=np.float64)
+                               for name in self._counted_references])
 
     def unordered(self, name: str) -> np.ndarray:
         """The column's rows in the order they are stored (a read-only view), for whatever

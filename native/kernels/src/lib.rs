@@ -66,6 +66,13 @@ fn count_less(sorted: &[f64], value: f64) -> usize {
     sorted.partition_point(|&x| x < value)
 }
 
+/// `value`'s bucket of `buckets` equal-width ones from `least`, `scale` buckets a unit (a NaN
+/// product, from a scale of 0 for a range of 0 or an infinite one, is bucket 0).
+fn bucket_of(value: f64, least: f64, scale: f64, buckets: usize) -> usize {
+    // `as` saturates: below the least value, bucket 0.
+    (((value - least) * scale) as usize).min(buckets - 1)
+}
+
 /// A missing value's cell (NaN, +/-inf, or a slot not yet filled).
 const MISSING: u32 = u32::MAX;
 
@@ -122,39 +129,30 @@ impl CountedColumn {
         let (least, greatest) = (distinct[0], distinct[distinct.len() - 1]);
         let range = greatest - least;
         let scale = if range > 0.0 && range.is_finite() { buckets as f64 / range } else { 0.0 };
-        let mut column = CountedColumn {
+        let mut guide = vec![0u32; buckets + 1];
+        for &value in &distinct {
+            guide[bucket_of(value, least, scale, buckets) + 1] += 1;
+        }
+        for bucket in 0..buckets {
+            guide[bucket + 1] += guide[bucket];
+        }
+        CountedColumn {
             distinct,
-            guide: vec![0; buckets + 1],
+            guide,
             least,
             scale,
             reference_shares,
             counts: vec![0; cells],
             cells: vec![MISSING; capacity],
             missing: 0,
-        };
-        let mut guide = vec![0u32; buckets + 1];
-        for &value in &column.distinct {
-            guide[column.bucket_of(value) + 1] += 1;
         }
-        for bucket in 0..buckets {
-            guide[bucket + 1] += guide[bucket];
-        }
-        column.guide = guide;
-        column
-    }
-
-    /// `value`'s bucket (a NaN scale product, from a range of 0 or an infinite one, is 0).
-    fn bucket_of(&self, value: f64) -> usize {
-        let last = self.guide.len().saturating_sub(2);
-        // `as` saturates: below the least value, bucket 0.
-        (((value - self.least) * self.scale) as usize).min(last)
     }
 
     fn cell_of(&self, value: f64) -> u32 {
         if !value.is_finite() {
             return MISSING;
         }
-        let bucket = self.bucket_of(value);
+        let bucket = bucket_of(value, self.least, self.scale, self.guide.len() - 1);
         let (start, end) = (self.guide[bucket] as usize, self.guide[bucket + 1] as usize);
         let less = start + count_less(&self.distinct[start..end], value);
         // distinct[less] is the first value >= value; past the end, the last (< value).
